@@ -1,0 +1,303 @@
+// Package proxy is tdsproxy's TCP proxy for TDS: listeners, per-connection
+// sessions, the negotiation watcher that builds each connection's Record,
+// and the relay, which becomes a zero-copy splice once negotiation is over.
+//
+// In passthrough the bytes forwarded are exactly the bytes received; a
+// parse failure is recorded and never disturbs the relay.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Config describes one named proxy: a listen address and one fixed upstream.
+// The proxy never connects anywhere a client asks for.
+type Config struct {
+	// Name identifies the proxy in records, logs and the admin API.
+	Name string
+	// Listen is the address to accept clients on, e.g. "127.0.0.1:11433".
+	Listen string
+	// Upstream is the SQL Server to relay to, host:port.
+	Upstream string
+	// DialTimeout bounds the upstream dial; 0 means 10 seconds.
+	DialTimeout time.Duration
+}
+
+// Validate checks the config and names the bad field.
+func (c Config) Validate() error {
+	if c.Name == "" {
+		return errors.New("name: must not be empty")
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen: %q is not host:port: %w", c.Listen, err)
+	}
+	host, port, err := net.SplitHostPort(c.Upstream)
+	if err != nil {
+		return fmt.Errorf("upstream: %q is not host:port: %w", c.Upstream, err)
+	}
+	if host == "" || port == "" || port == "0" {
+		return fmt.Errorf("upstream: %q needs a host and a port", c.Upstream)
+	}
+	if c.DialTimeout < 0 {
+		return fmt.Errorf("dial_timeout: %v is negative", c.DialTimeout)
+	}
+	return nil
+}
+
+// Options are the collaborators of a Proxy. The zero value works: no logs,
+// no sink.
+type Options struct {
+	// Logger receives one line per finished connection (Info) and one per
+	// phase (Debug). nil means no logging.
+	Logger *zap.Logger
+	// Sink, if set, receives every finished connection's record. It is
+	// called from the connection's goroutine and must not block for long.
+	Sink func(*Record)
+	// IDs, if set, is shared by several proxies so connection ids are unique
+	// across them.
+	IDs *atomic.Uint64
+	// Now is the clock; nil means time.Now. Tests set it.
+	Now func() time.Time
+	// Decider, if set, is asked at every phase event whether to inject a
+	// fault (package faults implements it). nil means pure passthrough.
+	Decider Decider
+}
+
+// Proxy is one listener relaying to one upstream.
+type Proxy struct {
+	cfg  Config
+	log  *zap.Logger
+	opts Options
+	ids  *atomic.Uint64
+	seq  atomic.Uint64 // connections accepted by this proxy
+
+	mu       sync.Mutex
+	ln       net.Listener
+	sessions map[uint64]*session
+	closing  bool
+	wg       sync.WaitGroup
+	ctx      context.Context
+	cancel   context.CancelFunc
+}
+
+// New returns a proxy for cfg; Start or Serve makes it accept.
+func New(cfg Config, opts Options) (*Proxy, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("proxy %q: %w", cfg.Name, err)
+	}
+	p := &Proxy{cfg: cfg, opts: opts, log: opts.Logger, ids: opts.IDs, sessions: map[uint64]*session{}}
+	if p.log == nil {
+		p.log = zap.NewNop()
+	}
+	if p.ids == nil {
+		p.ids = new(atomic.Uint64)
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	return p, nil
+}
+
+// Config returns the proxy's configuration.
+func (p *Proxy) Config() Config { return p.cfg }
+
+func (p *Proxy) now() time.Time {
+	if p.opts.Now != nil {
+		return p.opts.Now()
+	}
+	return time.Now()
+}
+
+func (p *Proxy) dialTimeout() time.Duration {
+	if p.cfg.DialTimeout > 0 {
+		return p.cfg.DialTimeout
+	}
+	return 10 * time.Second
+}
+
+// Start listens on the configured address and accepts in the background.
+func (p *Proxy) Start() error {
+	ln, err := net.Listen("tcp", p.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("proxy %q: listen: %w", p.cfg.Name, err)
+	}
+	if !p.setListener(ln) {
+		return nil
+	}
+	go p.serve(ln)
+	return nil
+}
+
+// setListener installs ln; it reports false (and closes ln) after Close.
+func (p *Proxy) setListener(ln net.Listener) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		ln.Close()
+		return false
+	}
+	p.ln = ln
+	return true
+}
+
+// Addr is the address the proxy listens on (nil before Start/Serve).
+func (p *Proxy) Addr() net.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln == nil {
+		return nil
+	}
+	return p.ln.Addr()
+}
+
+// Serve accepts connections on ln until Close. It returns nil after Close.
+func (p *Proxy) Serve(ln net.Listener) error {
+	if !p.setListener(ln) {
+		return nil
+	}
+	return p.serve(ln)
+}
+
+func (p *Proxy) serve(ln net.Listener) error {
+	p.log.Info("proxy listening", zap.String("proxy", p.cfg.Name), zap.Stringer("listen", ln.Addr()), zap.String("upstream", p.cfg.Upstream))
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if p.isClosing() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of file descriptors and the like: back off instead of
+			// spinning, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			p.log.Warn("accept failed", zap.String("proxy", p.cfg.Name), zap.Error(err), zap.Duration("retry_in", backoff))
+			select {
+			case <-time.After(backoff):
+			case <-p.ctx.Done():
+				return nil
+			}
+			continue
+		}
+		backoff = 0
+		p.handle(c)
+	}
+}
+
+func (p *Proxy) isClosing() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closing
+}
+
+func (p *Proxy) handle(c net.Conn) {
+	s := newSession(p, p.ids.Add(1), c)
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		c.Close()
+		return
+	}
+	p.sessions[s.id] = s
+	p.wg.Add(1)
+	p.mu.Unlock()
+	go func() {
+		defer p.wg.Done()
+		s.run(p.ctx)
+	}()
+}
+
+// finished is called once per session with its final record.
+func (p *Proxy) finished(s *session, rec *Record) {
+	p.mu.Lock()
+	delete(p.sessions, s.id)
+	p.mu.Unlock()
+	logRecord(p.log, rec)
+	if p.opts.Sink != nil {
+		p.opts.Sink(rec)
+	}
+}
+
+// Connections returns a snapshot of the live connections' records.
+func (p *Proxy) Connections() []*Record {
+	p.mu.Lock()
+	ss := make([]*session, 0, len(p.sessions))
+	for _, s := range p.sessions {
+		ss = append(ss, s)
+	}
+	p.mu.Unlock()
+	out := make([]*Record, 0, len(ss))
+	for _, s := range ss {
+		out = append(out, s.snapshot())
+	}
+	return out
+}
+
+// CloseConnection closes one live connection, with an RST when reset is
+// true. It reports whether the connection was found.
+func (p *Proxy) CloseConnection(id uint64, reset bool) bool {
+	p.mu.Lock()
+	s := p.sessions[id]
+	p.mu.Unlock()
+	if s == nil {
+		return false
+	}
+	s.abort(CloseShutdown, reset)
+	return true
+}
+
+// StopAccepting closes the listener; live connections go on.
+func (p *Proxy) StopAccepting() {
+	p.mu.Lock()
+	p.closing = true
+	ln := p.ln
+	p.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+}
+
+// Shutdown stops accepting and waits for live connections to end until ctx
+// is done; it then closes what is left (with RST when reset is true).
+func (p *Proxy) Shutdown(ctx context.Context, reset bool) error {
+	p.StopAccepting()
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		p.cancel()
+		return nil
+	case <-ctx.Done():
+	}
+	p.closeAll(reset)
+	<-done
+	p.cancel()
+	return ctx.Err()
+}
+
+// Close stops accepting, closes every live connection and waits for their
+// goroutines to finish.
+func (p *Proxy) Close() error {
+	p.StopAccepting()
+	p.cancel()
+	p.closeAll(false)
+	p.wg.Wait()
+	return nil
+}
+
+func (p *Proxy) closeAll(reset bool) {
+	p.mu.Lock()
+	ss := make([]*session, 0, len(p.sessions))
+	for _, s := range p.sessions {
+		ss = append(ss, s)
+	}
+	p.mu.Unlock()
+	for _, s := range ss {
+		s.abort(CloseShutdown, reset)
+	}
+}

@@ -1,0 +1,518 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// negotiationBuf is the read buffer a direction uses while the watcher looks
+// at its bytes. After negotiation the relay is io.Copy (splice) and this
+// buffer is dropped.
+const negotiationBuf = 32 << 10
+
+// session is one client connection and its upstream connection.
+type session struct {
+	p      *Proxy
+	id     uint64
+	client net.Conn
+	server net.Conn
+
+	mu       sync.Mutex
+	rec      Record
+	w        *watcher
+	lastRead [2]time.Time
+	closed   bool // both conns closed
+
+	watching atomic.Bool
+	bytes    [2]atomic.Int64
+
+	// Fault injection. cd is nil when no rule can touch this connection.
+	cd     ConnDecider
+	stages [2][]Stage // per direction, guarded by mu
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func newSession(p *Proxy, id uint64, client net.Conn) *session {
+	now := p.now()
+	s := &session{p: p, id: id, client: client}
+	s.rec = Record{
+		ID:       id,
+		Proxy:    p.cfg.Name,
+		Client:   client.RemoteAddr().String(),
+		Listener: client.LocalAddr().String(),
+		Upstream: p.cfg.Upstream,
+		Start:    now,
+		Watching: true,
+	}
+	s.rec.Phase = PhaseAccept
+	s.rec.Phases = []PhaseMark{{Phase: PhaseAccept}}
+	s.w = newWatcher(&s.rec, p.now)
+	s.watching.Store(true)
+	s.ctx, s.cancel = context.WithCancel(p.ctx)
+	if p.opts.Decider != nil {
+		ci := ConnInfo{ID: id, Proxy: p.cfg.Name, Seq: p.seq.Add(1), At: now}
+		if ap, err := netip.ParseAddrPort(s.rec.Client); err == nil {
+			ci.Client = ap
+		}
+		s.cd = p.opts.Decider.Connect(ci)
+	}
+	return s
+}
+
+// run dials the upstream, relays both directions until both end, and hands
+// the finished record to the proxy.
+func (s *session) run(ctx context.Context) {
+	defer s.finish()
+	defer s.cancel()
+	if s.cd != nil {
+		s.mu.Lock()
+		v := s.decideLocked([]Event{{Phase: PhaseAccept, Dir: ClientToServer}})
+		s.mu.Unlock()
+		if !s.applyBeforeForward(v, ClientToServer) {
+			return
+		}
+	}
+	d := net.Dialer{Timeout: s.p.dialTimeout()}
+	up, err := d.DialContext(ctx, "tcp", s.p.cfg.Upstream)
+	if err != nil {
+		s.setClose(SideProxy, CloseDialFailed, "dial "+s.p.cfg.Upstream+": "+err.Error())
+		// The client sees what it would see from a server that refused it.
+		resetConn(s.client)
+		return
+	}
+	s.mu.Lock()
+	s.server = up
+	closed := s.closed
+	s.mu.Unlock()
+	if closed { // the proxy closed while we dialled
+		up.Close()
+		s.client.Close()
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); s.pipeClientToServer() }()
+	go func() { defer wg.Done(); s.pipeServerToClient() }()
+	wg.Wait()
+	s.closeBoth()
+}
+
+// The two directions get named functions so goroutine dumps say which is which.
+func (s *session) pipeClientToServer() { s.pipe(ClientToServer, s.client, s.server) }
+func (s *session) pipeServerToClient() { s.pipe(ServerToClient, s.server, s.client) }
+
+func (s *session) pipe(dir Direction, src, dst net.Conn) {
+	var buf []byte
+	for {
+		staged := s.stagesFor(dir)
+		if !s.watching.Load() && staged == nil {
+			break
+		}
+		if buf == nil {
+			buf = make([]byte, negotiationBuf)
+		}
+		n, err := src.Read(buf)
+		if n > 0 {
+			if s.watching.Load() {
+				v := s.observe(dir, buf[:n])
+				if !s.applyBeforeForward(v, dir) {
+					return
+				}
+				staged = s.stagesFor(dir)
+			}
+			if !s.forward(dir, dst, buf[:n], staged) {
+				return
+			}
+		}
+		if err != nil {
+			s.readEnded(dir, err)
+			return
+		}
+	}
+	// Negotiation is over and nothing watches: io.Copy between the two
+	// *net.TCPConn uses splice(2) on Linux, so the bytes never enter user
+	// space (STYLE.md 7).
+	n, err := io.Copy(dst, src)
+	s.bytes[dir].Add(n)
+	if err == nil {
+		err = io.EOF
+	}
+	s.readEnded(dir, err)
+}
+
+// forward writes chunk to dst, through the direction's stages if any. It
+// reports false when the direction must stop.
+func (s *session) forward(dir Direction, dst net.Conn, chunk []byte, stages []Stage) bool {
+	emit := func(b []byte) error {
+		if _, err := dst.Write(b); err != nil {
+			return err
+		}
+		s.bytes[dir].Add(int64(len(b)))
+		return nil
+	}
+	if len(stages) == 0 {
+		if err := emit(chunk); err != nil {
+			s.writeFailed(dir, err)
+			return false
+		}
+		return true
+	}
+	cut, err := runStages(s.ctx, stages, chunk, emit)
+	if err != nil {
+		if s.ctx.Err() == nil {
+			s.writeFailed(dir, err)
+		}
+		return false
+	}
+	if cut != nil {
+		s.cut(dir, cut)
+		return cut.After > 0
+	}
+	return true
+}
+
+// runStages passes chunk through stages[0], whose output goes through
+// stages[1], and so on; the last stage's output is emitted.
+func runStages(ctx context.Context, stages []Stage, chunk []byte, emit func([]byte) error) (*Cut, error) {
+	if len(stages) == 0 {
+		return nil, emit(chunk)
+	}
+	var firstCut *Cut
+	next := func(b []byte) error {
+		c, err := runStages(ctx, stages[1:], b, emit)
+		if c != nil && firstCut == nil {
+			firstCut = c
+		}
+		return err
+	}
+	c, err := stages[0].Forward(ctx, chunk, next)
+	if c != nil && firstCut == nil {
+		firstCut = c
+	}
+	return firstCut, err
+}
+
+func (s *session) stagesFor(dir Direction) []Stage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stages[dir]
+}
+
+// applyBeforeForward acts on a verdict before the chunk that triggered it is
+// forwarded: delay, attach stages, or close. It reports false when the
+// connection was closed.
+func (s *session) applyBeforeForward(v Verdict, dir Direction) bool {
+	if v.Delay > 0 {
+		t := time.NewTimer(v.Delay)
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			t.Stop()
+			return false
+		}
+	}
+	if len(v.Stages) > 0 {
+		s.mu.Lock()
+		for _, ds := range v.Stages {
+			s.stages[ds.Dir] = append(s.stages[ds.Dir], ds.Stage)
+		}
+		s.mu.Unlock()
+	}
+	if v.Close {
+		s.inject(v)
+		return false
+	}
+	return true
+}
+
+// inject closes the connection as a verdict asks: the client sees the close
+// in the configured style, exactly where the emulated peer would close.
+func (s *session) inject(v Verdict) {
+	style := v.Style
+	if style == "" {
+		style = StyleRST
+	}
+	kind := CloseRST
+	switch style {
+	case StyleFIN:
+		kind = CloseFIN
+	case StyleAlert:
+		kind = CloseAlert
+	}
+	s.setClose(SideProxy, kind, "fault "+v.Rule+": "+v.Detail)
+	s.mu.Lock()
+	s.closed = true
+	srv := s.server
+	wrapped := s.rec.TLS != nil && s.rec.TLS.Wrapped || s.rec.Protocol == "tds7"
+	s.mu.Unlock()
+	s.cancel()
+	switch style {
+	case StyleAlert:
+		_ = s.client.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = s.client.Write(alertBytes(v.Alert, wrapped))
+		closeWrite(s.client)
+		s.client.Close()
+	case StyleFIN:
+		s.client.Close()
+	default:
+		resetConn(s.client)
+	}
+	if srv != nil {
+		srv.Close()
+	}
+}
+
+// cut closes the connection on a stage's request, now or after c.After.
+func (s *session) cut(dir Direction, c *Cut) {
+	do := func() {
+		s.inject(Verdict{Close: true, Style: c.Style, Rule: "stage", Detail: c.Reason})
+	}
+	if c.After <= 0 {
+		do()
+		return
+	}
+	t := time.AfterFunc(c.After, do)
+	go func() { <-s.ctx.Done(); t.Stop() }()
+}
+
+// observe shows a chunk to the watcher and acts on the phases it completes.
+func (s *session) observe(dir Direction, b []byte) Verdict {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastRead[dir] = s.p.now()
+	evs := s.w.feed(dir, b)
+	if s.w.done {
+		s.watching.Store(false)
+	}
+	defer s.logEvents(evs)
+	return s.decideLocked(evs)
+}
+
+// decideLocked asks the connection's decider about each event in order and
+// merges the answers: delays add up, stages accumulate, the first close wins.
+func (s *session) decideLocked(evs []Event) Verdict {
+	var out Verdict
+	if s.cd == nil {
+		return out
+	}
+	for i := range evs {
+		v := s.cd.Decide(&evs[i], &s.rec)
+		if v.Rule != "" {
+			s.rec.Faults = append(s.rec.Faults, FaultEvent{
+				Rule: v.Rule, Scenario: v.Scenario, Phase: evs[i].Phase,
+				Action: v.Action, Detail: v.Detail, At: s.p.now().Sub(s.rec.Start),
+			})
+		}
+		out.Delay += v.Delay
+		out.Stages = append(out.Stages, v.Stages...)
+		if v.Close {
+			out.Close, out.Style, out.Alert = true, v.Style, v.Alert
+			out.Rule, out.Scenario, out.Detail, out.Action = v.Rule, v.Scenario, v.Detail, v.Action
+			break
+		}
+	}
+	return out
+}
+
+func (s *session) logEvents(evs []Event) {
+	if len(evs) > 0 && s.p.log.Core().Enabled(zap.DebugLevel) {
+		for _, ev := range evs {
+			s.p.log.Debug("phase", zap.Uint64("conn", s.id), zap.String("proxy", s.p.cfg.Name),
+				zap.String("phase", string(ev.Phase)), zap.Stringer("dir", ev.Dir), zap.Bool("encrypted", ev.Encrypted))
+		}
+	}
+}
+
+// readEnded handles the end of src's stream in direction dir.
+func (s *session) readEnded(dir Direction, err error) {
+	src, dst := s.ends(dir)
+	kind, ours := classify(err)
+	if ours {
+		// We closed this conn ourselves (the other direction or Close did).
+		return
+	}
+	s.setClose(dir.sender(), kind, reasonOf(kind, err))
+	switch kind {
+	case CloseFIN:
+		// A slow_close stage holds the close back for a while first.
+		for _, st := range s.stagesFor(dir) {
+			if es, ok := st.(EOFStage); ok {
+				es.OnEOF(s.ctx)
+			}
+		}
+		// Half-close: pass the FIN on and let the other direction finish.
+		closeWrite(dst)
+	case CloseRST:
+		// Pass the reset on: an RST from SQL Server must reach the client as
+		// an RST, or 10054 becomes a mere EOF.
+		resetConn(dst)
+		src.Close()
+	default:
+		src.Close()
+		dst.Close()
+	}
+}
+
+// writeFailed handles a failed write to dst: its peer is gone, and the
+// direction reading from it will learn how.
+func (s *session) writeFailed(dir Direction, err error) {
+	src, dst := s.ends(dir)
+	kind, ours := classify(err)
+	if !ours {
+		s.setClose(dir.sender().peer(), kind, "write "+dir.String()+": "+err.Error())
+	}
+	if kind == CloseRST {
+		resetConn(src)
+	} else {
+		src.Close()
+	}
+	dst.Close()
+}
+
+func (s *session) ends(dir Direction) (src, dst net.Conn) {
+	if dir == ClientToServer {
+		return s.client, s.server
+	}
+	return s.server, s.client
+}
+
+// setClose records the first close only: who closed first is what matters.
+func (s *session) setClose(by Side, kind CloseKind, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rec.Close != nil {
+		return
+	}
+	ci := &CloseInfo{By: by, Kind: kind, Phase: s.rec.Phase, Reason: reason}
+	// Who owed the next bytes: the side that did not send last.
+	c, sv := s.lastRead[ClientToServer], s.lastRead[ServerToClient]
+	if !c.IsZero() || !sv.IsZero() {
+		if c.After(sv) {
+			ci.Awaiting = SideServer
+			ci.Silence = s.p.now().Sub(c)
+		} else {
+			ci.Awaiting = SideClient
+			ci.Silence = s.p.now().Sub(sv)
+		}
+	}
+	s.rec.Close = ci
+}
+
+func (s *session) closeBoth() {
+	s.cancel()
+	s.mu.Lock()
+	s.closed = true
+	srv := s.server
+	s.mu.Unlock()
+	s.client.Close()
+	if srv != nil {
+		srv.Close()
+	}
+}
+
+// finish stamps the record and hands it on.
+func (s *session) finish() {
+	s.mu.Lock()
+	s.rec.End = s.p.now()
+	s.rec.BytesClientToServer = s.bytes[ClientToServer].Load()
+	s.rec.BytesServerToClient = s.bytes[ServerToClient].Load()
+	s.rec.Watching = false
+	s.rec.Phases = append(s.rec.Phases, PhaseMark{Phase: PhaseClosed, At: s.rec.End.Sub(s.rec.Start)})
+	if s.rec.Close == nil {
+		s.rec.Close = &CloseInfo{By: SideProxy, Kind: CloseShutdown, Phase: s.rec.Phase}
+	}
+	rec := s.rec.Clone()
+	s.mu.Unlock()
+	s.p.finished(s, rec)
+}
+
+// snapshot returns a copy of the record so far.
+func (s *session) snapshot() *Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.rec.Clone()
+	r.BytesClientToServer = s.bytes[ClientToServer].Load()
+	r.BytesServerToClient = s.bytes[ServerToClient].Load()
+	return r
+}
+
+// abort closes both connections now (proxy shutdown).
+func (s *session) abort(kind CloseKind, reset bool) {
+	s.setClose(SideProxy, kind, "proxy closed the connection")
+	s.cancel()
+	s.mu.Lock()
+	s.closed = true
+	srv := s.server
+	s.mu.Unlock()
+	for _, c := range []net.Conn{s.client, srv} {
+		if c == nil {
+			continue
+		}
+		if reset {
+			resetConn(c)
+		} else {
+			c.Close()
+		}
+	}
+}
+
+func (sd Side) peer() Side {
+	if sd == SideClient {
+		return SideServer
+	}
+	return SideClient
+}
+
+// classify maps a read or write error to a close kind; ours is true when the
+// error only says that we closed the conn ourselves.
+func classify(err error) (kind CloseKind, ours bool) {
+	switch {
+	case errors.Is(err, io.EOF):
+		return CloseFIN, false
+	case errors.Is(err, net.ErrClosed):
+		return "", true
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return CloseRST, false
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return CloseTimeout, false
+	}
+	return CloseError, false
+}
+
+func reasonOf(kind CloseKind, err error) string {
+	if kind == CloseFIN {
+		return ""
+	}
+	return err.Error()
+}
+
+// closeWrite half-closes c (sends FIN) when it can, else closes it.
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		if cw.CloseWrite() == nil {
+			return
+		}
+	}
+	c.Close()
+}
+
+// resetConn closes c with an RST: SO_LINGER 0 makes the kernel drop unsent
+// data and send RST instead of FIN, which is what a Windows client reports
+// as error 10054 (WSAECONNRESET).
+func resetConn(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
+}
