@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -291,12 +292,27 @@ func (s *session) observe(dir Direction, b []byte) Verdict {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lastRead[dir] = s.p.now()
-	evs := s.w.feed(dir, b)
+	evs := s.feedSafely(dir, b)
 	if s.w.done {
 		s.watching.Store(false)
 	}
 	defer s.logEvents(evs)
 	return s.decideLocked(evs)
+}
+
+// feedSafely runs the watcher and turns a bug in it into a parse issue: a
+// parser must never take a production connection down with it. This is a
+// last-resort net, not control flow; the watcher returns errors.
+func (s *session) feedSafely(dir Direction, b []byte) (evs []Event) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.w.issue(dir, "watcher", fmt.Errorf("internal error: %v", r))
+			s.w.stopWatching("internal error in the watcher")
+			s.p.log.Error("watcher panicked; relaying without parsing", zap.Uint64("conn", s.id), zap.Any("panic", r))
+			evs = nil
+		}
+	}()
+	return s.w.feed(dir, b)
 }
 
 // decideLocked asks the connection's decider about each event in order and
@@ -395,9 +411,10 @@ func (s *session) setClose(by Side, kind CloseKind, reason string) {
 		return
 	}
 	ci := &CloseInfo{By: by, Kind: kind, Phase: s.rec.Phase, Reason: reason}
-	// Who owed the next bytes: the side that did not send last.
+	// Who owed the next bytes: the side that did not send last. Only known
+	// while the watcher sees the bytes; after negotiation the relay is blind.
 	c, sv := s.lastRead[ClientToServer], s.lastRead[ServerToClient]
-	if !c.IsZero() || !sv.IsZero() {
+	if s.watching.Load() && (!c.IsZero() || !sv.IsZero()) {
 		if c.After(sv) {
 			ci.Awaiting = SideServer
 			ci.Silence = s.p.now().Sub(c)

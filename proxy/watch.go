@@ -182,8 +182,8 @@ func (w *watcher) drain(d *dirWatch) error {
 		if err != nil {
 			return err
 		}
-		if n == 0 {
-			break // need more bytes
+		if n == 0 || w.done {
+			break // need more bytes, or stopped watching (pend is gone)
 		}
 		d.pend = d.pend[n:]
 	}
