@@ -41,6 +41,7 @@ var packetTypeNames = map[PacketType]string{
 // Known reports whether t is a packet type defined by MS-TDS.
 func (t PacketType) Known() bool { _, ok := packetTypeNames[t]; return ok }
 
+// String returns the spec name of the packet type, or 0xNN when unknown.
 func (t PacketType) String() string {
 	if n, ok := packetTypeNames[t]; ok {
 		return n

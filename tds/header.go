@@ -59,6 +59,7 @@ func (h Header) AppendTo(b []byte) []byte {
 // Bytes returns the 8 header bytes.
 func (h Header) Bytes() []byte { return h.AppendTo(make([]byte, 0, HeaderLen)) }
 
+// String summarises the header for logs, e.g. "PRELOGIN status=0x01 len=47 spid=0 id=1".
 func (h Header) String() string {
 	return fmt.Sprintf("%s status=0x%02X len=%d spid=%d id=%d", h.Type, uint8(h.Status), h.Length, h.SPID, h.PacketID)
 }
