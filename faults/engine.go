@@ -1,0 +1,325 @@
+package faults
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tdsproxy/tdsproxy/proxy"
+)
+
+// Engine holds the fault rules of every proxy and decides for their
+// connections. Rules are swapped atomically: a connection keeps the rule set
+// it was accepted under, so changing rules never disturbs live connections.
+type Engine struct {
+	clock Clock
+	mu    sync.Mutex // serialises writers; readers use the atomic pointers
+	sets  map[string]*atomic.Pointer[ruleSet]
+
+	// OnInject, if set, is called for every verdict that injects (metrics).
+	OnInject func(proxyName string, rule, scenario string, phase proxy.Phase, action string)
+}
+
+type ruleSet struct {
+	rules []*rule
+}
+
+// NewEngine returns an engine with no rules. clk nil means the real clock.
+func NewEngine(clk Clock) *Engine {
+	if clk == nil {
+		clk = RealClock{}
+	}
+	return &Engine{clock: clk, sets: map[string]*atomic.Pointer[ruleSet]{}}
+}
+
+func (e *Engine) slot(proxyName string) *atomic.Pointer[ruleSet] {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p, ok := e.sets[proxyName]
+	if !ok {
+		p = new(atomic.Pointer[ruleSet])
+		e.sets[proxyName] = p
+	}
+	return p
+}
+
+// RuleError is a bad rule in a set: Index is its position, Err names the key.
+type RuleError struct {
+	Index int
+	Name  string
+	Err   error
+}
+
+func (e *RuleError) Error() string {
+	return fmt.Sprintf("faults[%d]: %v", e.Index, e.Err)
+}
+
+func (e *RuleError) Unwrap() error { return e.Err }
+
+// Compile validates rules without installing them.
+func Compile(specs []RuleSpec) error {
+	_, err := compileAll(specs, time.Now())
+	return err
+}
+
+func compileAll(specs []RuleSpec, now time.Time) ([]*rule, error) {
+	out := make([]*rule, 0, len(specs))
+	seen := map[string]bool{}
+	for i, s := range specs {
+		r, err := compile(s, now)
+		if err != nil {
+			return nil, &RuleError{Index: i, Name: s.Name, Err: err}
+		}
+		if seen[s.Name] {
+			return nil, &RuleError{Index: i, Name: s.Name, Err: fmt.Errorf("name: %q is used twice", s.Name)}
+		}
+		seen[s.Name] = true
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// SetRules replaces the proxy's rules. Either all are valid and installed at
+// once, or none is and the error names the bad one.
+func (e *Engine) SetRules(proxyName string, specs []RuleSpec) error {
+	rs, err := compileAll(specs, e.clock.Now())
+	if err != nil {
+		return err
+	}
+	e.slot(proxyName).Store(&ruleSet{rules: rs})
+	return nil
+}
+
+// Rules returns the proxy's rules as installed (seeds filled in).
+func (e *Engine) Rules(proxyName string) []RuleSpec {
+	set := e.slot(proxyName).Load()
+	if set == nil {
+		return nil
+	}
+	out := make([]RuleSpec, len(set.rules))
+	for i, r := range set.rules {
+		out[i] = r.spec
+	}
+	return out
+}
+
+// ErrNoRule is returned for a rule name that does not exist.
+var ErrNoRule = errors.New("no such rule")
+
+// ErrRuleExists is returned when adding a rule whose name is taken.
+var ErrRuleExists = errors.New("rule already exists")
+
+// AddRule appends one rule to the proxy's set.
+func (e *Engine) AddRule(proxyName string, spec RuleSpec) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	specs := e.rulesLocked(proxyName)
+	if slices.ContainsFunc(specs, func(s RuleSpec) bool { return s.Name == spec.Name }) {
+		return fmt.Errorf("%w: %q", ErrRuleExists, spec.Name)
+	}
+	return e.storeLocked(proxyName, append(specs, spec))
+}
+
+// ReplaceRule replaces the named rule (its name may change).
+func (e *Engine) ReplaceRule(proxyName, name string, spec RuleSpec) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	specs := e.rulesLocked(proxyName)
+	i := slices.IndexFunc(specs, func(s RuleSpec) bool { return s.Name == name })
+	if i < 0 {
+		return fmt.Errorf("%w: %q", ErrNoRule, name)
+	}
+	specs[i] = spec
+	return e.storeLocked(proxyName, specs)
+}
+
+// DeleteRule removes the named rule.
+func (e *Engine) DeleteRule(proxyName, name string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	specs := e.rulesLocked(proxyName)
+	i := slices.IndexFunc(specs, func(s RuleSpec) bool { return s.Name == name })
+	if i < 0 {
+		return fmt.Errorf("%w: %q", ErrNoRule, name)
+	}
+	return e.storeLocked(proxyName, slices.Delete(specs, i, i+1))
+}
+
+func (e *Engine) rulesLocked(proxyName string) []RuleSpec {
+	p, ok := e.sets[proxyName]
+	if !ok || p.Load() == nil {
+		return nil
+	}
+	set := p.Load()
+	out := make([]RuleSpec, len(set.rules))
+	for i, r := range set.rules {
+		out[i] = r.spec
+	}
+	return out
+}
+
+func (e *Engine) storeLocked(proxyName string, specs []RuleSpec) error {
+	rs, err := compileAll(specs, e.clock.Now())
+	if err != nil {
+		return err
+	}
+	p, ok := e.sets[proxyName]
+	if !ok {
+		p = new(atomic.Pointer[ruleSet])
+		e.sets[proxyName] = p
+	}
+	p.Store(&ruleSet{rules: rs})
+	return nil
+}
+
+// Decider returns the proxy.Decider for the named proxy. It reads the
+// proxy's current rules at every accept.
+func (e *Engine) Decider(proxyName string) proxy.Decider {
+	return &proxyDecider{e: e, name: proxyName, set: e.slot(proxyName)}
+}
+
+type proxyDecider struct {
+	e    *Engine
+	name string
+	set  *atomic.Pointer[ruleSet]
+}
+
+var (
+	_ proxy.Decider     = (*proxyDecider)(nil)
+	_ proxy.AcceptGate  = (*proxyDecider)(nil)
+	_ proxy.ConnDecider = (*connDecider)(nil)
+)
+
+// Connect draws this connection's random values for every rule, in accept
+// order, so the same seed and the same connection sequence give the same
+// decisions, and keeps the rules whose static match holds.
+func (d *proxyDecider) Connect(ci proxy.ConnInfo) proxy.ConnDecider {
+	set := d.set.Load()
+	if set == nil || len(set.rules) == 0 {
+		return nil
+	}
+	cd := &connDecider{d: d}
+	for _, r := range set.rules {
+		// The same draws per rule per connection, used or not, taken in
+		// accept order.
+		matchDraw, rateDraw, own := r.rand.Float64(), r.rand.Float64(), r.rand.Split()
+		ok, _ := r.staticMatch(ci, matchDraw)
+		if !ok {
+			continue
+		}
+		cd.rules = append(cd.rules, &connRule{r: r, rateHit: rateDraw < r.params.rate, rand: own})
+	}
+	if len(cd.rules) == 0 {
+		return nil
+	}
+	return cd
+}
+
+// BeforeAccept implements proxy.AcceptGate for the delayed-accept
+// scenario's full-backlog form: accepts pause, so the kernel's small
+// backlog fills and new SYNs go unanswered.
+func (d *proxyDecider) BeforeAccept() (pause time.Duration, backlog int) {
+	set := d.set.Load()
+	if set == nil {
+		return 0, 0
+	}
+	now := d.e.clock.Now()
+	for _, r := range set.rules {
+		if r.scen == nil || r.scen.Name != ScenarioDelayedAccept || r.params.backlog == 0 {
+			continue
+		}
+		if w := r.spec.Match.Window; w != nil {
+			since := now.Sub(r.setAt)
+			if since%time.Duration(w.Every) >= time.Duration(w.For) {
+				continue
+			}
+		}
+		return r.params.acceptDelay, r.params.backlog
+	}
+	return 0, 0
+}
+
+type connDecider struct {
+	d     *proxyDecider
+	rules []*connRule
+}
+
+// connRule is one rule's state on one connection.
+type connRule struct {
+	r        *rule
+	rand     *Rand // this connection's own stream, for stages
+	rateHit  bool
+	dheArmed bool
+	out      bool // a dynamic match failed: the rule no longer applies
+}
+
+func (c *connRule) close(detail string) proxy.Verdict {
+	return proxy.Verdict{Close: true, Style: c.r.style, Alert: c.r.alert, Action: "close:" + string(c.r.style), Detail: detail}
+}
+
+func (c *connRule) delay(d time.Duration, detail string) proxy.Verdict {
+	return proxy.Verdict{Delay: d, Action: "delay", Detail: detail}
+}
+
+// Decide asks every rule still in play, in order. Verdicts merge as the
+// proxy merges events: the first close wins.
+func (c *connDecider) Decide(ev *proxy.Event, rec *proxy.Record) proxy.Verdict {
+	var out proxy.Verdict
+	for _, cr := range c.rules {
+		if cr.out {
+			continue
+		}
+		ok, known := cr.r.dynamicMatch(rec)
+		if !known {
+			continue
+		}
+		if !ok {
+			cr.out = true
+			continue
+		}
+		var v proxy.Verdict
+		if cr.r.scen != nil {
+			v = cr.r.scen.decide(cr.r.params, cr, ev, rec)
+		} else if ev.Phase == cr.r.phase {
+			v = c.attach(cr, ev)
+		}
+		if v.Action == "" {
+			continue
+		}
+		v.Rule = cr.r.spec.Name
+		if cr.r.scen != nil {
+			v.Scenario = cr.r.scen.Name
+		}
+		if v.Injects() && c.d.e.OnInject != nil {
+			c.d.e.OnInject(c.d.name, v.Rule, v.Scenario, ev.Phase, v.Action)
+		}
+		// The proxy records one verdict per event; keep the most decisive.
+		if v.Close {
+			v.Delay += out.Delay
+			v.Stages = append(out.Stages, v.Stages...)
+			return v
+		}
+		if out.Rule == "" || v.Injects() && !out.Injects() {
+			keep := out
+			out = v
+			out.Delay += keep.Delay
+			out.Stages = append(keep.Stages, out.Stages...)
+		} else {
+			out.Delay += v.Delay
+			out.Stages = append(out.Stages, v.Stages...)
+		}
+	}
+	return out
+}
+
+// attach builds a generic action's stages for this connection.
+func (c *connDecider) attach(cr *connRule, ev *proxy.Event) proxy.Verdict {
+	v := proxy.Verdict{Action: cr.r.stage.Kind(), Detail: cr.r.stage.String()}
+	for _, dir := range cr.r.dirs {
+		v.Stages = append(v.Stages, proxy.DirectedStage{Dir: dir, Stage: cr.r.stage.New(cr.rand.Split(), c.d.e.clock)})
+	}
+	return v
+}
