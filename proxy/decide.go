@@ -108,3 +108,12 @@ type Cut struct {
 	// through the stage.
 	After time.Duration
 }
+
+// AcceptGate is an optional Decider capability: the accept loop asks it
+// before every accept. A positive pause makes the loop wait that long
+// before accepting; a positive backlog shrinks the listen queue to that
+// size (0 restores the system default), so that while accepts pause, new
+// SYNs find the queue full and go unanswered (delayed-accept scenario).
+type AcceptGate interface {
+	BeforeAccept() (pause time.Duration, backlog int)
+}

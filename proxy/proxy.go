@@ -13,6 +13,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -167,7 +168,23 @@ func (p *Proxy) Serve(ln net.Listener) error {
 func (p *Proxy) serve(ln net.Listener) error {
 	p.log.Info("proxy listening", zap.String("proxy", p.cfg.Name), zap.Stringer("listen", ln.Addr()), zap.String("upstream", p.cfg.Upstream))
 	var backoff time.Duration
+	gate, _ := p.opts.Decider.(AcceptGate)
+	backlog := 0
 	for {
+		if gate != nil {
+			pause, want := gate.BeforeAccept()
+			if want != backlog {
+				setBacklog(ln, want, p.log)
+				backlog = want
+			}
+			if pause > 0 {
+				select {
+				case <-time.After(pause):
+				case <-p.ctx.Done():
+					return nil
+				}
+			}
+		}
 		c, err := ln.Accept()
 		if err != nil {
 			if p.isClosing() || errors.Is(err, net.ErrClosed) {
@@ -186,6 +203,32 @@ func (p *Proxy) serve(ln net.Listener) error {
 		}
 		backoff = 0
 		p.handle(c)
+	}
+}
+
+// defaultBacklog is what the listen queue returns to when no fault shrinks
+// it; Linux caps it at net.core.somaxconn.
+const defaultBacklog = 4096
+
+// setBacklog calls listen(2) again on a listening socket, which Linux
+// allows, to change the size of its accept queue.
+func setBacklog(ln net.Listener, n int, log *zap.Logger) {
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		return
+	}
+	if n <= 0 {
+		n = defaultBacklog
+	}
+	rc, err := tl.SyscallConn()
+	if err == nil {
+		cerr := rc.Control(func(fd uintptr) { err = syscall.Listen(int(fd), n) })
+		if cerr != nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		log.Warn("cannot change the listen backlog", zap.Int("backlog", n), zap.Error(err))
 	}
 }
 
