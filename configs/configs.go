@@ -26,6 +26,39 @@ import (
 //go:embed tdsproxy.yaml
 var example []byte
 
+//go:embed faults-example.yaml
+var faultsExample []byte
+
+// FaultsExample returns an annotated configuration with fault rules: one per
+// scenario and a few generic faults (faults-example.yaml).
+func FaultsExample() []byte { return append([]byte(nil), faultsExample...) }
+
+// ValidateFaults checks every proxy's fault rules with parse (which returns
+// errors of the form "key: what is wrong"); each problem becomes a KeyError
+// naming proxies[i].faults[j].key.
+func (c *Config) ValidateFaults(parse func(rules []map[string]any) error) error {
+	var errs []error
+	for i, p := range c.Proxies {
+		if len(p.Faults) == 0 {
+			continue
+		}
+		if err := parse(p.Faults); err != nil {
+			key, msg := fmt.Sprintf("proxies[%d].faults", i), err.Error()
+			// "faults[j]: key: msg" → proxies[i].faults[j].key
+			if j, rest, ok := strings.Cut(msg, ": "); ok && strings.HasPrefix(j, "faults[") {
+				key = fmt.Sprintf("proxies[%d].%s", i, j)
+				msg = rest
+				if k, rest2, ok := strings.Cut(msg, ": "); ok && !strings.ContainsAny(k, " \"") {
+					key += "." + k
+					msg = rest2
+				}
+			}
+			errs = append(errs, &KeyError{Key: key, Err: errors.New(msg)})
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Example returns the annotated example configuration (tdsproxy.yaml), which
 // documents every key with its default. The caller owns the returned slice.
 func Example() []byte { return append([]byte(nil), example...) }
@@ -94,8 +127,8 @@ const AdminDisabled = "off"
 
 // ProxyConfig is one entry of the "proxies" list.
 //
-// Fault rules (a "faults" list per proxy) will be added here by the fault
-// injection issue; until then an unknown key such as "faults" is an error
+// Fault rules (a "faults" list per proxy) are kept raw and checked by
+// ValidateFaults with package faults' parser; see faults-example.yaml
 // rather than a setting silently ignored.
 type ProxyConfig struct {
 	// Name (proxies[i].name) identifies the proxy in logs, records and the
@@ -110,6 +143,11 @@ type ProxyConfig struct {
 	// DialTimeout (proxies[i].dial_timeout) bounds each upstream dial.
 	// Zero (absent) means 10s.
 	DialTimeout time.Duration
+	// Faults (proxies[i].faults) are the proxy's fault rules, kept as the
+	// generic maps the file holds: package faults owns their schema, and
+	// ValidateFaults checks them with its parser (configs does not import
+	// faults).
+	Faults []map[string]any
 }
 
 // ShutdownConfig is the "shutdown" section.
@@ -193,10 +231,11 @@ type rawAdmin struct {
 }
 
 type rawProxy struct {
-	Name        string `mapstructure:"name"`
-	Listen      string `mapstructure:"listen"`
-	Upstream    string `mapstructure:"upstream"`
-	DialTimeout string `mapstructure:"dial_timeout"`
+	Name        string           `mapstructure:"name"`
+	Listen      string           `mapstructure:"listen"`
+	Upstream    string           `mapstructure:"upstream"`
+	DialTimeout string           `mapstructure:"dial_timeout"`
+	Faults      []map[string]any `mapstructure:"faults"`
 }
 
 type rawShutdown struct {
@@ -360,6 +399,7 @@ func (r *rawConfig) resolve() (*Config, error) {
 			// A missing dial_timeout resolves to the default; "0s" stays 0
 			// and Validate rejects it.
 			DialTimeout: dur(fmt.Sprintf("proxies[%d].dial_timeout", i), p.DialTimeout, DefaultDialTimeout),
+			Faults:      p.Faults,
 		})
 	}
 	if err := errors.Join(errs...); err != nil {

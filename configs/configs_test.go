@@ -221,7 +221,7 @@ func TestLoadKeyErrors(t *testing.T) {
 	}{
 		{"unknown section", "lgo:\n  level: info\n" + proxy, []string{"lgo"}},
 		{"misspelt key", "log:\n  levle: info\n" + proxy, []string{"log.levle"}},
-		{"unknown proxy key", "proxies:\n  - {name: a, listen: \":1\", upstream: \"h:1\"}\n  - {name: b, listen: \":2\", upstream: \"h:1\", faults: []}\n", []string{"proxies[1].faults"}},
+		{"unknown proxy key", "proxies:\n  - {name: a, listen: \":1\", upstream: \"h:1\"}\n  - {name: b, listen: \":2\", upstream: \"h:1\", fautls: []}\n", []string{"proxies[1].fautls"}},
 		{"several unknown keys", "log:\n  colour: true\nadmin:\n  port: 1\n" + proxy, []string{"admin.port", "log.colour"}},
 		{"bare number duration", "proxies:\n  - {name: a, listen: \":1\", upstream: \"h:1\", dial_timeout: 10}\n", []string{"proxies[0].dial_timeout"}},
 		{"bad duration", "shutdown:\n  drain_timeout: abc\n" + proxy, []string{"shutdown.drain_timeout"}},
@@ -330,5 +330,29 @@ func TestValidateMessages(t *testing.T) {
 func TestShutdownResetOnClose(t *testing.T) {
 	if (ShutdownConfig{Close: "fin"}).ResetOnClose() || !(ShutdownConfig{Close: "rst"}).ResetOnClose() {
 		t.Error("ResetOnClose wrong")
+	}
+}
+
+// The fault-rules example loads and validates (its rules are checked with
+// package faults' parser in cmd/tdsproxy's tests).
+func TestFaultsExampleLoads(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "faults.yaml")
+	if err := os.WriteFile(f, FaultsExample(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Proxies) != 1 || len(cfg.Proxies[0].Faults) != 6 {
+		t.Fatalf("proxies = %+v", cfg.Proxies)
+	}
+	err = cfg.ValidateFaults(func([]map[string]any) error { return errors.New("faults[2]: options.rate: bad") })
+	kes := KeyErrors(err)
+	if len(kes) != 1 || kes[0].Key != "proxies[0].faults[2].options.rate" || kes[0].Err.Error() != "bad" {
+		t.Errorf("ValidateFaults error = %v", err)
 	}
 }

@@ -376,3 +376,20 @@ func (r *rule) dynamicMatch(rec *proxy.Record) (ok, known bool) {
 	}
 	return true, true
 }
+
+// RuleSpecsFromMaps decodes a proxy's "faults" list from a config file and
+// validates it. Errors read "faults[j]: key: what is wrong".
+func RuleSpecsFromMaps(ms []map[string]any) ([]RuleSpec, error) {
+	specs := make([]RuleSpec, 0, len(ms))
+	for j, m := range ms {
+		s, err := RuleSpecFromMap(m)
+		if err != nil {
+			return nil, &RuleError{Index: j, Err: err}
+		}
+		specs = append(specs, s)
+	}
+	if err := Compile(specs); err != nil {
+		return nil, err
+	}
+	return specs, nil
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -30,14 +31,16 @@ func newConfigCmd() *cobra.Command {
 }
 
 func newConfigExampleCmd() *cobra.Command {
-	return &cobra.Command{
+	var withFaults bool
+	cmd := &cobra.Command{
 		Use:   "example",
 		Short: "Print an example configuration that documents every key",
 		Long: `Print an example configuration in YAML that documents every key: what it
 does, its default, its environment variable and flag. Its values are the
 defaults, except the proxy's listen (0.0.0.0:11433) and a placeholder
 upstream; it is the container image's /etc/tdsproxy/tdsproxy.yaml.`,
-		Example: `  tdsproxy config example > tdsproxy.yaml`,
+		Example: `  tdsproxy config example > tdsproxy.yaml
+  tdsproxy config example --faults > lab.yaml   # one rule per scenario, and generic faults`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usagef("config example takes no arguments, got %q", args)
@@ -45,10 +48,16 @@ upstream; it is the container image's /etc/tdsproxy/tdsproxy.yaml.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, err := cmd.OutOrStdout().Write(configs.Example())
+			ex := configs.Example()
+			if withFaults {
+				ex = configs.FaultsExample()
+			}
+			_, err := cmd.OutOrStdout().Write(ex)
 			return err
 		},
 	}
+	cmd.Flags().BoolVar(&withFaults, "faults", false, "print the example of fault rules instead (every scenario and generic fault, annotated)")
+	return cmd
 }
 
 func newConfigCheckCmd() *cobra.Command {
@@ -70,7 +79,7 @@ already in use or an unreachable upstream is not detected.`,
 			file := args[0]
 			cfg, err := configs.Load(file)
 			if err == nil {
-				err = cfg.Validate()
+				err = errors.Join(cfg.Validate(), validateFaults(cfg))
 			}
 			if err != nil {
 				return configUsageError(err, keySource(file))
@@ -82,7 +91,11 @@ already in use or an unreachable upstream is not detected.`,
 			}
 			fmt.Fprintf(out, "ok: %d %s\n", len(cfg.Proxies), noun)
 			for _, p := range cfg.Proxies {
-				fmt.Fprintf(out, "  %s: %s -> %s\n", p.Name, p.Listen, p.Upstream)
+				fmt.Fprintf(out, "  %s: %s -> %s", p.Name, p.Listen, p.Upstream)
+				if n := len(p.Faults); n > 0 {
+					fmt.Fprintf(out, " (%d fault rules)", n)
+				}
+				fmt.Fprintln(out)
 			}
 			return nil
 		},

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tdsproxy/tdsproxy/configs"
+	"github.com/tdsproxy/tdsproxy/faults"
 	"github.com/tdsproxy/tdsproxy/proxy"
 )
 
@@ -53,6 +55,7 @@ var proxyFlagKeys = map[string]string{
 
 func newRunCmd() *cobra.Command {
 	var f runFlags
+	var sf scenarioFlags
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run proxies in front of SQL Server until SIGINT or SIGTERM",
@@ -70,7 +73,16 @@ override TDSPROXY_* environment variables, which override the file;
 
 On SIGINT or SIGTERM tdsproxy stops accepting, waits up to the drain timeout
 for open connections to end, then closes the rest (shutdown.close: fin or
-rst). A second signal exits at once.`,
+rst). A second signal exits at once.
+
+Fault injection: --scenario NAME puts one documented 10054 scenario on the
+--listen/--upstream proxy, shaped by the flags below; a --config proxy takes
+any number of rules, scenarios and generic faults (latency, bandwidth,
+slicer, timeout, reset, limit_data, slow_close) under its faults key (see
+"tdsproxy config example --faults"). Each injection lands in the
+connection's record and log line.
+
+` + scenarioHelp(),
 		Example: `  # Front a real server; point the application's connection string at 127.0.0.1,11433
   tdsproxy run --listen 127.0.0.1:11433 --upstream sql01.example.com:1433
 
@@ -83,6 +95,15 @@ rst). A second signal exits at once.`,
   tdsproxy config check tdsproxy.yaml
   tdsproxy run --config tdsproxy.yaml
 
+  # Reproduce scenario 1: clients offering only TLS 1.0/1.1 are reset at the
+  # ClientHello, as a TLS 1.2-only SQL Server does
+  tdsproxy run --listen 127.0.0.1:11433 --upstream sql01:1433 \
+      --scenario protocol-mismatch --server-tls 1.2
+
+  # Scenario 6: logins answered 20s late, for 30% of connections, replayable
+  tdsproxy run --listen 127.0.0.1:11433 --upstream sql01:1433 \
+      --scenario delayed-accept --login-delay 20s --probability 0.3 --seed 7
+
   # Environment variables override the file; flags override both
   TDSPROXY_LOG_FILE=/var/log/tdsproxy.log TDSPROXY_SHUTDOWN_DRAIN_TIMEOUT=2m \
       tdsproxy run --config tdsproxy.yaml --log-level warn`,
@@ -93,9 +114,19 @@ rst). A second signal exits at once.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			rule, err := scenarioRule(cmd, &sf)
+			if err != nil {
+				return err
+			}
 			cfg, err := loadRunConfig(cmd, &f)
 			if err != nil {
 				return err
+			}
+			if rule != nil {
+				cfg.Proxies[0].Faults = append(cfg.Proxies[0].Faults, rule)
+			}
+			if err := validateFaults(cfg); err != nil {
+				return configUsageError(err, runKeySource(cmd, &f))
 			}
 			log, cleanup, err := newLogger(cfg.Log, isTerminal(os.Stderr))
 			if err != nil {
@@ -108,6 +139,7 @@ rst). A second signal exits at once.`,
 		},
 	}
 	bindRunFlags(cmd, &f)
+	bindScenarioFlags(cmd, &sf)
 	return cmd
 }
 
@@ -257,14 +289,33 @@ func notifyShutdown(parent context.Context, log *zap.Logger, flush func()) (ctx 
 // start; the others are closed before it returns.
 func runProxies(ctx context.Context, cfg *configs.Config, log *zap.Logger) error {
 	ids := new(atomic.Uint64) // connection ids unique across the proxies
+	engine := faults.NewEngine(nil)
 	var started []*proxy.Proxy
 	for _, pc := range cfg.Proxies {
+		opts := proxy.Options{Logger: log, IDs: ids}
+		if len(pc.Faults) > 0 {
+			specs, err := faults.RuleSpecsFromMaps(pc.Faults)
+			if err == nil {
+				err = engine.SetRules(pc.Name, specs)
+			}
+			if err != nil {
+				for _, s := range started {
+					_ = s.Close()
+				}
+				return fmt.Errorf("proxy %q: %w", pc.Name, err)
+			}
+			for _, r := range engine.Rules(pc.Name) {
+				log.Info("fault rule armed", zap.String("proxy", pc.Name), zap.String("rule", r.Name),
+					zap.String("scenario", r.Scenario), zap.String("action", r.Action), zap.Uint64("seed", r.Seed))
+			}
+			opts.Decider = engine.Decider(pc.Name)
+		}
 		p, err := proxy.New(proxy.Config{
 			Name:        pc.Name,
 			Listen:      pc.Listen,
 			Upstream:    pc.Upstream,
 			DialTimeout: pc.DialTimeout,
-		}, proxy.Options{Logger: log, IDs: ids})
+		}, opts)
 		if err == nil {
 			err = p.Start() // logs "proxy listening" with the bound address
 		}

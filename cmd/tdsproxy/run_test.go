@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"syscall"
@@ -191,7 +192,7 @@ proxies:
 			t.Errorf("drain_timeout = %v, want 5s", cfg.Shutdown.DrainTimeout)
 		}
 		wantProxies := []configs.ProxyConfig{{Name: "lab", Listen: "127.0.0.1:0", Upstream: "db9:1433", DialTimeout: 3 * time.Second}}
-		if len(cfg.Proxies) != 1 || cfg.Proxies[0] != wantProxies[0] {
+		if len(cfg.Proxies) != 1 || !reflect.DeepEqual(cfg.Proxies[0], wantProxies[0]) {
 			t.Errorf("proxies = %+v, want %+v (the flags replace the file's)", cfg.Proxies, wantProxies)
 		}
 	})

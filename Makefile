@@ -1,0 +1,81 @@
+# tdsproxy — build, test and check targets. `make test` is what CI runs
+# (.ci/run); it installs the real SQL Server clients the interop tests drive.
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+GO        ?= go
+# The one build line; the Dockerfile uses the same.
+GO_BUILD  := CGO_ENABLED=0 $(GO) build -trimpath -o bin/tdsproxy ./cmd/tdsproxy
+FUZZTIME  ?= 60s
+NODE_DIR  := internal/interop/node
+# sudo only when not root and sudo exists.
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || ! command -v sudo >/dev/null 2>&1 || echo sudo)
+
+.PHONY: build deps deps-tsql deps-node test vet fuzz bench lint clean
+
+build:
+	$(GO_BUILD)
+
+## deps: install what the interop tests need, only what is missing.
+deps: deps-tsql deps-node
+
+# FreeTDS tsql (Debian freetds-bin 1.3.17, GnuTLS).
+deps-tsql:
+	@if ! command -v tsql >/dev/null 2>&1; then \
+		echo "deps: installing freetds-bin (tsql)"; \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends freetds-bin; \
+	fi
+
+# Node.js + tedious (pinned by $(NODE_DIR)/package-lock.json). tedious 19
+# needs Node >= 18.17; Debian bookworm's nodejs is 18.20, so apt is used only
+# when node is absent. npm ci runs when tedious is missing or the lock is
+# newer than the last install.
+deps-node:
+	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+		if ! command -v apt-get >/dev/null 2>&1; then \
+			echo "deps: node/npm not found and no apt-get: install Node.js >= 18.17 (tedious 19.2.2 needs it)" >&2; exit 1; \
+		fi; \
+		echo "deps: node or npm not found, installing Debian nodejs + npm"; \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends nodejs npm; \
+	fi
+	@v=$$(node -p 'process.versions.node'); \
+	if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>18||(a===18&&b>=17)?0:1)'; then \
+		echo "deps: node $$v is too old: tedious 19.2.2 needs Node >= 18.17" >&2; exit 1; \
+	fi
+	@if [ ! -f $(NODE_DIR)/node_modules/tedious/package.json ] || \
+	    [ $(NODE_DIR)/package-lock.json -nt $(NODE_DIR)/node_modules/.deps-stamp ]; then \
+		echo "deps: npm ci in $(NODE_DIR)"; \
+		cd $(NODE_DIR) && npm ci --no-audit --no-fund && touch node_modules/.deps-stamp; \
+	fi
+
+test: deps
+	$(GO) vet ./...
+	TDSPROXY_INTEROP=require $(GO) test -race -count=1 -timeout 30m ./...
+
+vet:
+	$(GO) vet ./...
+
+## fuzz: run every Fuzz* target of every package for FUZZTIME each.
+# go test -fuzz accepts one target per run, hence the loop.
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz: $$pkg $$f ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+## bench: placeholder until the benchmark suite lands.
+bench:
+	$(GO) test -run XXX -bench . -benchmem ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go' 2>/dev/null || find . -name '*.go' -not -path './$(NODE_DIR)/*')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin/ coverage.out coverage.html cover.out cover.html
+	find . -name '*.test' -type f -not -path './$(NODE_DIR)/*' -delete
