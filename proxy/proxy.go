@@ -30,6 +30,56 @@ type Config struct {
 	Upstream string
 	// DialTimeout bounds the upstream dial; 0 means 10 seconds.
 	DialTimeout time.Duration
+	// MaxConnections caps the connections open at once; one more is
+	// accepted and closed at once in LimitStyle, and recorded. 0 means
+	// DefaultMaxConnections; negative means no cap.
+	MaxConnections int
+	// NegotiationTimeout bounds the time from accept until negotiation is
+	// over (login answered) while the proxy watches; past it the proxy
+	// closes the connection in LimitStyle (slowloris). 0 means
+	// DefaultNegotiationTimeout; negative means none. A fault that delays
+	// longer than this is cut short by it.
+	NegotiationTimeout time.Duration
+	// MaxNegotiationBuffer caps what the watcher buffers per direction to
+	// reassemble one negotiation message; past it the proxy stops parsing
+	// (the connection still flows). 0 means DefaultMaxNegotiationBuffer.
+	MaxNegotiationBuffer int
+	// LimitStyle is how a limit closes a connection; "" means StyleRST.
+	LimitStyle CloseStyle
+}
+
+// Defaults of Config's limits.
+const (
+	DefaultMaxConnections     = 10000
+	DefaultNegotiationTimeout = 60 * time.Second
+)
+
+func (c Config) maxConnections() int {
+	if c.MaxConnections == 0 {
+		return DefaultMaxConnections
+	}
+	return c.MaxConnections
+}
+
+func (c Config) negotiationTimeout() time.Duration {
+	if c.NegotiationTimeout == 0 {
+		return DefaultNegotiationTimeout
+	}
+	return c.NegotiationTimeout
+}
+
+func (c Config) maxNegotiationBuffer() int {
+	if c.MaxNegotiationBuffer <= 0 {
+		return DefaultMaxNegotiationBuffer
+	}
+	return c.MaxNegotiationBuffer
+}
+
+func (c Config) limitStyle() CloseStyle {
+	if c.LimitStyle == "" {
+		return StyleRST
+	}
+	return c.LimitStyle
 }
 
 // Validate checks the config and names the bad field.
@@ -49,6 +99,14 @@ func (c Config) Validate() error {
 	}
 	if c.DialTimeout < 0 {
 		return fmt.Errorf("dial_timeout: %v is negative", c.DialTimeout)
+	}
+	if c.MaxNegotiationBuffer < 0 {
+		return fmt.Errorf("max_negotiation_buffer: %d is negative", c.MaxNegotiationBuffer)
+	}
+	switch c.LimitStyle {
+	case "", StyleRST, StyleFIN:
+	default:
+		return fmt.Errorf("limit_close: %q is not rst or fin", c.LimitStyle)
 	}
 	return nil
 }
@@ -79,6 +137,8 @@ type Proxy struct {
 	opts Options
 	ids  *atomic.Uint64
 	seq  atomic.Uint64 // connections accepted by this proxy
+	// rejected counts connections closed at once because of MaxConnections.
+	rejected atomic.Uint64
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -239,16 +299,33 @@ func (p *Proxy) isClosing() bool {
 }
 
 func (p *Proxy) handle(c net.Conn) {
-	s := newSession(p, p.ids.Add(1), c)
+	max := p.cfg.maxConnections()
 	p.mu.Lock()
 	if p.closing {
 		p.mu.Unlock()
 		c.Close()
 		return
 	}
-	p.sessions[s.id] = s
-	p.wg.Add(1)
+	over := max > 0 && len(p.sessions) >= max
+	if !over {
+		// Reserve the WaitGroup slot under the lock, so Shutdown's Wait
+		// never races an Add.
+		p.wg.Add(1)
+	}
 	p.mu.Unlock()
+	s := newSession(p, p.ids.Add(1), c)
+	if over {
+		p.rejected.Add(1)
+		s.refuse(fmt.Sprintf("max_connections (%d) reached", max), p.cfg.limitStyle())
+		return
+	}
+	p.mu.Lock()
+	p.sessions[s.id] = s
+	p.mu.Unlock()
+	if p.ctx.Err() != nil {
+		// Close ran between the reservation and the registration.
+		s.abort(CloseShutdown, false)
+	}
 	go func() {
 		defer p.wg.Done()
 		s.run(p.ctx)
@@ -265,6 +342,10 @@ func (p *Proxy) finished(s *session, rec *Record) {
 		p.opts.Sink(rec)
 	}
 }
+
+// Rejected is the number of connections closed at accept because
+// MaxConnections was reached.
+func (p *Proxy) Rejected() uint64 { return p.rejected.Load() }
 
 // Connections returns a snapshot of the live connections' records.
 func (p *Proxy) Connections() []*Record {

@@ -200,7 +200,10 @@ const (
 	CloseAlert      CloseKind = "alert"
 	CloseDialFailed CloseKind = "dial-failed"
 	CloseShutdown   CloseKind = "shutdown"
-	CloseError      CloseKind = "error"
+	// CloseLimit: the proxy closed the connection because of a limit
+	// (max_connections).
+	CloseLimit CloseKind = "limit"
+	CloseError CloseKind = "error"
 )
 
 // CloseInfo says who closed first, how, and in which phase.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -42,6 +43,8 @@ type session struct {
 	stages [2][]Stage // per direction, guarded by mu
 	ctx    context.Context
 	cancel context.CancelFunc
+	// deadline fires if negotiation is not over in time.
+	deadline *time.Timer
 }
 
 func newSession(p *Proxy, id uint64, client net.Conn) *session {
@@ -58,9 +61,12 @@ func newSession(p *Proxy, id uint64, client net.Conn) *session {
 	}
 	s.rec.Phase = PhaseAccept
 	s.rec.Phases = []PhaseMark{{Phase: PhaseAccept}}
-	s.w = newWatcher(&s.rec, p.now)
+	s.w = newWatcher(&s.rec, p.now, p.cfg.maxNegotiationBuffer())
 	s.watching.Store(true)
 	s.ctx, s.cancel = context.WithCancel(p.ctx)
+	if d := p.cfg.negotiationTimeout(); d > 0 {
+		s.deadline = time.AfterFunc(d, s.negotiationTimedOut)
+	}
 	if p.opts.Decider != nil {
 		ci := ConnInfo{ID: id, Proxy: p.cfg.Name, Seq: p.seq.Add(1), At: now}
 		if ap, err := netip.ParseAddrPort(s.rec.Client); err == nil {
@@ -143,7 +149,9 @@ func (s *session) pipe(dir Direction, src, dst net.Conn) {
 	}
 	// Negotiation is over and nothing watches: io.Copy between the two
 	// *net.TCPConn uses splice(2) on Linux, so the bytes never enter user
-	// space (STYLE.md 7).
+	// space (STYLE.md 7). The read buffer is released first: an idle
+	// established connection should cost little memory.
+	buf = nil
 	n, err := io.Copy(dst, src)
 	s.bytes[dir].Add(n)
 	if err == nil {
@@ -251,7 +259,7 @@ func (s *session) inject(v Verdict) {
 	case StyleAlert:
 		kind = CloseAlert
 	}
-	s.setClose(SideProxy, kind, "fault "+v.Rule+": "+v.Detail)
+	s.setClose(SideProxy, kind, strings.TrimSuffix("fault "+v.Rule+": "+v.Detail, ": "))
 	s.mu.Lock()
 	s.closed = true
 	srv := s.server
@@ -294,10 +302,44 @@ func (s *session) observe(dir Direction, b []byte) Verdict {
 	s.lastRead[dir] = s.p.now()
 	evs := s.feedSafely(dir, b)
 	if s.w.done {
-		s.watching.Store(false)
+		s.stopWatchingLocked()
 	}
 	defer s.logEvents(evs)
 	return s.decideLocked(evs)
+}
+
+// stopWatchingLocked switches the session to the blind relay.
+func (s *session) stopWatchingLocked() {
+	s.watching.Store(false)
+	if s.deadline != nil {
+		s.deadline.Stop()
+	}
+}
+
+// negotiationTimedOut closes a connection still negotiating past the
+// deadline: a slowloris peer must not hold a connection forever.
+func (s *session) negotiationTimedOut() {
+	if !s.watching.Load() {
+		return
+	}
+	d := s.p.cfg.negotiationTimeout()
+	s.setClose(SideProxy, CloseTimeout, fmt.Sprintf("negotiation not over after %v (negotiation_timeout)", d))
+	s.mu.Lock()
+	s.w.note("negotiation timeout")
+	s.mu.Unlock()
+	s.inject(Verdict{Close: true, Style: s.p.cfg.limitStyle(), Rule: "negotiation_timeout"})
+}
+
+// refuse closes a connection at accept because of a limit, and records it.
+func (s *session) refuse(reason string, style CloseStyle) {
+	s.setClose(SideProxy, CloseLimit, reason)
+	if style == StyleFIN {
+		s.client.Close()
+	} else {
+		resetConn(s.client)
+	}
+	s.cancel()
+	s.finish()
 }
 
 // feedSafely runs the watcher and turns a bug in it into a parse issue: a
@@ -440,6 +482,9 @@ func (s *session) closeBoth() {
 
 // finish stamps the record and hands it on.
 func (s *session) finish() {
+	if s.deadline != nil {
+		s.deadline.Stop()
+	}
 	s.mu.Lock()
 	s.rec.End = s.p.now()
 	s.rec.BytesClientToServer = s.bytes[ClientToServer].Load()

@@ -24,8 +24,10 @@ import (
 // ciphertext (RFC 5246 §6.2.3), so a unit never needs more than that; a
 // reassembled negotiation message is capped separately.
 const (
-	maxTLSRecord      = 1<<14 + 2048
-	maxNegotiationMsg = 256 << 10
+	maxTLSRecord = 1<<14 + 2048
+	// DefaultMaxNegotiationBuffer is the default cap on what the watcher
+	// buffers per direction to reassemble one negotiation message.
+	DefaultMaxNegotiationBuffer = 256 << 10
 	// watchBudget bounds how many bytes per direction the watcher will look
 	// at before giving up; a real negotiation is a few KiB.
 	watchBudget = 4 << 20
@@ -35,9 +37,10 @@ const (
 var errGiveUp = errors.New("stop watching")
 
 type watcher struct {
-	rec   *Record
-	start time.Time
-	now   func() time.Time
+	rec    *Record
+	maxMsg int // cap on a reassembled negotiation message, per direction
+	start  time.Time
+	now    func() time.Time
 
 	dirs [2]dirWatch
 
@@ -100,10 +103,13 @@ func (d *dirWatch) trackRecords(b []byte) {
 	}
 }
 
-func newWatcher(rec *Record, now func() time.Time) *watcher {
-	w := &watcher{rec: rec, start: rec.Start, now: now}
+func newWatcher(rec *Record, now func() time.Time, maxMsg int) *watcher {
+	w := &watcher{rec: rec, start: rec.Start, now: now, maxMsg: maxMsg}
 	w.dirs[ClientToServer] = dirWatch{dir: ClientToServer, tls: tlsbridge.NewStream(tlsbridge.ClientToServer)}
 	w.dirs[ServerToClient] = dirWatch{dir: ServerToClient, tls: tlsbridge.NewStream(tlsbridge.ServerToClient)}
+	for i := range w.dirs {
+		w.dirs[i].tls.MaxBuffered = maxMsg
+	}
 	return w
 }
 
@@ -239,10 +245,10 @@ func (w *watcher) tdsPacket(d *dirWatch) (int, error) {
 	}
 	d.msgType = h.Type
 	d.msgPackets++
-	if len(d.msg)+len(payload) > maxNegotiationMsg {
+	if len(d.msg)+len(payload) > w.maxMsg {
 		// A large message (a big SQL batch, bulk data) means negotiation is
 		// over or this is not what we think; stop rather than buffer it.
-		return 0, fmt.Errorf("%w: %s message larger than %d bytes", errGiveUp, h.Type, maxNegotiationMsg)
+		return 0, fmt.Errorf("%w: %s message larger than %d bytes (max_negotiation_buffer)", errGiveUp, h.Type, w.maxMsg)
 	}
 	d.msg = append(d.msg, payload...)
 	if h.Status.EOM() {
@@ -514,8 +520,10 @@ func (w *watcher) stopWatching(why string) {
 	w.done = true
 	w.rec.Watching = false
 	w.note("stopped watching: " + why)
+	// Drop every buffer: an established connection keeps only its record.
 	for i := range w.dirs {
-		w.dirs[i].pend, w.dirs[i].msg = nil, nil
+		w.dirs[i].pend, w.dirs[i].msg, w.dirs[i].recHdr = nil, nil, nil
+		w.dirs[i].tls = nil
 	}
 }
 
