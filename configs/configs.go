@@ -70,12 +70,17 @@ const EnvPrefix = "TDSPROXY"
 // Defaults, applied by [Load] (and by [Config.ApplyDefaults]) where a key is
 // absent or empty.
 const (
-	DefaultLogLevel      = "info"
-	DefaultLogFormat     = "auto"
-	DefaultAdminListen   = "127.0.0.1:8475"
-	DefaultDialTimeout   = 10 * time.Second
-	DefaultDrainTimeout  = 30 * time.Second
-	DefaultShutdownClose = "fin"
+	DefaultLogLevel    = "info"
+	DefaultLogFormat   = "auto"
+	DefaultAdminListen = "127.0.0.1:8475"
+	DefaultDialTimeout = 10 * time.Second
+	// Limits per proxy (issue: robustness); they match package proxy's.
+	DefaultMaxConnections       = 10000
+	DefaultNegotiationTimeout   = 60 * time.Second
+	DefaultMaxNegotiationBuffer = 256 << 10
+	DefaultLimitClose           = "rst"
+	DefaultDrainTimeout         = 30 * time.Second
+	DefaultShutdownClose        = "fin"
 )
 
 // Config is the whole configuration of one tdsproxy process.
@@ -148,6 +153,19 @@ type ProxyConfig struct {
 	// ValidateFaults checks them with its parser (configs does not import
 	// faults).
 	Faults []map[string]any
+	// MaxConnections (proxies[i].max_connections) caps the connections
+	// open at once; -1 means no cap. Absent or 0 means 10000.
+	MaxConnections int
+	// NegotiationTimeout (proxies[i].negotiation_timeout) bounds accept to
+	// login answered; "0s" disables it. Absent means 60s.
+	NegotiationTimeout time.Duration
+	// MaxNegotiationBuffer (proxies[i].max_negotiation_buffer) caps what is
+	// buffered per direction to parse one negotiation message, in bytes.
+	// Absent means 262144.
+	MaxNegotiationBuffer int
+	// LimitClose (proxies[i].limit_close) is how a limit closes a
+	// connection: rst or fin. Absent means rst.
+	LimitClose string
 }
 
 // ShutdownConfig is the "shutdown" section.
@@ -231,11 +249,15 @@ type rawAdmin struct {
 }
 
 type rawProxy struct {
-	Name        string           `mapstructure:"name"`
-	Listen      string           `mapstructure:"listen"`
-	Upstream    string           `mapstructure:"upstream"`
-	DialTimeout string           `mapstructure:"dial_timeout"`
-	Faults      []map[string]any `mapstructure:"faults"`
+	Name                 string           `mapstructure:"name"`
+	Listen               string           `mapstructure:"listen"`
+	Upstream             string           `mapstructure:"upstream"`
+	DialTimeout          string           `mapstructure:"dial_timeout"`
+	Faults               []map[string]any `mapstructure:"faults"`
+	MaxConnections       *int             `mapstructure:"max_connections"`
+	NegotiationTimeout   string           `mapstructure:"negotiation_timeout"`
+	MaxNegotiationBuffer *int             `mapstructure:"max_negotiation_buffer"`
+	LimitClose           string           `mapstructure:"limit_close"`
 }
 
 type rawShutdown struct {
@@ -398,8 +420,12 @@ func (r *rawConfig) resolve() (*Config, error) {
 			Upstream: p.Upstream,
 			// A missing dial_timeout resolves to the default; "0s" stays 0
 			// and Validate rejects it.
-			DialTimeout: dur(fmt.Sprintf("proxies[%d].dial_timeout", i), p.DialTimeout, DefaultDialTimeout),
-			Faults:      p.Faults,
+			DialTimeout:          dur(fmt.Sprintf("proxies[%d].dial_timeout", i), p.DialTimeout, DefaultDialTimeout),
+			Faults:               p.Faults,
+			NegotiationTimeout:   dur(fmt.Sprintf("proxies[%d].negotiation_timeout", i), p.NegotiationTimeout, DefaultNegotiationTimeout),
+			MaxConnections:       intOr(p.MaxConnections, DefaultMaxConnections),
+			MaxNegotiationBuffer: intOr(p.MaxNegotiationBuffer, DefaultMaxNegotiationBuffer),
+			LimitClose:           p.LimitClose,
 		})
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -407,6 +433,13 @@ func (r *rawConfig) resolve() (*Config, error) {
 	}
 	c.ApplyDefaults()
 	return c, nil
+}
+
+func intOr(p *int, def int) int {
+	if p == nil {
+		return def
+	}
+	return *p
 }
 
 // ApplyDefaults fills the empty string keys with their defaults. Durations
@@ -423,5 +456,17 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.Shutdown.Close == "" {
 		c.Shutdown.Close = DefaultShutdownClose
+	}
+	for i := range c.Proxies {
+		pc := &c.Proxies[i]
+		if pc.LimitClose == "" {
+			pc.LimitClose = DefaultLimitClose
+		}
+		if pc.MaxConnections == 0 {
+			pc.MaxConnections = DefaultMaxConnections
+		}
+		if pc.MaxNegotiationBuffer == 0 {
+			pc.MaxNegotiationBuffer = DefaultMaxNegotiationBuffer
+		}
 	}
 }

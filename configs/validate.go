@@ -91,6 +91,18 @@ func (c *Config) Validate() error {
 		if p.DialTimeout <= 0 {
 			add(keyErrorf(key("dial_timeout"), "%v must be more than 0 (leave it out for the default, %v)", p.DialTimeout, DefaultDialTimeout))
 		}
+		if p.MaxConnections < -1 {
+			add(keyErrorf(key("max_connections"), "%d must be at least 1, or -1 for no cap", p.MaxConnections))
+		}
+		if p.NegotiationTimeout < 0 {
+			add(keyErrorf(key("negotiation_timeout"), "%v is negative (0s disables it)", p.NegotiationTimeout))
+		}
+		if p.MaxNegotiationBuffer != 0 && p.MaxNegotiationBuffer < 4096 {
+			add(keyErrorf(key("max_negotiation_buffer"), "%d is below 4096 bytes: a ClientHello would not fit", p.MaxNegotiationBuffer))
+		}
+		if p.LimitClose != "" {
+			add(oneOf(key("limit_close"), p.LimitClose, []string{"rst", "fin"}))
+		}
 	}
 	return errors.Join(errs...)
 }
