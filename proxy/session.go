@@ -300,6 +300,9 @@ func (s *session) observe(dir Direction, b []byte) Verdict {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lastRead[dir] = s.p.now()
+	if s.p.chunkHook != nil {
+		s.p.chunkHook(dir, b)
+	}
 	evs := s.feedSafely(dir, b)
 	if s.w.done {
 		s.stopWatchingLocked()
