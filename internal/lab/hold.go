@@ -1,0 +1,325 @@
+package lab
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/tdsproxy/tdsproxy/faults"
+	"github.com/tdsproxy/tdsproxy/proxy"
+	"github.com/tdsproxy/tdsproxy/tlsbridge"
+)
+
+// DefaultHoldListen is where Hold's proxy listens unless told otherwise.
+const DefaultHoldListen = "127.0.0.1:11433"
+
+// HoldOptions configures Hold.
+type HoldOptions struct {
+	// Scenario is the scenario whose rule is armed (required).
+	Scenario string
+	// Listen is the proxy's address; "" means DefaultHoldListen.
+	Listen string
+	// Logger receives the proxy's line per finished connection (its whole
+	// record) and the emulator's logs; nil means none.
+	Logger *zap.Logger
+	// OpenSSL is as in Options: the DHE scenarios need `openssl s_server`
+	// as the upstream.
+	OpenSSL string
+	// Sink, if set, receives every finished connection's record too.
+	Sink func(*proxy.Record)
+}
+
+// Held is a scenario kept running for real clients: the upstream (the
+// emulator, or openssl s_server for the DHE scenarios) behind a proxy with
+// the scenario's rule armed, as in the lab's "before the fix" connection.
+type Held struct {
+	Scenario faults.ScenarioInfo
+	// Rule is the armed rule.
+	Rule faults.RuleSpec
+	// Proxy is the address clients connect to.
+	Proxy string
+	// Upstream is the upstream's address and Server describes it.
+	Upstream, Server string
+	// Dir holds the files the connection help names (freetds.conf, GnuTLS
+	// priority files, the server certificate); removed by Close.
+	Dir string
+	// CertFile is the upstream's certificate (PEM), for clients that verify.
+	CertFile string
+	// TDS is false when the upstream is not a TDS server (openssl s_server):
+	// only the TLS handshake is meaningful then.
+	TDS bool
+
+	env *env
+	ssl *sslServer
+}
+
+// Hold starts the scenario's upstream and a proxy on opts.Listen with the
+// scenario's rule armed, and returns at once; Close stops them.
+func Hold(opts HoldOptions) (*Held, error) {
+	if opts.Scenario == "" {
+		return nil, fmt.Errorf("lab: hold needs a scenario (one of %s)", strings.Join(faults.ScenarioNames(), ", "))
+	}
+	names, err := selectScenarios([]string{opts.Scenario})
+	if err != nil {
+		return nil, err
+	}
+	name := names[0]
+	s, err := scenarioSetup(name)
+	if err != nil {
+		return nil, err
+	}
+	r, err := newRunner(Options{OpenSSL: opts.OpenSSL, Logger: opts.Logger})
+	if err != nil {
+		return nil, err
+	}
+	h := &Held{Scenario: scenarioInfo(name), Rule: s.rule, Dir: r.dir, Server: s.server, TDS: true}
+	fail := func(err error) (*Held, error) {
+		h.Close()
+		return nil, err
+	}
+	listen := opts.Listen
+	if listen == "" {
+		listen = DefaultHoldListen
+	}
+	cfg := envConfig{Emulator: s.emu, Rules: []faults.RuleSpec{s.rule}, Listen: listen, Logger: opts.Logger, Sink: opts.Sink}
+	dhe := name == faults.ScenarioDHEEnabled || name == faults.ScenarioDHELeadingZero
+	if dhe && r.openssl != "" {
+		cert, key, dh, err := opensslFiles(r.openssl, r.dir)
+		if err != nil {
+			return fail(err)
+		}
+		h.ssl, err = startSSLServer(r.openssl, "openssl s_server, TLS 1.2, suites "+dheSuites+" (DHE preferred), ffdhe2048",
+			cert, key, dh, dheSuites, "127.0.0.1:0")
+		if err != nil {
+			return fail(err)
+		}
+		cfg.Upstream, h.Server, h.TDS, h.CertFile = h.ssl.addr, h.ssl.desc+"; rule rate=always", false, cert
+	}
+	h.env, err = startEnv(cfg)
+	if err != nil {
+		return fail(err)
+	}
+	h.Proxy, h.Upstream = h.env.addr(), h.env.upstream
+	if h.env.emu != nil {
+		h.CertFile = filepath.Join(r.dir, "emulator.pem")
+		if err := os.WriteFile(h.CertFile, h.env.emu.CertificatePEM(), 0o600); err != nil {
+			return fail(fmt.Errorf("lab: %w", err))
+		}
+	}
+	return h, nil
+}
+
+// Close stops the proxy and the upstream and removes Dir.
+func (h *Held) Close() error {
+	if h.env != nil {
+		h.env.close()
+	}
+	if h.ssl != nil {
+		h.ssl.close()
+	}
+	if h.Dir != "" {
+		return os.RemoveAll(h.Dir)
+	}
+	return nil
+}
+
+// clientSetup is how one client library is set up to fail (before) or
+// pass (after) in a held scenario.
+type clientSetup struct {
+	// goTLS is Go code applied to msdsn.Config.TLSConfig after msdsn.Parse
+	// (go-mssqldb has no DSN key for a maximum version or suites).
+	goTLS string
+	// goDSN are extra DSN keys.
+	goDSN url.Values
+	// tediousCrypto is options.cryptoCredentialsDetails.
+	tediousCrypto map[string]any
+	// tediousOptions are extra tedious options.
+	tediousOptions map[string]any
+	// gnutls are [overrides] lines for a GnuTLS priority file.
+	gnutls []string
+	// freetds are extra freetds.conf lines.
+	freetds []string
+	// none says why this library cannot be set up this way.
+	none string
+}
+
+// ConnectionHelp prints what is running and, for go-mssqldb, tedious and
+// FreeTDS, a connection that meets the fault (before the fix) and one that
+// passes (after the fix), with the files it needs written to Dir.
+func (h *Held) ConnectionHelp(w io.Writer) error {
+	rule, _ := json.Marshal(h.Rule)
+	fmt.Fprintf(w, "tdsproxy lab: scenario %s held: %s\n", h.Scenario.Name, h.Scenario.Summary)
+	fmt.Fprintf(w, "  proxy    %s  (connect here)\n", h.Proxy)
+	fmt.Fprintf(w, "  upstream %s  %s\n", h.Upstream, h.Server)
+	fmt.Fprintf(w, "  rule     %s\n", rule)
+	fmt.Fprintf(w, "  fault    %s\n", h.Scenario.Where)
+	fmt.Fprintf(w, "  fix      %s\n", h.Scenario.Fix)
+	if h.TDS {
+		fmt.Fprintf(w, "  login    %s / %s (the emulator checks it)\n", labUser, labPassword)
+	}
+	before, after, note := h.setups()
+	if note != "" {
+		fmt.Fprintf(w, "\n%s\n", note)
+	}
+	for _, side := range []struct {
+		title string
+		set   map[string]clientSetup
+		tag   string
+	}{{"BEFORE THE FIX: clients that meet the fault", before, "before"}, {"AFTER THE FIX: clients that pass", after, "after"}} {
+		if side.set == nil {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s\n", side.title)
+		if err := h.printClients(w, side.tag, side.set); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(w, "\nEach connection is logged with its record when it ends. Ctrl-C stops.\n\n")
+	return nil
+}
+
+func (h *Held) printClients(w io.Writer, tag string, set map[string]clientSetup) error {
+	host, port, err := net.SplitHostPort(h.Proxy)
+	if err != nil {
+		return err
+	}
+	if c, ok := set["go-mssqldb"]; ok {
+		fmt.Fprintf(w, "  go-mssqldb:\n")
+		if c.none != "" {
+			fmt.Fprintf(w, "    %s\n", c.none)
+		} else {
+			q := url.Values{"database": {"master"}, "encrypt": {"true"}, "TrustServerCertificate": {"true"}}
+			for k, v := range c.goDSN {
+				q[k] = v
+			}
+			u := url.URL{Scheme: "sqlserver", User: url.UserPassword(labUser, labPassword), Host: h.Proxy, RawQuery: q.Encode()}
+			fmt.Fprintf(w, "    %s\n", u.String())
+			if c.goTLS != "" {
+				fmt.Fprintf(w, "    then, after msdsn.Parse: %s\n", c.goTLS)
+			}
+		}
+	}
+	if c, ok := set["tedious"]; ok {
+		fmt.Fprintf(w, "  tedious (new Connection(config)):\n")
+		if c.none != "" {
+			fmt.Fprintf(w, "    %s\n", c.none)
+		} else {
+			opts := map[string]any{"port": json.Number(port), "encrypt": true, "trustServerCertificate": true}
+			for k, v := range c.tediousOptions {
+				opts[k] = v
+			}
+			if c.tediousCrypto != nil {
+				opts["cryptoCredentialsDetails"] = c.tediousCrypto
+			}
+			cfg := map[string]any{"server": host, "options": opts,
+				"authentication": map[string]any{"type": "default", "options": map[string]any{"userName": labUser, "password": labPassword}}}
+			b, err := json.Marshal(cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "    %s\n", b)
+		}
+	}
+	if c, ok := set["freetds"]; ok {
+		fmt.Fprintf(w, "  FreeTDS (tsql):\n")
+		if c.none != "" {
+			fmt.Fprintf(w, "    %s\n", c.none)
+			return nil
+		}
+		section := "tdsproxy-lab-" + tag
+		conf := fmt.Sprintf("[%s]\n\thost = %s\n\tport = %s\n\ttds version = 7.4\n\tencryption = require\n", section, host, port)
+		for _, l := range c.freetds {
+			conf += "\t" + l + "\n"
+		}
+		confFile := filepath.Join(h.Dir, "freetds-"+tag+".conf")
+		if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
+			return fmt.Errorf("lab: %w", err)
+		}
+		env := "FREETDSCONF=" + confFile
+		if len(c.gnutls) > 0 {
+			pf := filepath.Join(h.Dir, "gnutls-"+tag+".conf")
+			if err := os.WriteFile(pf, []byte("[overrides]\n"+strings.Join(c.gnutls, "\n")+"\n"), 0o600); err != nil {
+				return fmt.Errorf("lab: %w", err)
+			}
+			env += " GNUTLS_SYSTEM_PRIORITY_FILE=" + pf
+		}
+		fmt.Fprintf(w, "    %s tsql -S %s -U %s -P %s\n", env, section, labUser, labPassword)
+		fmt.Fprintf(w, "    %s:\n", confFile)
+		for _, l := range strings.Split(strings.TrimRight(conf, "\n"), "\n") {
+			fmt.Fprintf(w, "      %s\n", l)
+		}
+		if len(c.gnutls) > 0 {
+			fmt.Fprintf(w, "    GnuTLS [overrides]: %s\n", strings.Join(c.gnutls, "; "))
+		}
+	}
+	return nil
+}
+
+// setups returns the client set-ups for the held scenario; nil after means
+// the fix is on the server side and no client passes.
+func (h *Held) setups() (before, after map[string]clientSetup, note string) {
+	defaults := map[string]clientSetup{"go-mssqldb": {}, "tedious": {}, "freetds": {}}
+	switch h.Scenario.Name {
+	case faults.ScenarioProtocolMismatch:
+		before = map[string]clientSetup{
+			"go-mssqldb": {goTLS: "cfg.TLSConfig.MinVersion, cfg.TLSConfig.MaxVersion = tls.VersionTLS10, tls.VersionTLS11"},
+			"tedious":    {tediousCrypto: map[string]any{"minVersion": "TLSv1", "maxVersion": "TLSv1.1", "ciphers": "DEFAULT:@SECLEVEL=0"}},
+			"freetds":    {gnutls: []string{"disabled-version = tls1.3", "disabled-version = tls1.2"}},
+		}
+		return before, defaults, "The rule plays a server that allows TLS 1.2 only: a client offering only TLS 1.0/1.1 is closed at its ClientHello."
+	case faults.ScenarioCipherMismatch:
+		before = map[string]clientSetup{
+			"go-mssqldb": {goTLS: "cfg.TLSConfig.MaxVersion = tls.VersionTLS12; cfg.TLSConfig.CipherSuites = []uint16{tls." +
+				tlsbridge.CipherSuiteName(clientSuite) + "}"},
+			"tedious": {tediousCrypto: map[string]any{"maxVersion": "TLSv1.2", "ciphers": "ECDHE-RSA-AES128-GCM-SHA256"}},
+			"freetds": {gnutls: []string{"disabled-version = tls1.3", "tls-disabled-cipher = AES-256-GCM"}},
+		}
+		return before, defaults, "The rule plays a server whose policy allows only " + tlsbridge.CipherSuiteName(serverSuite) +
+			" (OpenSSL: ECDHE-RSA-AES256-GCM-SHA384): a client that does not offer it is closed at its ClientHello. Clients' defaults offer it."
+	case faults.ScenarioWeakCertHash:
+		return defaults, nil, "The emulator serves a certificate signed with MD5-RSA: under TLS 1.2 every client fails at its ClientHello " +
+			"(none lists RSA/MD5 in signature_algorithms). The fix is on the server (re-issue with SHA-256), so no client passes here: " +
+			"run `tdsproxy lab --scenario weak-cert-hash` to see after the fix."
+	case faults.ScenarioDelayedAccept:
+		before = map[string]clientSetup{
+			"go-mssqldb": {goDSN: url.Values{"connection timeout": {"1"}}},
+			"tedious":    {tediousOptions: map[string]any{"connectTimeout": 1000}},
+			// Measured with tsql 1.3.17: it waits out the delay whatever
+			// these say.
+			"freetds": {none: "cannot be made to give up here: tsql 1.3 applies neither `connect timeout` nor `timeout` " +
+				"to the wait for the PRELOGIN response (it waits out the delay and connects)"},
+		}
+		after = map[string]clientSetup{
+			"go-mssqldb": {goDSN: url.Values{"connection timeout": {"15"}}},
+			"tedious":    {tediousOptions: map[string]any{"connectTimeout": 15000}},
+			"freetds":    {},
+		}
+		return before, after, fmt.Sprintf("The proxy holds every accepted connection for %v before talking to the server: "+
+			"a client whose timeout is shorter gives up.", acceptDelay)
+	case faults.ScenarioDHEEnabled, faults.ScenarioDHELeadingZero:
+		noGo := clientSetup{none: "cannot meet it: Go's crypto/tls has no DHE key agreement"}
+		if h.TDS {
+			return nil, nil, "No DHE-capable upstream: " + h.Server + ". Go's TLS has no DHE, so the emulator always chooses ECDHE and " +
+				"every connection passes the armed rule (\"server chose ECDHE, not DHE\"). Install openssl to hold this scenario " +
+				"with an openssl s_server upstream."
+		}
+		before = map[string]clientSetup{
+			"go-mssqldb": noGo,
+			"tedious": {tediousOptions: map[string]any{"encrypt": "strict"},
+				tediousCrypto: map[string]any{"minVersion": "TLSv1.2", "maxVersion": "TLSv1.2", "ciphers": "DHE-RSA-AES128-GCM-SHA256"}},
+			"freetds": {none: "cannot meet it here: FreeTDS 1.3 has no TDS 8.0 strict mode, and the upstream (openssl s_server) is not a TDS server"},
+		}
+		sc := fmt.Sprintf("openssl s_client -connect %s -tls1_2 -cipher %s -alpn tds/8.0 -brief", h.Proxy, clientSuites)
+		return before, nil, "The upstream is openssl s_server preferring DHE (not a TDS server: after the TLS handshake nothing " +
+			"TDS works, so look at the handshake). The rule closes after the client's Finished flight. A client in the TDS 8.0 " +
+			"strict form:\n  " + sc + "\n  (tedious with encrypt: 'strict' below gets as far as the same close.)"
+	}
+	return nil, nil, ""
+}

@@ -1,0 +1,348 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tdsproxy/tdsproxy/faults"
+	"github.com/tdsproxy/tdsproxy/proxy"
+)
+
+// The whole lab, in process: every row fails before the fix exactly as
+// PROTOCOL.md documents for go-mssqldb (or openssl for DHE), at the
+// documented phase and in the documented close style, and connects after
+// the fix. Bounded well under a minute: rows run concurrently and the
+// longest (delayed-accept) takes about accept delay + 1 s.
+func TestLab(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	rep, err := Run(ctx, Options{})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	var table bytes.Buffer
+	if err := rep.Table(&table); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("lab report:\n%s", table.String())
+	if got, want := rowNames(rep), faults.ScenarioNames(); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("rows %v, want the documented order %v", got, want)
+	}
+	_, sslErr := exec.LookPath("openssl")
+	byName := map[string]Row{}
+	for _, row := range rep.Rows {
+		byName[row.Scenario] = row
+	}
+
+	// Scenarios 1, 2 and 4: the rule plays a server that closes instead of
+	// answering the ClientHello; go-mssqldb reports the RST in its TLS
+	// handshake (7.x: inside PRELOGIN).
+	for _, name := range []string{faults.ScenarioProtocolMismatch, faults.ScenarioCipherMismatch, faults.ScenarioWeakCertHash} {
+		t.Run(name, func(t *testing.T) {
+			row := byName[name]
+			checkOK(t, row)
+			b := row.Before
+			wantErr(t, b.Error, "TLS Handshake failed: cannot read handshake packet: read tcp ", ": read: connection reset by peer")
+			wantInjected(t, b.Record, name, proxy.PhaseTLSClientHello, "close:rst")
+			wantClose(t, b.Record, proxy.SideProxy, proxy.CloseRST, proxy.PhaseTLSClientHello)
+			if b.Record.TLS == nil || b.Record.TLS.ServerHello != nil {
+				t.Errorf("before: the server must not have answered: tls = %+v", b.Record.TLS)
+			}
+			wantConnected(t, row.After)
+			if row.FaultAt != proxy.PhaseTLSClientHello || row.Close != "rst by proxy" {
+				t.Errorf("row columns: fault at %q, close %q", row.FaultAt, row.Close)
+			}
+		})
+	}
+	t.Run("protocol-mismatch offers", func(t *testing.T) {
+		ch := byName[faults.ScenarioProtocolMismatch].Before.Record.TLS.ClientHello
+		if ch == nil || ch.HighestVersion != "TLS 1.1" {
+			t.Errorf("before: the client's highest version = %+v, want TLS 1.1", ch)
+		}
+		if v := byName[faults.ScenarioProtocolMismatch].After.Record.TLS.Version; v != "TLS 1.2" {
+			t.Errorf("after: negotiated %q, want TLS 1.2", v)
+		}
+	})
+	t.Run("cipher-mismatch suite", func(t *testing.T) {
+		if cs := byName[faults.ScenarioCipherMismatch].After.Record.TLS.CipherSuite; cs != "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384" {
+			t.Errorf("after: suite %q, want the server's only suite", cs)
+		}
+	})
+	t.Run("weak-cert-hash certificate", func(t *testing.T) {
+		rec := byName[faults.ScenarioWeakCertHash].After.Record
+		if len(rec.TLS.Certificates) == 0 || rec.TLS.Certificates[0].SignatureAlgorithm != "SHA256-RSA" || rec.TLS.Certificates[0].WeakHashRisk {
+			t.Errorf("after: certificates %+v, want a SHA256-RSA leaf with no weak-hash risk", rec.TLS.Certificates)
+		}
+		if len(rec.Faults) != 0 {
+			t.Errorf("after: no rule is armed, got fault events %+v", rec.Faults)
+		}
+	})
+
+	// Scenarios 3 and 5: openssl through the proxy, closed after the
+	// client's Finished flight; go-mssqldb passes the armed rule.
+	for _, name := range []string{faults.ScenarioDHEEnabled, faults.ScenarioDHELeadingZero} {
+		t.Run(name, func(t *testing.T) {
+			row := byName[name]
+			wantGoPassesDHERule(t, row)
+			if sslErr != nil {
+				if row.Status != StatusSkipped || !strings.Contains(row.Note, "no DHE key agreement") {
+					t.Fatalf("without openssl: status %s, note %q; want skipped and why", row.Status, row.Note)
+				}
+				return
+			}
+			checkOK(t, row)
+			b := row.Before
+			// errno 104 is ECONNRESET: the RST reached s_client.
+			wantErr(t, b.Error, "errno=104")
+			wantInjected(t, b.Record, name, proxy.PhaseTLSClientFinished, "close:rst")
+			wantClose(t, b.Record, proxy.SideProxy, proxy.CloseRST, proxy.PhaseTLSClientFinished)
+			if b.Record.Protocol != "tds8-strict" {
+				t.Errorf("before: protocol %q, want the strict form (TLS first)", b.Record.Protocol)
+			}
+			if tl := b.Record.TLS; tl == nil || tl.CipherSuite != "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256" ||
+				tl.KeyExchange == nil || tl.KeyExchange.DHPrimeBits != 2048 {
+				t.Errorf("before: tls %+v, want DHE with a 2048-bit prime", tl)
+			}
+			wantConnected(t, row.After)
+			if cs := row.After.Record.TLS.CipherSuite; !strings.HasPrefix(cs, "TLS_ECDHE_") {
+				t.Errorf("after: suite %q, want ECDHE", cs)
+			}
+		})
+	}
+
+	// Scenario 6: the accept is held longer than the client waits.
+	t.Run(faults.ScenarioDelayedAccept, func(t *testing.T) {
+		row := byName[faults.ScenarioDelayedAccept]
+		checkOK(t, row)
+		b := row.Before
+		wantErr(t, b.Error, "i/o timeout")
+		wantInjected(t, b.Record, row.Rule.Name, proxy.PhaseAccept, "delay")
+		// The client gave up (FIN) while the proxy held the accept. The
+		// proxy reads that FIN only after the delay, behind the PRELOGIN the
+		// client had sent, so the recorded phase is accept or prelogin.*,
+		// depending on which read comes first.
+		if c := b.Record.Close; c == nil || c.By != proxy.SideClient || c.Kind != proxy.CloseFIN ||
+			(c.Phase != proxy.PhaseAccept && c.Phase != proxy.PhasePreloginRequest && c.Phase != proxy.PhasePreloginResponse) {
+			t.Errorf("before: close %+v, want the client's FIN at accept or prelogin", c)
+		}
+		wantConnected(t, row.After)
+	})
+
+	t.Run("report", func(t *testing.T) {
+		if !rep.OK() || len(rep.Failed()) != 0 {
+			t.Errorf("OK = %v, failed %v", rep.OK(), rep.Failed())
+		}
+		out := table.String()
+		for _, want := range []string{"SCENARIO", "FAULT AT", "CLOSE", "AFTER THE FIX", "rst by proxy", "connection reset by peer", "i/o timeout"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("table lacks %q", want)
+			}
+		}
+		if strings.Contains(out, "127.0.0.1:") && strings.Contains(out, "->127.0.0.1") {
+			t.Errorf("table shows raw address pairs; they should be elided")
+		}
+		var js bytes.Buffer
+		if err := rep.JSON(&js); err != nil {
+			t.Fatal(err)
+		}
+		// The lab's login password must never reach a report or a record.
+		if strings.Contains(js.String(), labPassword) || strings.Contains(out, labPassword) {
+			t.Errorf("the password reached the report")
+		}
+		var back Report
+		if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back.Rows) != len(rep.Rows) {
+			t.Errorf("JSON does not round-trip: %v", err)
+		}
+	})
+}
+
+// Without openssl the DHE rows say why they are skipped, still show
+// go-mssqldb through the armed rule, and do not fail the lab.
+func TestLabDHEWithoutOpenSSL(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep, err := Run(ctx, Options{Scenarios: []string{"DHE-LEADING-ZERO", faults.ScenarioDHEEnabled}, OpenSSL: NoOpenSSL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rowNames(rep); strings.Join(got, ",") != "dhe-enabled,dhe-leading-zero" {
+		t.Fatalf("rows %v", got)
+	}
+	for _, row := range rep.Rows {
+		if row.Status != StatusSkipped || row.Before.Skipped == "" {
+			t.Errorf("%s: status %s, before %+v; want skipped", row.Scenario, row.Status, row.Before)
+		}
+		for _, want := range []string{"no DHE key agreement", "openssl"} {
+			if !strings.Contains(row.Note, want) {
+				t.Errorf("%s: note %q lacks %q", row.Scenario, row.Note, want)
+			}
+		}
+		wantGoPassesDHERule(t, row)
+	}
+	if !rep.OK() {
+		t.Errorf("skipped rows must not fail the lab")
+	}
+}
+
+func TestSelectScenarios(t *testing.T) {
+	cases := []struct {
+		in      []string
+		want    string
+		wantErr bool
+	}{
+		{nil, strings.Join(faults.ScenarioNames(), ","), false},
+		{[]string{"delayed-accept", "Protocol-Mismatch", "delayed-accept"}, "protocol-mismatch,delayed-accept", false},
+		{[]string{"nope"}, "", true},
+	}
+	for _, tc := range cases {
+		t.Run(strings.Join(tc.in, "+"), func(t *testing.T) {
+			got, err := selectScenarios(tc.in)
+			if tc.wantErr {
+				if !errors.Is(err, ErrUnknownScenario) {
+					t.Fatalf("err = %v, want ErrUnknownScenario", err)
+				}
+				return
+			}
+			if err != nil || strings.Join(got, ",") != tc.want {
+				t.Fatalf("got %v, %v; want %s", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestShortError(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"TLS Handshake failed: cannot read handshake packet: read tcp 127.0.0.1:51234->127.0.0.1:11433: read: connection reset by peer",
+			"TLS Handshake failed: cannot read handshake packet: read tcp ...: read: connection reset by peer"},
+		{"read tcp [::1]:5->[::1]:6: i/o timeout", "read tcp ...: i/o timeout"},
+		{"EOF", "EOF"},
+		{strings.Repeat("x", 200), strings.Repeat("x", 117) + "..."},
+	}
+	for _, tc := range cases {
+		if got := shortError(tc.in); got != tc.want {
+			t.Errorf("shortError(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// Hold keeps a scenario armed for real clients: the failing client is
+// reset at its ClientHello, the fixed one logs in, the sink sees both, and
+// the help names every client library.
+func TestHold(t *testing.T) {
+	var recs []*proxy.Record
+	recc := make(chan *proxy.Record, 4)
+	h, err := Hold(HoldOptions{Scenario: "protocol-mismatch", Listen: "127.0.0.1:0", Sink: func(r *proxy.Record) { recc <- r }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var help bytes.Buffer
+	if err := h.ConnectionHelp(&help); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{h.Proxy, "sqlserver://sa:", "tls.VersionTLS11", `"maxVersion":"TLSv1.1"`, "tsql -S tdsproxy-lab-before",
+		"disabled-version = tls1.2", "BEFORE THE FIX", "AFTER THE FIX"} {
+		if !strings.Contains(help.String(), want) {
+			t.Errorf("help lacks %q:\n%s", want, help.String())
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	before := goClient{TLSMin: 0x0301, TLSMax: 0x0302}.run(ctx, h.env)
+	after := goClient{}.run(ctx, h.env)
+	if before.Connected || !strings.Contains(before.Error, "connection reset by peer") {
+		t.Errorf("before: %+v", before)
+	}
+	wantConnected(t, after)
+	for range 2 {
+		select {
+		case r := <-recc:
+			recs = append(recs, r)
+		case <-ctx.Done():
+			t.Fatal("the sink did not get both records")
+		}
+	}
+	if len(recs) != 2 {
+		t.Errorf("sink got %d records", len(recs))
+	}
+}
+
+func TestHoldErrors(t *testing.T) {
+	if _, err := Hold(HoldOptions{}); err == nil {
+		t.Error("Hold with no scenario: want an error")
+	}
+	if _, err := Hold(HoldOptions{Scenario: "nope"}); !errors.Is(err, ErrUnknownScenario) {
+		t.Errorf("Hold(nope) = %v, want ErrUnknownScenario", err)
+	}
+}
+
+func rowNames(rep *Report) []string {
+	var out []string
+	for _, r := range rep.Rows {
+		out = append(out, r.Scenario)
+	}
+	return out
+}
+
+func checkOK(t *testing.T, row Row) {
+	t.Helper()
+	if row.Status != StatusOK {
+		t.Fatalf("status %s: %s", row.Status, row.Problem)
+	}
+	if row.Before.Record == nil || row.After.Record == nil {
+		t.Fatalf("missing records: before %v, after %v", row.Before.Record != nil, row.After.Record != nil)
+	}
+}
+
+func wantErr(t *testing.T, got string, parts ...string) {
+	t.Helper()
+	for _, p := range parts {
+		if !strings.Contains(got, p) {
+			t.Errorf("client error %q lacks %q", got, p)
+		}
+	}
+}
+
+func wantInjected(t *testing.T, rec *proxy.Record, rule string, phase proxy.Phase, action string) {
+	t.Helper()
+	ev := firstInjection(rec, rule)
+	if ev == nil || ev.Phase != phase || ev.Action != action {
+		t.Errorf("injection %+v, want %s at %s (faults %+v)", ev, action, phase, rec.Faults)
+	}
+}
+
+func wantClose(t *testing.T, rec *proxy.Record, by proxy.Side, kind proxy.CloseKind, phase proxy.Phase) {
+	t.Helper()
+	if c := rec.Close; c == nil || c.By != by || c.Kind != kind || c.Phase != phase {
+		t.Errorf("close %+v, want %s by %s in %s", rec.Close, kind, by, phase)
+	}
+}
+
+func wantConnected(t *testing.T, a Attempt) {
+	t.Helper()
+	if !a.Connected || a.Record == nil {
+		t.Fatalf("after the fix: not connected: %s", a.Error)
+	}
+	if strings.HasPrefix(a.Client, "go-mssqldb") && a.Result != "SELECT 1 = 1" {
+		t.Errorf("after the fix: result %q", a.Result)
+	}
+}
+
+// wantGoPassesDHERule: go-mssqldb, through the armed DHE rule, connected,
+// and the rule evaluated an ECDHE handshake and let it pass.
+func wantGoPassesDHERule(t *testing.T, row Row) {
+	t.Helper()
+	if row.Also == nil || !row.Also.Connected || row.Also.Record == nil {
+		t.Fatalf("go-mssqldb through the DHE rule: %+v", row.Also)
+	}
+	ev := ruleEvent(row.Also.Record, row.Rule.Name)
+	if ev == nil || ev.Action != "pass" || ev.Phase != proxy.PhaseTLSServerHello || !strings.Contains(ev.Detail, "not DHE") {
+		t.Errorf("go-mssqldb's rule event %+v, want pass at tls.server_hello: not DHE", ev)
+	}
+}
