@@ -378,7 +378,7 @@ func dheScenario(name, summary, fix, defRate string) *scenario {
 			if r.TLS == nil || !strings.HasPrefix(r.TLS.CipherSuite, "TLS_DHE_") || r.Close == nil {
 				return "", false
 			}
-			if r.Close.By == proxy.SideServer && (r.Close.Phase == proxy.PhaseTLSClientFinished) {
+			if r.Close.By != proxy.SideClient && r.Close.Phase == proxy.PhaseTLSClientFinished {
 				return "the server closed right after the client's Finished with " + r.TLS.CipherSuite, true
 			}
 			return "", false
@@ -399,10 +399,11 @@ var rsaSchemeFor = map[string]uint16{
 
 func never(scenarioParams) bool { return false }
 
-// closedAfterHello: the server closed after the ClientHello, before any
-// ServerHello, with no alert: how Schannel fails scenarios 1, 2 and 4.
+// closedAfterHello: the server (or the proxy playing it) closed after the
+// ClientHello, before any ServerHello: how Schannel fails scenarios 1, 2
+// and 4.
 func closedAfterHello(r *proxy.Record) bool {
-	return r.Close != nil && r.Close.By == proxy.SideServer && r.Close.Phase == proxy.PhaseTLSClientHello &&
+	return r.Close != nil && r.Close.By != proxy.SideClient && r.Close.Phase == proxy.PhaseTLSClientHello &&
 		r.TLS != nil && r.TLS.ServerHello == nil
 }
 

@@ -2,10 +2,8 @@ package proxy
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"net"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -40,15 +38,7 @@ func TestMaxConnections(t *testing.T) {
 		}
 		open = append(open, c)
 	}
-	c, err := net.Dial("tcp", p.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
-		t.Errorf("third connection: %v, want a reset", err)
-	}
+	dialReset(t, p.Addr().String())
 	rec := rs.next(t)
 	if rec.Close == nil || rec.Close.By != SideProxy || rec.Close.Kind != CloseLimit {
 		t.Errorf("close = %+v, want proxy limit", rec.Close)

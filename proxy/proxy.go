@@ -191,10 +191,36 @@ func (p *Proxy) Start() error {
 	if err != nil {
 		return fmt.Errorf("proxy %q: listen: %w", p.cfg.Name, err)
 	}
+	if err := p.checkLoop(ln); err != nil {
+		ln.Close()
+		return err
+	}
 	if !p.setListener(ln) {
 		return nil
 	}
 	go p.serve(ln)
+	return nil
+}
+
+// ErrSelfLoop is returned when a proxy's upstream is its own listener: every
+// connection would dial another, without end.
+var ErrSelfLoop = errors.New("upstream is this proxy's own listen address")
+
+// checkLoop refuses an upstream that resolves to the proxy's own listener.
+func (p *Proxy) checkLoop(ln net.Listener) error {
+	la, ok := ln.Addr().(*net.TCPAddr)
+	if !ok {
+		return nil
+	}
+	ra, err := net.ResolveTCPAddr("tcp", p.cfg.Upstream)
+	if err != nil || ra.Port != la.Port {
+		// An upstream that does not resolve now is the dialer's problem,
+		// reported per connection.
+		return nil
+	}
+	if la.IP.Equal(ra.IP) || la.IP.IsUnspecified() && (ra.IP.IsLoopback() || isLocalIP(ra.IP)) {
+		return fmt.Errorf("proxy %q: upstream %s: %w (%s)", p.cfg.Name, p.cfg.Upstream, ErrSelfLoop, la)
+	}
 	return nil
 }
 
@@ -222,6 +248,10 @@ func (p *Proxy) Addr() net.Addr {
 
 // Serve accepts connections on ln until Close. It returns nil after Close.
 func (p *Proxy) Serve(ln net.Listener) error {
+	if err := p.checkLoop(ln); err != nil {
+		ln.Close()
+		return err
+	}
 	if !p.setListener(ln) {
 		return nil
 	}
@@ -293,6 +323,20 @@ func setBacklog(ln net.Listener, n int, log *zap.Logger) {
 	if err != nil {
 		log.Warn("cannot change the listen backlog", zap.Int("backlog", n), zap.Error(err))
 	}
+}
+
+// isLocalIP reports whether ip belongs to this host.
+func isLocalIP(ip net.IP) bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Proxy) isClosing() bool {

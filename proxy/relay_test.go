@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -52,23 +53,11 @@ func TestRelayNonTDSByteExact(t *testing.T) {
 // An upstream that cannot be reached closes the client with an RST and the
 // record says why.
 func TestDialFailure(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
-	p, rs := startProxy(t, dead, Options{})
-	c, err := net.Dial("tcp", p.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	_, err = c.Read(make([]byte, 1))
-	if !errors.Is(err, syscall.ECONNRESET) {
-		t.Errorf("client read error = %v, want connection reset", err)
-	}
+	// Port 1 on loopback: nothing listens there (binding it needs root and
+	// tcpmux is long dead), so the dial is refused. A port freed by closing a
+	// listener could be handed to the proxy itself.
+	p, rs := startProxy(t, "127.0.0.1:1", Options{})
+	dialReset(t, p.Addr().String())
 	rec := rs.next(t)
 	if rec.Close == nil || rec.Close.By != SideProxy || rec.Close.Kind != CloseDialFailed {
 		t.Fatalf("close = %+v, want proxy dial-failed", rec.Close)
@@ -101,5 +90,53 @@ func TestServerResetPropagates(t *testing.T) {
 	}
 	if rec.Close.Phase != PhasePreloginRequest {
 		t.Errorf("close phase = %s, want %s", rec.Close.Phase, PhasePreloginRequest)
+	}
+}
+
+// A proxy whose upstream is its own listener would dial itself forever; it
+// refuses to start.
+func TestSelfLoopRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(Config{Name: "loop", Listen: ln.Addr().String(), Upstream: ln.Addr().String()}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Serve(ln); !errors.Is(err, ErrSelfLoop) {
+		t.Fatalf("Serve = %v, want ErrSelfLoop", err)
+	}
+	// A wildcard listener loops to any local address on its port.
+	ln2, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln2.Addr().(*net.TCPAddr).Port
+	p2, err := New(Config{Name: "loop2", Listen: ln2.Addr().String(), Upstream: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p2.Serve(ln2); !errors.Is(err, ErrSelfLoop) {
+		t.Fatalf("Serve on 0.0.0.0 = %v, want ErrSelfLoop", err)
+	}
+}
+
+// dialReset dials addr expecting the proxy to reset the connection at once.
+// The RST can beat the dialler's own check of the connect, so a reset
+// reported by Dial counts too.
+func dialReset(t *testing.T, addr string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("dial: %v", err)
+		}
+		return
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("client read error = %v, want connection reset", err)
 	}
 }

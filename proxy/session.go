@@ -82,10 +82,18 @@ func newSession(p *Proxy, id uint64, client net.Conn) *session {
 func (s *session) run(ctx context.Context) {
 	defer s.finish()
 	defer s.cancel()
+	var early []byte
 	if s.cd != nil {
 		s.mu.Lock()
 		v := s.decideLocked([]Event{{Phase: PhaseAccept, Dir: ClientToServer}})
 		s.mu.Unlock()
+		if v.Delay > 0 && !v.Close {
+			var ok bool
+			if early, ok = s.holdAccept(v.Delay); !ok {
+				return
+			}
+			v.Delay = 0
+		}
 		if !s.applyBeforeForward(v, ClientToServer) {
 			return
 		}
@@ -109,17 +117,74 @@ func (s *session) run(ctx context.Context) {
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); s.pipeClientToServer() }()
+	go func() { defer wg.Done(); s.pipeClientToServer(early) }()
 	go func() { defer wg.Done(); s.pipeServerToClient() }()
 	wg.Wait()
 	s.closeBoth()
 }
 
 // The two directions get named functions so goroutine dumps say which is which.
-func (s *session) pipeClientToServer() { s.pipe(ClientToServer, s.client, s.server) }
-func (s *session) pipeServerToClient() { s.pipe(ServerToClient, s.server, s.client) }
+func (s *session) pipeClientToServer(early []byte) {
+	s.pipe(ClientToServer, s.client, s.server, early)
+}
+func (s *session) pipeServerToClient() { s.pipe(ServerToClient, s.server, s.client, nil) }
 
-func (s *session) pipe(dir Direction, src, dst net.Conn) {
+// maxEarly bounds what the proxy buffers from a client while it holds the
+// accept (delayed-accept): a PRELOGIN or ClientHello is a few KiB.
+const maxEarly = 64 << 10
+
+// holdAccept plays a server that accepts late: for d it forwards nothing,
+// but it keeps reading the client (bounded), so that a client giving up
+// during the hold is seen at once, in tcp.accept, with how long it waited.
+// It returns what the client sent meanwhile, or false if the connection
+// ended.
+func (s *session) holdAccept(d time.Duration) ([]byte, bool) {
+	deadline := time.Now().Add(d)
+	defer s.client.SetReadDeadline(time.Time{})
+	var early []byte
+	buf := make([]byte, 4096)
+	for len(early) < maxEarly {
+		_ = s.client.SetReadDeadline(deadline)
+		n, err := s.client.Read(buf)
+		if n > 0 {
+			early = append(early, buf[:n]...)
+			s.mu.Lock()
+			s.lastRead[ClientToServer] = s.p.now()
+			s.mu.Unlock()
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return early, true
+		}
+		if err != nil {
+			kind, ours := classify(err)
+			if !ours {
+				s.setClose(SideClient, kind, reasonOf(kind, err))
+				s.client.Close()
+			}
+			return nil, false
+		}
+	}
+	// The client sent more than a hello while unanswered: wait out the
+	// hold without reading further.
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return early, true
+	case <-s.ctx.Done():
+		return nil, false
+	}
+}
+
+func (s *session) pipe(dir Direction, src, dst net.Conn, early []byte) {
+	if len(early) > 0 {
+		// Bytes read while the accept was held go through the same path as
+		// any other chunk.
+		v := s.observe(dir, early)
+		if !s.applyBeforeForward(v, dir) || !s.forward(dir, dst, early, s.stagesFor(dir)) {
+			return
+		}
+	}
 	var buf []byte
 	for {
 		staged := s.stagesFor(dir)
