@@ -8,7 +8,6 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -16,8 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tdsproxy/tdsproxy/configs"
-	"github.com/tdsproxy/tdsproxy/faults"
-	"github.com/tdsproxy/tdsproxy/proxy"
+	"github.com/tdsproxy/tdsproxy/control"
 )
 
 func init() { subcommands = append(subcommands, newRunCmd) }
@@ -34,6 +32,7 @@ type runFlags struct {
 	logFormat    string
 	logFile      string
 	drainTimeout time.Duration
+	admin        string
 }
 
 // flagKeys maps run's flags to the config keys they override.
@@ -42,6 +41,7 @@ var flagKeys = map[string]string{
 	"log-format":    "log.format",
 	"log-file":      "log.file",
 	"drain-timeout": "shutdown.drain_timeout",
+	"admin":         "admin.listen",
 }
 
 // proxyFlagKeys maps the keys of the one proxy --listen/--upstream define to
@@ -71,9 +71,21 @@ Give one proxy with --listen and --upstream, or any number in a YAML file with
 override TDSPROXY_* environment variables, which override the file;
 --listen/--upstream replace the file's proxies with one.
 
+The admin API (127.0.0.1:8475 unless --admin or admin.listen say otherwise;
+"off" disables it) lists proxies and open connections, adds and removes
+proxies and fault rules while clients run, closes connections, serves the
+records of finished connections and Prometheus metrics (/metrics). A
+non-loopback address needs admin.token (TDSPROXY_ADMIN_TOKEN). Watch it with
+"tdsproxy top".
+
+With --config, tdsproxy re-reads the file when it changes and on SIGHUP:
+proxies are added, removed or replaced and fault rules swapped, while open
+connections keep flowing untouched. An invalid file is rejected with an
+error naming the key, and the running configuration stays.
+
 On SIGINT or SIGTERM tdsproxy stops accepting, waits up to the drain timeout
 for open connections to end, then closes the rest (shutdown.close: fin or
-rst). A second signal exits at once.
+rst), and exits 0. A second signal exits at once.
 
 Fault injection: --scenario NAME puts one documented 10054 scenario on the
 --listen/--upstream proxy, shaped by the flags below; a --config proxy takes
@@ -103,6 +115,11 @@ connection's record and log line.
   # Scenario 6: logins answered 20s late, for 30% of connections, replayable
   tdsproxy run --listen 127.0.0.1:11433 --upstream sql01:1433 \
       --scenario delayed-accept --login-delay 20s --probability 0.3 --seed 7
+
+  # Flip faults while the application runs, through the admin API
+  curl -X POST localhost:8475/proxies/default/faults \
+      -d '{"name": "old-server", "scenario": "protocol-mismatch", "options": {"server_tls": "1.0"}}'
+  curl -X DELETE localhost:8475/proxies/default/faults/old-server
 
   # Environment variables override the file; flags override both
   TDSPROXY_LOG_FILE=/var/log/tdsproxy.log TDSPROXY_SHUTDOWN_DRAIN_TIMEOUT=2m \
@@ -135,7 +152,24 @@ connection's record and log line.
 			defer cleanup()
 			ctx, stop := notifyShutdown(cmd.Context(), log, cleanup)
 			defer stop()
-			return runProxies(ctx, cfg, log)
+			var rl *reloads
+			if f.config != "" {
+				rl = &reloads{load: func() (*configs.Config, error) {
+					next, err := loadRunConfig(cmd, &f)
+					if err != nil {
+						return nil, err
+					}
+					if rule != nil {
+						next.Proxies[0].Faults = append(next.Proxies[0].Faults, rule)
+					}
+					if err := validateFaults(next); err != nil {
+						return nil, configUsageError(err, runKeySource(cmd, &f))
+					}
+					return next, nil
+				}, where: runKeySource(cmd, &f)}
+			}
+			watchReloads(ctx, rl, f.config, log)
+			return runProxies(ctx, cfg, log, rl)
 		},
 	}
 	bindRunFlags(cmd, &f)
@@ -156,6 +190,7 @@ func bindRunFlags(cmd *cobra.Command, f *runFlags) {
 	fl.StringVar(&f.logFormat, "log-format", configs.DefaultLogFormat, "json, console, or auto: console on a terminal, else json (env TDSPROXY_LOG_FORMAT)")
 	fl.StringVar(&f.logFile, "log-file", "", "append the log to `path` instead of stderr (env TDSPROXY_LOG_FILE)")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", configs.DefaultDrainTimeout, "on SIGINT/SIGTERM, wait this long for open connections before closing them (env TDSPROXY_SHUTDOWN_DRAIN_TIMEOUT)")
+	fl.StringVar(&f.admin, "admin", configs.DefaultAdminListen, "`host:port` of the admin API (proxies, faults, connections, records, metrics), or off; a non-loopback address needs admin.token (env TDSPROXY_ADMIN_LISTEN; token: TDSPROXY_ADMIN_TOKEN)")
 }
 
 // loadRunConfig reads --config and the environment, applies the flags that
@@ -193,10 +228,19 @@ func loadRunConfig(cmd *cobra.Command, f *runFlags) (*configs.Config, error) {
 	if fl.Changed("drain-timeout") {
 		cfg.Shutdown.DrainTimeout = f.drainTimeout
 	}
+	if fl.Changed("admin") {
+		cfg.Admin.Listen = f.admin
+	}
 	if proxyFromFlags {
 		cfg.Proxies = []configs.ProxyConfig{{Name: f.name, Listen: f.listen, Upstream: f.upstream, DialTimeout: f.dialTimeout}}
 	}
-	if err := cfg.Validate(); err != nil {
+	err = cfg.Validate()
+	if cfg.Admin.Listen != configs.AdminDisabled {
+		if aerr := control.CheckAdminListen(cfg.Admin.Listen, cfg.Admin.Token); errors.Is(aerr, control.ErrTokenRequired) {
+			err = errors.Join(err, &configs.KeyError{Key: "admin.listen", Err: aerr})
+		}
+	}
+	if err != nil {
 		return nil, configUsageError(err, where)
 	}
 	return cfg, nil
@@ -283,70 +327,124 @@ func notifyShutdown(parent context.Context, log *zap.Logger, flush func()) (ctx 
 	}
 }
 
-// runProxies starts every proxy of cfg and serves until ctx is done; it then
+// reloads is how run re-reads its configuration (only with --config): on
+// SIGHUP and when the file changes, load reads it again and runProxies
+// applies it.
+type reloads struct {
+	load func() (*configs.Config, error)
+	// where names a key's origin in error messages.
+	where func(key string) string
+	// trigger receives what asked for a reload ("SIGHUP", "file changed");
+	// several requests while one is pending become one.
+	trigger chan string
+}
+
+// request asks for a reload without blocking.
+func (rl *reloads) request(why string) {
+	select {
+	case rl.trigger <- why:
+	default:
+	}
+}
+
+// watchReloads turns SIGHUP and changes of file into reload requests of rl
+// until ctx is done. Without a config file (rl nil) SIGHUP is only logged:
+// it must not kill a running proxy.
+func watchReloads(ctx context.Context, rl *reloads, file string, log *zap.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	if rl != nil && rl.trigger == nil {
+		rl.trigger = make(chan string, 1)
+	}
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if rl == nil {
+					log.Warn("SIGHUP: nothing to reload (no --config)")
+					continue
+				}
+				rl.request("SIGHUP")
+			}
+		}
+	}()
+	if rl == nil {
+		return
+	}
+	if err := control.WatchFile(ctx, file, func() { rl.request("file changed") }); err != nil {
+		log.Warn("cannot watch the config file; reload it with SIGHUP", zap.String("file", file), zap.Error(err))
+	}
+}
+
+// runProxies starts every proxy of cfg and the admin API, and serves until
+// ctx is done, applying each configuration rl reloads (nil: none). It then
 // stops accepting, drains open connections for shutdown.drain_timeout and
-// closes the rest as shutdown.close says. An error means a proxy could not
-// start; the others are closed before it returns.
-func runProxies(ctx context.Context, cfg *configs.Config, log *zap.Logger) error {
-	ids := new(atomic.Uint64) // connection ids unique across the proxies
-	engine := faults.NewEngine(nil)
-	var started []*proxy.Proxy
-	for _, pc := range cfg.Proxies {
-		opts := proxy.Options{Logger: log, IDs: ids}
-		if len(pc.Faults) > 0 {
-			specs, err := faults.RuleSpecsFromMaps(pc.Faults)
+// closes the rest as shutdown.close says, and returns nil. An error means
+// a proxy or the admin API could not start; nothing is left running.
+func runProxies(ctx context.Context, cfg *configs.Config, log *zap.Logger, rl *reloads) error {
+	in, err := control.New(control.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	// The first Apply starts everything: every listener is bound before
+	// any proxy starts, so a busy port starts nothing.
+	if err := in.Apply(cfg); err != nil {
+		_ = in.Close()
+		return err
+	}
+	admin := cfg.Admin.Listen
+	if admin == "" {
+		admin = configs.DefaultAdminListen
+	}
+	if admin != configs.AdminDisabled {
+		if _, err := in.ServeAdmin(admin, cfg.Admin.Token); err != nil {
+			_ = in.Close()
+			return fmt.Errorf("admin.listen: %w", err)
+		}
+	}
+	log.Info("tdsproxy running", zap.Int("proxies", len(cfg.Proxies)))
+
+	shutdown := cfg.Shutdown
+	var trigger <-chan string
+	if rl != nil {
+		trigger = rl.trigger
+	}
+serve:
+	for {
+		select {
+		case <-ctx.Done():
+			break serve
+		case why := <-trigger:
+			next, err := rl.load()
 			if err == nil {
-				err = engine.SetRules(pc.Name, specs)
+				if err = in.Apply(next); err != nil {
+					err = configUsageError(err, rl.where)
+				}
 			}
 			if err != nil {
-				for _, s := range started {
-					_ = s.Close()
-				}
-				return fmt.Errorf("proxy %q: %w", pc.Name, err)
+				log.Error("configuration reload rejected; the running configuration stays",
+					zap.String("trigger", why), zap.String("error", err.Error()))
+				continue
 			}
-			for _, r := range engine.Rules(pc.Name) {
-				log.Info("fault rule armed", zap.String("proxy", pc.Name), zap.String("rule", r.Name),
-					zap.String("scenario", r.Scenario), zap.String("action", r.Action), zap.Uint64("seed", r.Seed))
+			if next.Log != cfg.Log || next.Admin != cfg.Admin {
+				log.Warn("log and admin settings changed: they take effect at the next start", zap.String("trigger", why))
 			}
-			opts.Decider = engine.Decider(pc.Name)
+			shutdown = next.Shutdown
+			log.Info("configuration reloaded", zap.String("trigger", why), zap.Int("proxies", len(next.Proxies)))
 		}
-		p, err := proxy.New(proxy.Config{
-			Name:        pc.Name,
-			Listen:      pc.Listen,
-			Upstream:    pc.Upstream,
-			DialTimeout: pc.DialTimeout,
-		}, opts)
-		if err == nil {
-			err = p.Start() // logs "proxy listening" with the bound address
-		}
-		if err != nil {
-			for _, s := range started {
-				_ = s.Close()
-			}
-			return err
-		}
-		started = append(started, p)
 	}
-	log.Info("tdsproxy running", zap.Int("proxies", len(started)))
 
-	<-ctx.Done()
-
-	drain := cfg.Shutdown.DrainTimeout
+	drain := shutdown.DrainTimeout
 	log.Info("shutting down: no new connections, draining open ones",
-		zap.Duration("drain_timeout", drain), zap.String("then_close", cfg.Shutdown.Close))
+		zap.Duration("drain_timeout", drain), zap.String("then_close", shutdown.Close))
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	var wg sync.WaitGroup
-	for _, p := range started {
-		wg.Go(func() {
-			open := len(p.Connections())
-			if err := p.Shutdown(dctx, cfg.Shutdown.ResetOnClose()); err != nil && open > 0 {
-				log.Warn("drain timeout: closed the connections still open",
-					zap.String("proxy", p.Config().Name), zap.String("close", cfg.Shutdown.Close))
-			}
-		})
+	if err := in.Shutdown(dctx, shutdown.ResetOnClose()); err != nil {
+		log.Warn("drain timeout: closed the connections still open", zap.String("close", shutdown.Close), zap.Error(err))
 	}
-	wg.Wait()
 	log.Info("tdsproxy stopped")
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/tdsproxy/tdsproxy/configs"
+	"github.com/tdsproxy/tdsproxy/control/client"
 )
 
 // clearEnv hides any TDSPROXY_* setting of the developer's shell (viper
@@ -292,7 +293,7 @@ func TestRunEndToEnd(t *testing.T) {
 	runErr := make(chan error, 1)
 	go func() {
 		_, err := execute(t, ctx, "run", "--listen", "127.0.0.1:0", "--upstream", upstream,
-			"--log-file", logFile, "--log-format", "auto", "--drain-timeout", "5s")
+			"--log-file", logFile, "--log-format", "auto", "--drain-timeout", "5s", "--admin", "127.0.0.1:0")
 		runErr <- err
 	}()
 
@@ -300,6 +301,11 @@ func TestRunEndToEnd(t *testing.T) {
 	addr, _ := listening["listen"].(string)
 	if addr == "" {
 		t.Fatalf("proxy listening line has no listen address: %v", listening)
+	}
+	adminAddr, _ := waitForLog(t, logFile, "admin API listening", "", runErr)["listen"].(string)
+	ps, err := client.New("http://"+adminAddr, "").Proxies(ctx)
+	if err != nil || len(ps) != 1 || ps[0].Name != "default" || ps[0].Addr != addr {
+		t.Errorf("admin API proxies = %+v, %v; want the one named default at %s", ps, err, addr)
 	}
 
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -346,13 +352,14 @@ func TestRunProxiesDrainTimeout(t *testing.T) {
 	upstream := startEcho(t)
 	core, logs := observer.New(zapcore.DebugLevel)
 	cfg := &configs.Config{
+		Admin:    configs.AdminConfig{Listen: configs.AdminDisabled},
 		Proxies:  []configs.ProxyConfig{{Name: "drain", Listen: "127.0.0.1:0", Upstream: upstream, DialTimeout: 5 * time.Second}},
 		Shutdown: configs.ShutdownConfig{DrainTimeout: 50 * time.Millisecond, Close: "rst"},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	runErr := make(chan error, 1)
-	go func() { runErr <- runProxies(ctx, cfg, zap.New(core)) }()
+	go func() { runErr <- runProxies(ctx, cfg, zap.New(core), nil) }()
 
 	addr := waitForObserved(t, logs, "proxy listening", runErr).ContextMap()["listen"]
 	conn, err := net.DialTimeout("tcp", addr.(string), 5*time.Second)
@@ -396,6 +403,7 @@ func TestRunProxiesStartFailure(t *testing.T) {
 	defer busy.Close()
 	core, logs := observer.New(zapcore.InfoLevel)
 	cfg := &configs.Config{
+		Admin: configs.AdminConfig{Listen: configs.AdminDisabled},
 		Proxies: []configs.ProxyConfig{
 			{Name: "ok", Listen: "127.0.0.1:0", Upstream: "127.0.0.1:1", DialTimeout: time.Second},
 			{Name: "busy", Listen: busy.Addr().String(), Upstream: "127.0.0.1:1", DialTimeout: time.Second},
@@ -404,7 +412,7 @@ func TestRunProxiesStartFailure(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err = runProxies(ctx, cfg, zap.New(core))
+	err = runProxies(ctx, cfg, zap.New(core), nil)
 	if err == nil || !strings.Contains(err.Error(), `"busy"`) {
 		t.Fatalf("err = %v, want it to name proxy \"busy\"", err)
 	}

@@ -1,0 +1,271 @@
+package control
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"reflect"
+	"slices"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/tdsproxy/tdsproxy/configs"
+	"github.com/tdsproxy/tdsproxy/faults"
+	"github.com/tdsproxy/tdsproxy/proxy"
+)
+
+// ValidateConfig checks cfg as Apply does: configs' own validation (of a
+// copy with the defaults applied, so a Config built in Go may leave keys
+// empty), then every proxy's fault rules. Each problem is a
+// *configs.KeyError naming its key (proxies[1].faults[0].options.server_tls);
+// list them with configs.KeyErrors.
+func ValidateConfig(cfg *configs.Config) error {
+	c := *cfg // ApplyDefaults sets only the sections' string fields
+	c.ApplyDefaults()
+	return errors.Join(c.Validate(), c.ValidateFaults(func(ms []map[string]any) error {
+		_, err := faults.RuleSpecsFromMaps(ms)
+		return err
+	}))
+}
+
+// Apply makes the running proxies what cfg.Proxies says, without
+// disturbing a connection that is open (hot reload; the first Apply starts
+// everything):
+//
+//   - cfg is validated first; an invalid one is an *InvalidError naming
+//     every bad key (configs.KeyErrors lists them), and nothing changes.
+//   - Every listen address needed is bound before anything is stopped; if
+//     one cannot be bound, nothing changes either.
+//   - A proxy that is new starts. A proxy that is gone stops accepting; its
+//     open connections go on until they end (or until Shutdown/Close).
+//   - A proxy whose upstream or dial timeout changed is replaced: the new
+//     one takes over the same listening socket (no connection is refused
+//     in between), the old one keeps relaying its open connections to the
+//     old upstream. One whose listen address changed is replaced the same
+//     way on its new address.
+//   - A proxy's fault rules are swapped atomically when the proxy is new or
+//     its rules in cfg differ from those the previous Apply installed;
+//     otherwise the rules in force stay, including any changed through the
+//     API since. Rule changes never touch open connections.
+//
+// cfg.Proxies is the whole set: a proxy added through the API and absent
+// from cfg is removed. Log, admin and shutdown settings are the caller's
+// (cmd/tdsproxy reads shutdown from the newest config; log and admin need
+// a restart).
+func (in *Instance) Apply(cfg *configs.Config) error {
+	if err := ValidateConfig(cfg); err != nil {
+		in.metrics.reloaded(false)
+		return invalid(err)
+	}
+	err := in.apply(cfg)
+	in.metrics.reloaded(err == nil)
+	return err
+}
+
+// change is one proxy of the new configuration and what happens to it.
+type change struct {
+	index int
+	cfg   proxy.Config
+	rules []faults.RuleSpec
+	old   *entry // the running proxy of that name, if any
+	keep  bool   // same proxy.Config: keep it running as it is
+	p     *proxy.Proxy
+	ln    net.Listener
+	from  string // "new address", "handed over from <name>"
+}
+
+func (in *Instance) apply(cfg *configs.Config) error {
+	in.structMu.Lock()
+	defer in.structMu.Unlock()
+	in.mu.Lock()
+	if in.closing {
+		in.mu.Unlock()
+		return ErrClosed
+	}
+	cur := make(map[string]*entry, len(in.proxies))
+	for n, e := range in.proxies {
+		cur[n] = e
+	}
+	in.mu.Unlock()
+
+	changes := make([]*change, len(cfg.Proxies))
+	kept := map[*entry]bool{}
+	for i, pc := range cfg.Proxies {
+		rules, err := faults.RuleSpecsFromMaps(pc.Faults)
+		if err != nil { // validated above; kept for safety
+			return invalid(fmt.Errorf("proxies[%d].%w", i, err))
+		}
+		c := &change{index: i, rules: rules, old: cur[pc.Name], cfg: proxy.Config{
+			Name: pc.Name, Listen: pc.Listen, Upstream: pc.Upstream, DialTimeout: pc.DialTimeout,
+		}}
+		if c.old != nil && c.old.cfg == c.cfg {
+			c.keep = true
+			kept[c.old] = true
+		}
+		changes[i] = c
+	}
+
+	// Prepare: build the new proxies and bind (or take over) every
+	// listener. Nothing running changes until all of it worked.
+	var opened []net.Listener
+	fail := func(err error) error {
+		for _, ln := range opened {
+			ln.Close()
+		}
+		for _, c := range changes {
+			if c.p != nil {
+				_ = c.p.Close() // never started: releases its context
+			}
+		}
+		return err
+	}
+	donated := map[*entry]bool{}
+	for _, c := range changes {
+		if c.keep {
+			continue
+		}
+		p, err := in.newProxy(c.cfg)
+		if err != nil {
+			return fail(invalid(&configs.KeyError{Key: fmt.Sprintf("proxies[%d]", c.index), Err: err}))
+		}
+		c.p = p
+		// A running proxy on the same configured address that is being
+		// replaced or removed hands its socket over: clients queued in the
+		// kernel's accept queue are not refused.
+		// With port 0 only the proxy itself keeps its port: another one on
+		// "127.0.0.1:0" asked for a fresh port, not for this one.
+		donor := c.old
+		if donor == nil || donor.cfg.Listen != c.cfg.Listen || donated[donor] {
+			donor = nil
+			for _, e := range sortedEntries(cur) {
+				if !anyPort(c.cfg.Listen) && e.cfg.Listen == c.cfg.Listen && !kept[e] && !donated[e] {
+					donor = e
+					break
+				}
+			}
+		}
+		if donor != nil {
+			if ln, err := dupListener(donor.ln); err == nil {
+				donated[donor] = true
+				c.ln, c.from = ln, "handed over from "+donor.cfg.Name
+				opened = append(opened, ln)
+				continue
+			} else {
+				in.log.Warn("cannot share the listening socket; binding anew", zap.String("proxy", c.cfg.Name), zap.Error(err))
+			}
+		}
+		ln, err := listen(c.cfg.Name, c.cfg.Listen)
+		if err != nil {
+			return fail(&configs.KeyError{Key: fmt.Sprintf("proxies[%d].listen", c.index), Err: err})
+		}
+		c.ln, c.from = ln, "new address"
+		opened = append(opened, ln)
+	}
+
+	// Commit: rules first (so a new proxy's first connection sees them),
+	// then start the new proxies, then retire the old ones.
+	in.faultMu.Lock()
+	for _, c := range changes {
+		// A proxy added through the API has no file rules yet (nil): its
+		// API rules stay unless the file now gives it some.
+		if prev := in.applied[c.cfg.Name]; c.old != nil && sameRules(prev, c.rules) {
+			in.applied[c.cfg.Name] = c.rules
+			continue
+		}
+		if err := in.engine.SetRules(c.cfg.Name, c.rules); err != nil { // validated
+			in.faultMu.Unlock()
+			return fail(invalid(err))
+		}
+		in.applied[c.cfg.Name] = c.rules
+		for _, r := range in.engine.Rules(c.cfg.Name) {
+			in.logRule("fault rule armed", c.cfg.Name, r)
+		}
+	}
+	in.faultMu.Unlock()
+
+	wanted := map[string]bool{}
+	var added, replaced, removed []string
+	for _, c := range changes {
+		wanted[c.cfg.Name] = true
+		if c.keep {
+			continue
+		}
+		in.mu.Lock()
+		in.proxies[c.cfg.Name] = &entry{cfg: c.cfg, p: c.p, ln: c.ln}
+		in.mu.Unlock()
+		in.serve(c.p, c.ln)
+		if c.old != nil {
+			replaced = append(replaced, c.cfg.Name)
+			in.log.Info("proxy replaced", zap.String("proxy", c.cfg.Name), zap.String("listen", c.cfg.Listen),
+				zap.String("upstream", c.cfg.Upstream), zap.String("socket", c.from),
+				zap.Int("open_connections_kept", len(c.old.p.Connections())))
+		} else {
+			added = append(added, c.cfg.Name)
+		}
+	}
+	for _, c := range changes {
+		if c.old != nil && !c.keep {
+			in.retire(c.old)
+		}
+	}
+	for _, e := range sortedEntries(cur) {
+		if wanted[e.cfg.Name] {
+			continue
+		}
+		in.mu.Lock()
+		delete(in.proxies, e.cfg.Name)
+		delete(in.applied, e.cfg.Name)
+		in.mu.Unlock()
+		in.faultMu.Lock()
+		_ = in.engine.SetRules(e.cfg.Name, nil)
+		in.faultMu.Unlock()
+		in.retire(e)
+		removed = append(removed, e.cfg.Name)
+		in.log.Info("proxy removed", zap.String("proxy", e.cfg.Name),
+			zap.Int("open_connections_kept", len(e.p.Connections())))
+	}
+	in.log.Info("configuration applied", zap.Int("proxies", len(changes)),
+		zap.Strings("added", added), zap.Strings("replaced", replaced), zap.Strings("removed", removed))
+	return nil
+}
+
+// anyPort reports whether addr asks for a free port (port 0).
+func anyPort(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	return err == nil && (port == "0" || port == "")
+}
+
+// sameRules compares two rule lists from configuration files; nil and empty
+// are the same.
+func sameRules(a, b []faults.RuleSpec) bool {
+	if len(a) == 0 && len(b) == 0 {
+		return true
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+func sortedEntries(m map[string]*entry) []*entry {
+	out := make([]*entry, 0, len(m))
+	for _, e := range m {
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b *entry) int { return strings.Compare(a.cfg.Name, b.cfg.Name) })
+	return out
+}
+
+// dupListener returns a second listener on ln's socket (a dup of its file
+// descriptor): closing ln then leaves the socket, and the connections
+// waiting in its accept queue, to the new one.
+func dupListener(ln net.Listener) (net.Listener, error) {
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		return nil, fmt.Errorf("%T is not a TCP listener", ln)
+	}
+	f, err := tl.File()
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return net.FileListener(f)
+}

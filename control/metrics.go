@@ -1,0 +1,289 @@
+package control
+
+import (
+	"fmt"
+	"runtime"
+	"slices"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/tdsproxy/tdsproxy/faults"
+	"github.com/tdsproxy/tdsproxy/proxy"
+	"github.com/tdsproxy/tdsproxy/tlsbridge"
+)
+
+// Metric names; every one starts with tdsproxy_. Label values come from
+// fixed vocabularies (phases, close kinds, TLS version and IANA suite
+// names, "other" for anything else) or from the configuration (proxy and
+// rule names): never from client addresses or free text.
+const (
+	MetricConnectionsActive  = "tdsproxy_connections_active"
+	MetricConnections        = "tdsproxy_connections_total"
+	MetricCloses             = "tdsproxy_connection_closes_total"
+	MetricTLSHandshakes      = "tdsproxy_tls_handshakes_total"
+	MetricClientHellos       = "tdsproxy_tls_client_hellos_total"
+	MetricFaultsInjected     = "tdsproxy_faults_injected_total"
+	MetricBytes              = "tdsproxy_bytes_total"
+	MetricNegotiationSeconds = "tdsproxy_negotiation_seconds"
+	MetricAcceptWaitSeconds  = "tdsproxy_accept_wait_seconds"
+	MetricConfigReloads      = "tdsproxy_config_reloads_total"
+	MetricBuildInfo          = "tdsproxy_build_info"
+)
+
+// Outcomes of a connection (tdsproxy_connections_total's outcome label).
+const (
+	// OutcomeOK: the server accepted the login (LOGINACK seen, or an
+	// encrypted login answered).
+	OutcomeOK = "ok"
+	// OutcomeFailed: the server rejected the login (e.g. error 18456).
+	OutcomeFailed = "failed"
+	// OutcomeUnknown: the login response came encrypted (or could not be
+	// parsed), so whether the server accepted it is not known.
+	OutcomeUnknown = "unknown"
+	// OutcomeIncomplete: the connection closed before the login response
+	// (a negotiation failure, an injected fault, a client that gave up).
+	OutcomeIncomplete = "incomplete"
+	// OutcomeDialFailed: the upstream could not be reached.
+	OutcomeDialFailed = "dial_failed"
+	// OutcomeNotTDS: the client did not speak TDS.
+	OutcomeNotTDS = "not_tds"
+)
+
+// Outcome classifies a finished connection for the metrics.
+func Outcome(r *proxy.Record) string {
+	switch {
+	case r.Close != nil && r.Close.Kind == proxy.CloseDialFailed:
+		return OutcomeDialFailed
+	case r.Protocol == "not-tds":
+		return OutcomeNotTDS
+	case r.Login != nil && r.Reached(proxy.PhaseLoginResponse):
+		switch r.Login.Outcome {
+		case OutcomeOK, OutcomeFailed:
+			return r.Login.Outcome
+		}
+		// Encrypted (TDS 8.0 strict, ENCRYPT_ON): the response was seen
+		// but not read.
+		return OutcomeUnknown
+	}
+	return OutcomeIncomplete
+}
+
+// metrics are an instance's Prometheus collectors.
+type metrics struct {
+	reg         *prometheus.Registry
+	conns       *prometheus.CounterVec
+	closes      *prometheus.CounterVec
+	handshakes  *prometheus.CounterVec
+	hellos      *prometheus.CounterVec
+	faults      *prometheus.CounterVec
+	bytes       *prometheus.CounterVec
+	negotiation *prometheus.HistogramVec
+	acceptWait  *prometheus.HistogramVec
+	reloads     *prometheus.CounterVec
+}
+
+// timeBuckets go from 1 ms to about 33 s: a LAN login takes milliseconds;
+// a starved server (delayed-accept) tens of seconds.
+var timeBuckets = prometheus.ExponentialBuckets(0.001, 2, 16)
+
+func newMetrics(in *Instance, extra prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricConnections,
+			Help: "Finished connections by proxy, outcome (ok, failed, unknown, incomplete, dial_failed, not_tds) and the phase they closed in.",
+		}, []string{"proxy", "outcome", "close_phase"}),
+		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricCloses,
+			Help: "Finished connections by proxy, who closed first (client, server, proxy) and how (fin, rst, timeout, alert, dial-failed, shutdown, error).",
+		}, []string{"proxy", "by", "kind"}),
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricTLSHandshakes,
+			Help: "Finished connections whose ServerHello was seen, by negotiated TLS version and IANA cipher suite name.",
+		}, []string{"proxy", "version", "cipher_suite"}),
+		hellos: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricClientHellos,
+			Help: "Finished connections whose ClientHello was seen, by the highest TLS version the client offered.",
+		}, []string{"proxy", "highest_version"}),
+		faults: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricFaultsInjected,
+			Help: "Fault injections (a close, a delay or a generic fault attached) by proxy, rule, scenario (empty for generic faults), phase and action.",
+		}, []string{"proxy", "rule", "scenario", "phase", "action"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricBytes,
+			Help: "Bytes relayed by finished connections, by proxy and direction (client_to_server, server_to_client); counted when the connection closes.",
+		}, []string{"proxy", "direction"}),
+		negotiation: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    MetricNegotiationSeconds,
+			Help:    "Time from TCP accept to established (login answered), for connections that got there.",
+			Buckets: timeBuckets,
+		}, []string{"proxy"}),
+		acceptWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    MetricAcceptWaitSeconds,
+			Help:    "Time from TCP accept until the proxy read the client's first message (PRELOGIN, ClientHello or LOGIN7); includes an injected accept delay.",
+			Buckets: timeBuckets,
+		}, []string{"proxy"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricConfigReloads,
+			Help: "Configurations applied (Instance.Apply: start-up, SIGHUP, file change) by result (ok, rejected).",
+		}, []string{"result"}),
+	}
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: MetricBuildInfo,
+		Help: "Always 1; the labels say which tdsproxy is running.",
+	}, []string{"version", "go_version"})
+	build.WithLabelValues(in.version, runtime.Version()).Set(1)
+	own := []prometheus.Collector{
+		m.conns, m.closes, m.handshakes, m.hellos, m.faults, m.bytes,
+		m.negotiation, m.acceptWait, m.reloads, build, &activeCollector{in: in},
+	}
+	for i, c := range own {
+		m.reg.MustRegister(c)
+		if extra != nil {
+			if err := extra.Register(c); err != nil {
+				for _, done := range own[:i] { // leave the caller's registry as it was
+					extra.Unregister(done)
+				}
+				return nil, fmt.Errorf("control: registering metrics in Options.Registry: %w", err)
+			}
+		}
+	}
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reloads.WithLabelValues("ok")
+	m.reloads.WithLabelValues("rejected")
+	return m, nil
+}
+
+// finished counts a finished connection.
+func (m *metrics) finished(r *proxy.Record) {
+	closePhase := string(r.Phase)
+	if r.Close != nil {
+		closePhase = string(r.Close.Phase)
+		m.closes.WithLabelValues(r.Proxy, side(r.Close.By), closeKind(r.Close.Kind)).Inc()
+	}
+	m.conns.WithLabelValues(r.Proxy, Outcome(r), phaseLabel(proxy.Phase(closePhase))).Inc()
+	if t := r.TLS; t != nil {
+		if t.ServerHello != nil {
+			m.handshakes.WithLabelValues(r.Proxy, versionLabel(t.ServerHello.Version), suiteLabel(t.ServerHello.CipherSuite)).Inc()
+		}
+		if t.ClientHello != nil {
+			m.hellos.WithLabelValues(r.Proxy, versionLabel(t.ClientHello.HighestVersion)).Inc()
+		}
+	}
+	m.bytes.WithLabelValues(r.Proxy, "client_to_server").Add(float64(r.BytesClientToServer))
+	m.bytes.WithLabelValues(r.Proxy, "server_to_client").Add(float64(r.BytesServerToClient))
+	for i, mk := range r.Phases {
+		if i == 1 && mk.Phase != proxy.PhaseClosed {
+			m.acceptWait.WithLabelValues(r.Proxy).Observe(mk.At.Seconds())
+		}
+		if mk.Phase == proxy.PhaseEstablished {
+			m.negotiation.WithLabelValues(r.Proxy).Observe(mk.At.Seconds())
+		}
+	}
+}
+
+// injected counts one injection (faults.Engine.OnInject).
+func (m *metrics) injected(proxyName, rule, scenario string, phase proxy.Phase, action string) {
+	m.faults.WithLabelValues(proxyName, rule, scenario, phaseLabel(phase), actionLabel(action)).Inc()
+}
+
+func (m *metrics) reloaded(ok bool) {
+	if ok {
+		m.reloads.WithLabelValues("ok").Inc()
+	} else {
+		m.reloads.WithLabelValues("rejected").Inc()
+	}
+}
+
+// activeCollector reports the open connections per proxy at scrape time
+// (the running proxies and the retired ones still draining).
+type activeCollector struct{ in *Instance }
+
+var activeDesc = prometheus.NewDesc(MetricConnectionsActive,
+	"Connections open now, by proxy (including proxies removed or replaced that still drain).", []string{"proxy"}, nil)
+
+func (c *activeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- activeDesc }
+
+func (c *activeCollector) Collect(ch chan<- prometheus.Metric) {
+	counts := map[string]int{}
+	c.in.mu.Lock()
+	type named struct {
+		name string
+		p    *proxy.Proxy
+	}
+	ps := make([]named, 0, len(c.in.proxies)+len(c.in.retired))
+	for n, e := range c.in.proxies {
+		ps = append(ps, named{n, e.p})
+		counts[n] = 0
+	}
+	for p, n := range c.in.retired {
+		ps = append(ps, named{n, p})
+	}
+	c.in.mu.Unlock()
+	for _, x := range ps {
+		counts[x.name] += len(x.p.Connections())
+	}
+	for n, v := range counts {
+		ch <- prometheus.MustNewConstMetric(activeDesc, prometheus.GaugeValue, float64(v), n)
+	}
+}
+
+// Label vocabularies.
+
+const other = "other"
+
+func phaseLabel(p proxy.Phase) string {
+	if p.Valid() {
+		return string(p)
+	}
+	return other
+}
+
+func side(s proxy.Side) string {
+	switch s {
+	case proxy.SideClient, proxy.SideServer, proxy.SideProxy:
+		return string(s)
+	}
+	return other
+}
+
+func closeKind(k proxy.CloseKind) string {
+	switch k {
+	case proxy.CloseFIN, proxy.CloseRST, proxy.CloseTimeout, proxy.CloseAlert,
+		proxy.CloseDialFailed, proxy.CloseShutdown, proxy.CloseError:
+		return string(k)
+	}
+	return other
+}
+
+var tlsVersions = []string{"SSL 3.0", "TLS 1.0", "TLS 1.1", "TLS 1.2", "TLS 1.3"}
+
+func versionLabel(v string) string {
+	if slices.Contains(tlsVersions, v) {
+		return v
+	}
+	return other
+}
+
+// suiteLabel keeps IANA names tlsbridge knows (a fixed table); an
+// unassigned code ("0x1A2B") becomes "other".
+func suiteLabel(s string) string {
+	if strings.HasPrefix(s, "TLS_") {
+		if _, ok := tlsbridge.CipherSuiteByName(s); ok {
+			return s
+		}
+	}
+	return other
+}
+
+func actionLabel(a string) string {
+	switch {
+	case a == "delay", a == "close:rst", a == "close:fin", a == "close:alert":
+		return a
+	case slices.Contains(faults.StageKinds(), a):
+		return a
+	}
+	return other
+}
