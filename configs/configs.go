@@ -115,13 +115,13 @@ type LogConfig struct {
 	File string
 }
 
-// AdminConfig is the "admin" section. The admin API itself comes in a later
-// release (see the issue "admin API").
+// AdminConfig is the "admin" section: where the admin HTTP API (package
+// control) listens and the bearer token it requires.
 type AdminConfig struct {
 	// Listen (admin.listen) is the admin API's host:port. Empty means
 	// 127.0.0.1:8475; "off" disables the API.
 	Listen string
-	// Token (admin.token) is the bearer token the admin API will require.
+	// Token (admin.token) is the bearer token the admin API requires.
 	// It is a secret: set it with TDSPROXY_ADMIN_TOKEN rather than in a
 	// file, and never log it.
 	Token string

@@ -96,9 +96,7 @@ func (in *Instance) apply(cfg *configs.Config) error {
 		if err != nil { // validated above; kept for safety
 			return invalid(fmt.Errorf("proxies[%d].%w", i, err))
 		}
-		c := &change{index: i, rules: rules, old: cur[pc.Name], cfg: proxy.Config{
-			Name: pc.Name, Listen: pc.Listen, Upstream: pc.Upstream, DialTimeout: pc.DialTimeout,
-		}}
+		c := &change{index: i, rules: rules, old: cur[pc.Name], cfg: ProxyConfigFrom(pc)}
 		if c.old != nil && c.old.cfg == c.cfg {
 			c.keep = true
 			kept[c.old] = true
@@ -268,4 +266,21 @@ func dupListener(ln net.Listener) (net.Listener, error) {
 	}
 	defer f.Close()
 	return net.FileListener(f)
+}
+
+// ProxyConfigFrom maps a config file's proxy entry to proxy.Config,
+// limits included. A negotiation_timeout of 0s in the file disables the
+// deadline (proxy.Config spells that as a negative duration).
+func ProxyConfigFrom(pc configs.ProxyConfig) proxy.Config {
+	c := proxy.Config{
+		Name: pc.Name, Listen: pc.Listen, Upstream: pc.Upstream, DialTimeout: pc.DialTimeout,
+		MaxConnections:       pc.MaxConnections,
+		NegotiationTimeout:   pc.NegotiationTimeout,
+		MaxNegotiationBuffer: pc.MaxNegotiationBuffer,
+		LimitStyle:           proxy.CloseStyle(pc.LimitClose),
+	}
+	if c.NegotiationTimeout == 0 {
+		c.NegotiationTimeout = -1
+	}
+	return c
 }

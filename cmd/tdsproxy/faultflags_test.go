@@ -90,7 +90,7 @@ func TestRunScenarioOneLiner(t *testing.T) {
 	runErr := make(chan error, 1)
 	go func() {
 		_, err := execute(t, ctx, "run", "--listen", "127.0.0.1:0", "--upstream", emu.Addr(),
-			"--scenario", "protocol-mismatch", "--server-tls", "1.2", "--log-file", logFile, "--drain-timeout", "1s")
+			"--scenario", "protocol-mismatch", "--server-tls", "1.2", "--log-file", logFile, "--drain-timeout", "1s", "--admin", "off")
 		runErr <- err
 	}()
 	addr, _ := waitForLog(t, logFile, "proxy listening", "default", runErr)["listen"].(string)

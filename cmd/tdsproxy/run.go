@@ -232,7 +232,9 @@ func loadRunConfig(cmd *cobra.Command, f *runFlags) (*configs.Config, error) {
 		cfg.Admin.Listen = f.admin
 	}
 	if proxyFromFlags {
-		cfg.Proxies = []configs.ProxyConfig{{Name: f.name, Listen: f.listen, Upstream: f.upstream, DialTimeout: f.dialTimeout}}
+		cfg.Proxies = []configs.ProxyConfig{{Name: f.name, Listen: f.listen, Upstream: f.upstream, DialTimeout: f.dialTimeout,
+			NegotiationTimeout: configs.DefaultNegotiationTimeout}}
+		cfg.ApplyDefaults()
 	}
 	err = cfg.Validate()
 	if cfg.Admin.Listen != configs.AdminDisabled {
