@@ -192,7 +192,9 @@ proxies:
 		if cfg.Shutdown.DrainTimeout != 5*time.Second {
 			t.Errorf("drain_timeout = %v, want 5s", cfg.Shutdown.DrainTimeout)
 		}
-		wantProxies := []configs.ProxyConfig{{Name: "lab", Listen: "127.0.0.1:0", Upstream: "db9:1433", DialTimeout: 3 * time.Second}}
+		wantProxies := []configs.ProxyConfig{{Name: "lab", Listen: "127.0.0.1:0", Upstream: "db9:1433", DialTimeout: 3 * time.Second,
+			MaxConnections: configs.DefaultMaxConnections, NegotiationTimeout: configs.DefaultNegotiationTimeout,
+			MaxNegotiationBuffer: configs.DefaultMaxNegotiationBuffer, LimitClose: configs.DefaultLimitClose}}
 		if len(cfg.Proxies) != 1 || !reflect.DeepEqual(cfg.Proxies[0], wantProxies[0]) {
 			t.Errorf("proxies = %+v, want %+v (the flags replace the file's)", cfg.Proxies, wantProxies)
 		}
