@@ -61,17 +61,25 @@ func (e *RuleError) Unwrap() error { return e.Err }
 
 // Compile validates rules without installing them.
 func Compile(specs []RuleSpec) error {
-	_, err := compileAll(specs, time.Now())
+	_, err := compileAll(specs, time.Now(), nil)
 	return err
 }
 
-func compileAll(specs []RuleSpec, now time.Time) ([]*rule, error) {
+// compileAll compiles specs; a rule identical to one in prev keeps prev's
+// state.
+func compileAll(specs []RuleSpec, now time.Time, prev []*rule) ([]*rule, error) {
 	out := make([]*rule, 0, len(specs))
 	seen := map[string]bool{}
 	for i, s := range specs {
 		r, err := compile(s, now)
 		if err != nil {
 			return nil, &RuleError{Index: i, Name: s.Name, Err: err}
+		}
+		for _, p := range prev {
+			if p.spec.Name == s.Name && sameRule(p, s) {
+				r = p
+				break
+			}
 		}
 		if seen[s.Name] {
 			return nil, &RuleError{Index: i, Name: s.Name, Err: fmt.Errorf("name: %q is used twice", s.Name)}
@@ -85,12 +93,9 @@ func compileAll(specs []RuleSpec, now time.Time) ([]*rule, error) {
 // SetRules replaces the proxy's rules. Either all are valid and installed at
 // once, or none is and the error names the bad one.
 func (e *Engine) SetRules(proxyName string, specs []RuleSpec) error {
-	rs, err := compileAll(specs, e.clock.Now())
-	if err != nil {
-		return err
-	}
-	e.slot(proxyName).Store(&ruleSet{rules: rs})
-	return nil
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.storeLocked(proxyName, specs)
 }
 
 // Rules returns the proxy's rules as installed (seeds filled in).
@@ -162,14 +167,18 @@ func (e *Engine) rulesLocked(proxyName string) []RuleSpec {
 }
 
 func (e *Engine) storeLocked(proxyName string, specs []RuleSpec) error {
-	rs, err := compileAll(specs, e.clock.Now())
-	if err != nil {
-		return err
-	}
 	p, ok := e.sets[proxyName]
 	if !ok {
 		p = new(atomic.Pointer[ruleSet])
 		e.sets[proxyName] = p
+	}
+	var prev []*rule
+	if cur := p.Load(); cur != nil {
+		prev = cur.rules
+	}
+	rs, err := compileAll(specs, e.clock.Now(), prev)
+	if err != nil {
+		return err
 	}
 	p.Store(&ruleSet{rules: rs})
 	return nil
@@ -206,7 +215,7 @@ func (d *proxyDecider) Connect(ci proxy.ConnInfo) proxy.ConnDecider {
 		// The same draws per rule per connection, used or not, taken in
 		// accept order.
 		matchDraw, rateDraw, own := r.rand.Float64(), r.rand.Float64(), r.rand.Split()
-		ok, _ := r.staticMatch(ci, matchDraw)
+		ok, _ := r.staticMatch(ci, r.seen.Add(1), matchDraw)
 		if !ok {
 			continue
 		}

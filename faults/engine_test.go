@@ -341,3 +341,33 @@ func TestDiagnose(t *testing.T) {
 		t.Errorf("findings = %+v", f)
 	}
 }
+
+// "first N" counts from when the rule was set, and a change to another rule
+// does not restart it.
+func TestFirstCountsPerRule(t *testing.T) {
+	reject := func(name string, first uint64) RuleSpec {
+		return RuleSpec{Name: name, Scenario: "delayed-accept", Options: map[string]string{"reject": "true"}, Match: Match{First: first}}
+	}
+	e := engineWith(t, reject("a", 2))
+	d := e.Decider("p")
+	seq := uint64(0)
+	hit := func() bool {
+		seq++
+		return conn(t, d, ci(seq, "10.0.0.1:1"), &proxy.Record{}, proxy.Event{Phase: proxy.PhaseAccept})[0].Close
+	}
+	if !hit() || !hit() || hit() {
+		t.Fatal("rule a: want the first two connections only")
+	}
+	if err := e.AddRule("p", RuleSpec{Name: "b", Scenario: "protocol-mismatch"}); err != nil {
+		t.Fatal(err)
+	}
+	if hit() {
+		t.Error("adding rule b restarted rule a's count")
+	}
+	if err := e.ReplaceRule("p", "a", reject("a", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if !hit() || hit() {
+		t.Error("a changed rule a should count again from its change")
+	}
+}

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/tdsproxy/tdsproxy/proxy"
@@ -193,6 +195,9 @@ type rule struct {
 	rand     *Rand
 	setAt    time.Time
 	protocol string
+	// seen counts the connections offered to the rule since it was set,
+	// for match.first and match.every.
+	seen *atomic.Uint64
 }
 
 // compile validates spec; every error names the key at fault.
@@ -282,6 +287,7 @@ func compile(spec RuleSpec, now time.Time) (*rule, error) {
 	}
 	r.rand = NewRand(spec.Seed)
 	r.spec.Seed = r.rand.Seed()
+	r.seen = new(atomic.Uint64)
 	return r, nil
 }
 
@@ -317,10 +323,21 @@ func phaseList() string {
 	return strings.Join(s, ", ")
 }
 
-// staticMatch evaluates what is known at accept. draw is the connection's
+// sameRule reports whether next is prev unchanged, so that prev's state
+// (random stream, connection count, window start) carries over a rule-set
+// change: editing one rule must not restart another's "first 10".
+func sameRule(prev *rule, next RuleSpec) bool {
+	if next.Seed == 0 {
+		next.Seed = prev.spec.Seed
+	}
+	return reflect.DeepEqual(prev.spec, next)
+}
+
+// staticMatch evaluates what is known at accept; n is the connection's
+// number for this rule, from 1. draw is the connection's
 // probability draw for this rule, consumed whether or not it is needed so
 // that a seed replays the same decisions.
-func (r *rule) staticMatch(ci proxy.ConnInfo, draw float64) (bool, string) {
+func (r *rule) staticMatch(ci proxy.ConnInfo, n uint64, draw float64) (bool, string) {
 	m := r.spec.Match
 	if len(r.clients) > 0 {
 		a := ci.Client.Addr().Unmap()
@@ -328,10 +345,10 @@ func (r *rule) staticMatch(ci proxy.ConnInfo, draw float64) (bool, string) {
 			return false, "client address"
 		}
 	}
-	if m.First > 0 && ci.Seq > m.First {
+	if m.First > 0 && n > m.First {
 		return false, "first"
 	}
-	if m.Every > 0 && ci.Seq%m.Every != 0 {
+	if m.Every > 0 && n%m.Every != 0 {
 		return false, "every"
 	}
 	if w := m.Window; w != nil {

@@ -48,6 +48,40 @@ func TestServerMisbehavesInPhase(t *testing.T) {
 		{name: "silent at prelogin", encrypt: "disable", phase: PhasePreloginRequest, silent: true, wantBy: SideClient, wantKind: CloseFIN, wantErr: "timeout"},
 		{name: "silent at client hello", encrypt: "true", phase: PhaseTLSClientHello, silent: true, wantBy: SideClient, wantKind: CloseFIN, wantErr: "timeout"},
 	}
+	// A server whose answers are held back (a delayed PRELOGIN or login
+	// response): the client gives up in the phase before, still waiting
+	// for the server.
+	held := []struct {
+		name      string
+		encrypt   string
+		phase     Phase // the phase whose bytes are held
+		wantPhase Phase // where the client gives up
+	}{
+		{"prelogin response held", "disable", PhasePreloginResponse, PhasePreloginRequest},
+		{"login response held", "disable", PhaseLoginResponse, PhaseLogin7},
+		{"encrypted login response held", "true", PhaseLoginResponse, PhaseLogin7},
+	}
+	for _, tc := range held {
+		t.Run(tc.name, func(t *testing.T) {
+			emu := startEmulator(t, startEmuCfg(tds.EncryptOff))
+			p, rs := startProxy(t, emu.Addr(), Options{Decider: phaseDecider{phase: tc.phase, v: Verdict{Delay: 3 * time.Second, Rule: "hold"}}})
+			_, err := selectOne(t, goDSN(p.Addr().String(), tc.encrypt, url.Values{"connection timeout": {"1"}}), nil, 0)
+			if err == nil || !strings.Contains(err.Error(), "timeout") {
+				t.Fatalf("client error = %v, want a timeout", err)
+			}
+			rec := rs.next(t)
+			if c := rec.Close; c == nil || c.By != SideClient || c.Phase != tc.wantPhase || c.Awaiting != SideServer {
+				t.Errorf("close = %+v, want by client in %s awaiting the server", rec.Close, tc.wantPhase)
+			}
+			var heldMark bool
+			for _, m := range rec.Phases {
+				heldMark = heldMark || m.Phase == tc.phase && m.Held == 3*time.Second
+			}
+			if !heldMark {
+				t.Errorf("phases %+v do not show %s held 3s", rec.Phases, tc.phase)
+			}
+		})
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			emu := startEmulator(t, startEmuCfg(tds.EncryptOff))

@@ -390,6 +390,13 @@ func (p *Proxy) finished(s *session, rec *Record) {
 	}
 }
 
+// ActiveCount is the number of live connections, without copying records.
+func (p *Proxy) ActiveCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.sessions)
+}
+
 // Rejected is the number of connections closed at accept because
 // MaxConnections was reached.
 func (p *Proxy) Rejected() uint64 { return p.rejected.Load() }

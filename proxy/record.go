@@ -56,6 +56,9 @@ type PhaseMark struct {
 	// Encrypted is true when the phase was inferred from encrypted records
 	// (its content was not visible).
 	Encrypted bool `json:"encrypted,omitempty"`
+	// Held is how long a fault held the bytes that completed the phase
+	// before passing them on; At is when they reached the proxy.
+	Held time.Duration `json:"held_ns,omitempty"`
 }
 
 // PreloginInfo is what both PRELOGIN messages said (MS-TDS §2.2.6.5).

@@ -45,6 +45,8 @@ type session struct {
 	cancel context.CancelFunc
 	// deadline fires if negotiation is not over in time.
 	deadline *time.Timer
+	// held is set while a delay verdict holds the bytes of a phase.
+	held *heldPhase
 }
 
 func newSession(p *Proxy, id uint64, client net.Conn) *session {
@@ -295,6 +297,7 @@ func (s *session) applyBeforeForward(v Verdict, dir Direction) bool {
 			t.Stop()
 			return false
 		}
+		s.releaseHold()
 	}
 	if len(v.Stages) > 0 {
 		s.mu.Lock()
@@ -364,6 +367,7 @@ func (s *session) cut(dir Direction, c *Cut) {
 func (s *session) observe(dir Direction, b []byte) Verdict {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	prevPhase, prevRead := s.rec.Phase, s.lastRead[dir]
 	s.lastRead[dir] = s.p.now()
 	if s.p.chunkHook != nil {
 		s.p.chunkHook(dir, b)
@@ -373,7 +377,40 @@ func (s *session) observe(dir Direction, b []byte) Verdict {
 		s.stopWatchingLocked()
 	}
 	defer s.logEvents(evs)
-	return s.decideLocked(evs)
+	v := s.decideLocked(evs)
+	if v.Delay > 0 && len(evs) > 0 && !v.Close {
+		// The bytes that completed these phases are held back: for the
+		// peer they have not happened yet. A close during the hold belongs
+		// to the phase before, with this side still owing its answer.
+		s.held = &heldPhase{phase: s.rec.Phase, dir: dir}
+		s.rec.Phase, s.lastRead[dir] = prevPhase, prevRead
+		for i := len(s.rec.Phases) - len(evs); i < len(s.rec.Phases); i++ {
+			if i >= 0 {
+				s.rec.Phases[i].Held = v.Delay
+			}
+		}
+	}
+	return v
+}
+
+// heldPhase is a phase whose bytes a delay verdict holds back.
+type heldPhase struct {
+	phase Phase
+	dir   Direction
+}
+
+// releaseHold marks the held phase reached once its bytes go on.
+func (s *session) releaseHold() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held == nil {
+		return
+	}
+	if s.rec.Close == nil {
+		s.rec.Phase = s.held.phase
+		s.lastRead[s.held.dir] = s.p.now()
+	}
+	s.held = nil
 }
 
 // stopWatchingLocked switches the session to the blind relay.
@@ -524,7 +561,7 @@ func (s *session) setClose(by Side, kind CloseKind, reason string) {
 	// Who owed the next bytes: the side that did not send last. Only known
 	// while the watcher sees the bytes; after negotiation the relay is blind.
 	c, sv := s.lastRead[ClientToServer], s.lastRead[ServerToClient]
-	if s.watching.Load() && (!c.IsZero() || !sv.IsZero()) {
+	if (s.watching.Load() || s.held != nil) && (!c.IsZero() || !sv.IsZero()) {
 		if c.After(sv) {
 			ci.Awaiting = SideServer
 			ci.Silence = s.p.now().Sub(c)
