@@ -197,7 +197,7 @@ func (in *Instance) apply(cfg *configs.Config) error {
 			replaced = append(replaced, c.cfg.Name)
 			in.log.Info("proxy replaced", zap.String("proxy", c.cfg.Name), zap.String("listen", c.cfg.Listen),
 				zap.String("upstream", c.cfg.Upstream), zap.String("socket", c.from),
-				zap.Int("open_connections_kept", len(c.old.p.Connections())))
+				zap.Int("open_connections_kept", c.old.p.ActiveCount()))
 		} else {
 			added = append(added, c.cfg.Name)
 		}
@@ -221,7 +221,7 @@ func (in *Instance) apply(cfg *configs.Config) error {
 		in.retire(e)
 		removed = append(removed, e.cfg.Name)
 		in.log.Info("proxy removed", zap.String("proxy", e.cfg.Name),
-			zap.Int("open_connections_kept", len(e.p.Connections())))
+			zap.Int("open_connections_kept", e.p.ActiveCount()))
 	}
 	in.log.Info("configuration applied", zap.Int("proxies", len(changes)),
 		zap.Strings("added", added), zap.Strings("replaced", replaced), zap.Strings("removed", removed))

@@ -365,7 +365,7 @@ func (in *Instance) info(e *entry) ProxyInfo {
 		Addr:        e.ln.Addr().String(),
 		Upstream:    e.cfg.Upstream,
 		DialTimeout: faults.Duration(dt),
-		Connections: len(e.p.Connections()),
+		Connections: e.p.ActiveCount(),
 		Faults:      rules,
 	}
 }
@@ -513,7 +513,7 @@ func (in *Instance) Shutdown(ctx context.Context, reset bool) error {
 	var wg sync.WaitGroup
 	for _, p := range in.allProxies() {
 		wg.Go(func() {
-			open := len(p.Connections())
+			open := p.ActiveCount()
 			if err := p.Shutdown(ctx, reset); err != nil && open > 0 {
 				cut.Add(int64(open))
 			}

@@ -223,7 +223,7 @@ func (c *activeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	c.in.mu.Unlock()
 	for _, x := range ps {
-		counts[x.name] += len(x.p.Connections())
+		counts[x.name] += x.p.ActiveCount()
 	}
 	for n, v := range counts {
 		ch <- prometheus.MustNewConstMetric(activeDesc, prometheus.GaugeValue, float64(v), n)
