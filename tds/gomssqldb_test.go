@@ -143,7 +143,7 @@ func runGoMssqldb(t *testing.T, password string, fn func(ctx context.Context, db
 	q.Set("encrypt", "disable")
 	q.Set("app name", "tdsproxy-test")
 	q.Set("connection timeout", "10")
-	q.Set("dial timeout", "5")
+	q.Set("dial timeout", "20") // generous: a loaded CI machine is slow to log in
 	u := url.URL{Scheme: "sqlserver", User: url.UserPassword("sa", password), Host: ln.Addr().String(), RawQuery: q.Encode()}
 	db, err := sql.Open("sqlserver", u.String())
 	if err != nil {
