@@ -47,6 +47,22 @@ type Record struct {
 	Faults []FaultEvent `json:"faults,omitempty"`
 	// Notes are human-readable remarks (e.g. why watching stopped).
 	Notes []string `json:"notes,omitempty"`
+	// Dropped counts list entries (notes, parse issues, alerts, faults)
+	// left out because the list reached maxListEntries: a hostile peer
+	// must not grow a record without bound.
+	Dropped int `json:"dropped_entries,omitempty"`
+}
+
+// maxListEntries caps each list in a Record.
+const maxListEntries = 32
+
+// room reports whether a list of length n may grow, counting a drop if not.
+func (r *Record) room(n int) bool {
+	if n < maxListEntries {
+		return true
+	}
+	r.Dropped++
+	return false
 }
 
 // PhaseMark is a phase reached and when, relative to Record.Start.

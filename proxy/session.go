@@ -471,7 +471,7 @@ func (s *session) decideLocked(evs []Event) Verdict {
 	}
 	for i := range evs {
 		v := s.cd.Decide(&evs[i], &s.rec)
-		if v.Rule != "" {
+		if v.Rule != "" && s.rec.room(len(s.rec.Faults)) {
 			s.rec.Faults = append(s.rec.Faults, FaultEvent{
 				Rule: v.Rule, Scenario: v.Scenario, Phase: evs[i].Phase,
 				Action: v.Action, Detail: v.Detail, At: s.p.now().Sub(s.rec.Start),

@@ -368,7 +368,7 @@ func (w *watcher) tlsEvent(d *dirWatch, ev *tlsbridge.Event) error {
 	case tlsbridge.EventHandshake:
 		return w.handshake(d, ev.Handshake)
 	case tlsbridge.EventAlert:
-		if ev.Alert != nil {
+		if ev.Alert != nil && w.rec.room(len(ti.Alerts)) {
 			ti.Alerts = append(ti.Alerts, AlertInfo{
 				From:        d.dir.sender(),
 				Level:       ev.Alert.LevelName(),
@@ -497,13 +497,20 @@ func (w *watcher) mark(p Phase, dir Direction, encrypted bool) {
 }
 
 func (w *watcher) issue(dir Direction, what string, err error) {
+	if !w.rec.room(len(w.rec.ParseIssues)) {
+		return
+	}
 	w.rec.ParseIssues = append(w.rec.ParseIssues, ParseIssue{
 		Direction: dir.String(), Phase: w.rec.Phase, Offset: w.dirs[dir].offset,
 		What: what, Error: err.Error(),
 	})
 }
 
-func (w *watcher) note(s string) { w.rec.Notes = append(w.rec.Notes, s) }
+func (w *watcher) note(s string) {
+	if w.rec.room(len(w.rec.Notes)) {
+		w.rec.Notes = append(w.rec.Notes, s)
+	}
+}
 
 func (w *watcher) stop(d *dirWatch, err error) {
 	if !errors.Is(err, errGiveUp) {
