@@ -334,6 +334,12 @@ func Load(path string) (*Config, error) {
 		sort.Strings(md.Unused)
 		errs := make([]error, 0, len(md.Unused))
 		for _, k := range md.Unused {
+			if k == "" || strings.HasPrefix(k, ".") || strings.HasSuffix(k, ".") || strings.Contains(k, "..") {
+				// viper splits keys on '.', so a key like ".x" or "a..b"
+				// leaves an empty part: name the key as written.
+				errs = append(errs, keyErrorf(fmt.Sprintf("%q", k), "unknown key: a key is empty or has an empty part between dots"))
+				continue
+			}
 			errs = append(errs, keyErrorf(k, "unknown key (see `tdsproxy config example`)"))
 		}
 		return nil, errors.Join(errs...)

@@ -384,9 +384,11 @@ func (s *session) observe(dir Direction, b []byte) Verdict {
 		// to the phase before, with this side still owing its answer.
 		s.held = &heldPhase{phase: s.rec.Phase, dir: dir}
 		s.rec.Phase, s.lastRead[dir] = prevPhase, prevRead
-		for i := len(s.rec.Phases) - len(evs); i < len(s.rec.Phases); i++ {
-			if i >= 0 {
-				s.rec.Phases[i].Held = v.Delay
+		for i := range s.rec.Phases {
+			for _, ev := range evs {
+				if s.rec.Phases[i].Phase == ev.Phase && s.rec.Phases[i].Held == 0 {
+					s.rec.Phases[i].Held = v.Delay
+				}
 			}
 		}
 	}

@@ -492,7 +492,12 @@ func (w *watcher) appData(d *dirWatch) {
 func (w *watcher) mark(p Phase, dir Direction, encrypted bool) {
 	at := w.now().Sub(w.start)
 	w.rec.Phase = p
-	w.rec.Phases = append(w.rec.Phases, PhaseMark{Phase: p, At: at, Encrypted: encrypted})
+	// Each phase is listed once, when first reached (a second ClientHello
+	// after a HelloRetryRequest, or a hostile flood of them, adds nothing);
+	// the event still goes to the decider.
+	if !w.rec.Reached(p) {
+		w.rec.Phases = append(w.rec.Phases, PhaseMark{Phase: p, At: at, Encrypted: encrypted})
+	}
 	w.events = append(w.events, Event{Phase: p, Dir: dir, Encrypted: encrypted, ClientHello: w.clientHello, ServerHello: w.serverHello})
 }
 
