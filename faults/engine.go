@@ -263,6 +263,7 @@ type connRule struct {
 	rateHit  bool
 	dheArmed bool
 	out      bool // a dynamic match failed: the rule no longer applies
+	attached bool // a generic action's stages are on the connection
 }
 
 func (c *connRule) close(detail string) proxy.Verdict {
@@ -292,7 +293,11 @@ func (c *connDecider) Decide(ev *proxy.Event, rec *proxy.Record) proxy.Verdict {
 		var v proxy.Verdict
 		if cr.r.scen != nil {
 			v = cr.r.scen.decide(cr.r.params, cr, ev, rec)
-		} else if ev.Phase == cr.r.phase {
+		} else if ev.Phase == cr.r.phase && !cr.attached {
+			// Once per connection: a phase event can repeat (a second
+			// ClientHello after a HelloRetryRequest, or a hostile flood of
+			// them), and each attach would chain more stages.
+			cr.attached = true
 			v = c.attach(cr, ev)
 		}
 		if v.Action == "" {

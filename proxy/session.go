@@ -507,6 +507,11 @@ func (s *session) readEnded(dir Direction, err error) {
 		// We closed this conn ourselves (the other direction or Close did).
 		return
 	}
+	if s.watching.Load() {
+		s.mu.Lock()
+		s.w.ended(dir)
+		s.mu.Unlock()
+	}
 	s.setClose(dir.sender(), kind, reasonOf(kind, err))
 	switch kind {
 	case CloseFIN:

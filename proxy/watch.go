@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tdsproxy/tdsproxy/tds"
@@ -78,6 +79,7 @@ type dirWatch struct {
 	wrapped   bool
 	recHdr    []byte // partial record header
 	recRemain int    // bytes left in the current record
+	rawNoted  bool   // a raw handshake record on TDS 7.x was noted
 }
 
 // midRecord reports whether the wrapped TLS stream stopped inside a record.
@@ -180,7 +182,16 @@ func (w *watcher) drain(d *dirWatch) error {
 	for !w.done && len(d.pend) > 0 {
 		var n int
 		var err error
-		if isTLSRecordStart(d.pend[0]) {
+		first := d.pend[0]
+		if w.rec.Protocol == "tds8-strict" && !isTLSRecordStart(first) {
+			// TDS 8.0 carries everything inside TLS (MS-TDS §3.3.5.1).
+			return fmt.Errorf("%w: byte 0x%02X where a TLS record was due on a TDS 8.0 strict connection", errGiveUp, first)
+		}
+		if isTLSRecordStart(first) {
+			if first == recordHandshake && w.rec.Protocol == "tds7" && !d.wrapped && !w.hsDone[d.dir] && !d.rawNoted {
+				d.rawNoted = true
+				w.note(fmt.Sprintf("raw TLS handshake record %s on a TDS 7.x connection, where the handshake travels inside PRELOGIN packets (MS-TDS §2.2.6.5)", d.dir))
+			}
 			n, err = w.rawRecord(d)
 		} else {
 			n, err = w.tdsPacket(d)
@@ -270,6 +281,9 @@ func (w *watcher) tdsMessage(d *dirWatch, t tds.PacketType, msg []byte) error {
 		if err != nil {
 			w.issue(d.dir, "PRELOGIN request", err)
 		} else {
+			for _, o := range preloginOddities(msg, p) {
+				w.note("PRELOGIN request: " + o)
+			}
 			side := preloginSide(p)
 			w.rec.prelogin().Client = side
 			w.clientEnc, _ = p.Encryption()
@@ -281,6 +295,9 @@ func (w *watcher) tdsMessage(d *dirWatch, t tds.PacketType, msg []byte) error {
 		if err != nil {
 			w.issue(d.dir, "PRELOGIN response", err)
 		} else {
+			for _, o := range preloginOddities(msg, p) {
+				w.note("PRELOGIN response: " + o)
+			}
 			w.rec.prelogin().Server = preloginSide(p)
 			if reply, ok := p.Encryption(); ok {
 				w.scope = scopeFromReply(w.clientEnc, reply)
@@ -438,6 +455,9 @@ func (w *watcher) handshake(d *dirWatch, m *tlsbridge.HandshakeMessage) error {
 			return nil
 		}
 		for _, der := range cm.Chain {
+			if !w.rec.room(len(ti.Certificates)) {
+				break
+			}
 			cs, err := tlsbridge.SummarizeCertificate(der)
 			if err != nil {
 				w.issue(d.dir, "certificate", err)
@@ -517,6 +537,22 @@ func (w *watcher) note(s string) {
 	}
 }
 
+// ended is called when direction dir's stream ends while the watcher still
+// looks: a stream that stops inside a packet or record is what a broken or
+// hostile peer leaves behind, and the record should say so.
+func (w *watcher) ended(dir Direction) {
+	if w.done {
+		return
+	}
+	d := &w.dirs[dir]
+	switch {
+	case len(d.pend) > 0:
+		w.issue(dir, "stream", fmt.Errorf("ended inside a TDS packet or TLS record (%d bytes of it received)", len(d.pend)))
+	case d.msgPackets > 0:
+		w.issue(dir, "stream", fmt.Errorf("ended inside a %s message (%d packets without end of message)", d.msgType, d.msgPackets))
+	}
+}
+
 func (w *watcher) stop(d *dirWatch, err error) {
 	if !errors.Is(err, errGiveUp) {
 		err = fmt.Errorf("%w: %w", errGiveUp, err)
@@ -537,6 +573,45 @@ func (w *watcher) stopWatching(why string) {
 		w.dirs[i].pend, w.dirs[i].msg, w.dirs[i].recHdr = nil, nil, nil
 		w.dirs[i].tls = nil
 	}
+}
+
+// preloginOddities lists what a PRELOGIN does that no SQL Server client or
+// server does: VERSION not first (SQL Server closes such a connection), an
+// option given twice (only the first is used), option data that overlap.
+// ParsePrelogin accepts all of them so that the original bytes are kept;
+// the record still says so. payload must have passed ParsePrelogin.
+func preloginOddities(payload []byte, p *tds.Prelogin) []string {
+	var out []string
+	if len(p.Options) > 0 && p.Options[0].Token != tds.PreloginVersion {
+		out = append(out, "VERSION is not the first option")
+	}
+	var seen [256]bool
+	type span struct {
+		tok        tds.PreloginToken
+		start, end int
+	}
+	spans := make([]span, 0, len(p.Options))
+	// Walk the option table again for the offsets (MS-TDS §2.2.6.5); the
+	// parse has already checked every entry.
+	for i := 0; i+5 <= len(payload) && payload[i] != byte(tds.PreloginTerminator); i += 5 {
+		tok := tds.PreloginToken(payload[i])
+		if seen[tok] && len(out) < 8 {
+			out = append(out, fmt.Sprintf("option %s appears more than once (the first is used)", tok))
+		}
+		seen[tok] = true
+		start := int(payload[i+1])<<8 | int(payload[i+2])
+		if n := int(payload[i+3])<<8 | int(payload[i+4]); n > 0 {
+			spans = append(spans, span{tok, start, start + n})
+		}
+	}
+	slices.SortFunc(spans, func(a, b span) int { return a.start - b.start })
+	for i := 1; i < len(spans); i++ {
+		if spans[i].start < spans[i-1].end {
+			out = append(out, fmt.Sprintf("data of options %s and %s overlap", spans[i-1].tok, spans[i].tok))
+			break
+		}
+	}
+	return out
 }
 
 // scopeFromReply derives what TLS covers from the client's request and the

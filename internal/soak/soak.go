@@ -228,21 +228,24 @@ type Report struct {
 	Config  Config
 	Elapsed time.Duration
 
-	Connections        int // all connections the clients opened
-	CleanConnections   int // not faulted
-	Queries            int // answered correctly on clean connections
-	QueryFailures      int // errors on clean connections (must be 0)
-	WrongResults       int // wrong answers on clean connections (must be 0)
-	FailureSamples     []string
-	Scenarios          map[string]*ScenarioResult
-	Injections         map[string]int // fault engine injections by rule
-	Records            int            // connection records received
-	RecordViolations   int            // records that do not say what happened
-	ViolationSamples   []string
-	CloseKinds         map[string]int // records by "by/kind"
-	Before, After      Sample
-	LiveAfter          int // connections the proxy still held after the drain
-	EmulatorProtoError uint64
+	Connections      int // all connections the clients opened
+	CleanConnections int // not faulted
+	Queries          int // answered correctly on clean connections
+	QueryFailures    int // errors on clean connections (must be 0)
+	WrongResults     int // wrong answers on clean connections (must be 0)
+	FailureSamples   []string
+	Scenarios        map[string]*ScenarioResult
+	Injections       map[string]int // fault engine injections by rule
+	Records          int            // connection records received
+	RecordViolations int            // records that do not say what happened
+	ViolationSamples []string
+	CloseKinds       map[string]int // records by "by/kind"
+	Before, After    Sample
+	// Peak is the most goroutines and RSS seen during the load (sampled
+	// each second, no GC forced).
+	Peak                   Sample
+	LiveAfter              int    // connections the proxy still held after the drain
+	EmulatorProtocolErrors uint64 // connections the emulator closed for bad input
 }
 
 // Run starts the emulator and the proxy, measures a baseline after a
@@ -283,7 +286,25 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.Before = Measure()
 
 	start := time.Now()
+	stopPeak := make(chan struct{})
+	peakDone := make(chan struct{})
+	go func() {
+		defer close(peakDone)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopPeak:
+				return
+			case <-t.C:
+				rep.Peak.Goroutines = max(rep.Peak.Goroutines, runtime.NumGoroutine())
+				rep.Peak.RSS = max(rep.Peak.RSS, ReadRSS())
+			}
+		}
+	}()
 	env.load(ctx, cfg)
+	close(stopPeak)
+	<-peakDone
 	rep.Elapsed = time.Since(start)
 
 	if err := env.drain(ctx); err != nil {
@@ -449,7 +470,7 @@ func (e *env) fill(rep *Report) {
 		rep.CloseKinds[k] = v
 	}
 	rep.Records, rep.RecordViolations, rep.ViolationSamples = e.records, e.nViolation, e.violations
-	rep.EmulatorProtoError = e.emu.Stats().ProtocolErrors
+	rep.EmulatorProtocolErrors = e.emu.Stats().ProtocolErrors
 }
 
 // dsn is go-mssqldb's connection string for one client.
@@ -740,7 +761,7 @@ func (r *Report) Summary() string {
 			fmt.Fprintf(&b, "      %5d × %s\n", v, k)
 		}
 	}
-	fmt.Fprintf(&b, "records %d (violations %d); closes %v\n", r.Records, r.RecordViolations, r.CloseKinds)
-	fmt.Fprintf(&b, "before: %v\nafter:  %v\n", r.Before, r.After)
+	fmt.Fprintf(&b, "records %d (violations %d); closes %v; emulator protocol errors %d\n", r.Records, r.RecordViolations, r.CloseKinds, r.EmulatorProtocolErrors)
+	fmt.Fprintf(&b, "before: %v\npeak:   goroutines %d, RSS %.1f MiB\nafter:  %v\n", r.Before, r.Peak.Goroutines, mib(r.Peak.RSS), r.After)
 	return b.String()
 }
