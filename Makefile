@@ -73,9 +73,13 @@ fuzz:
 		done; \
 	done
 
-## bench: placeholder until the benchmark suite lands.
+## bench: the benchmark harness (bench/, issue 6): direct vs tdsproxy vs
+# HAProxy, socat and Toxiproxy on one machine, in one run; it installs what
+# it needs (apt haproxy socat, go install toxiproxy) and starts and stops every
+# process itself. BENCHFLAGS e.g. "-quick" or "-only bulk,direct,tdsproxy".
+BENCHFLAGS ?=
 bench:
-	$(GO) test -run XXX -bench . -benchmem ./...
+	$(GO) run ./bench $(BENCHFLAGS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go' 2>/dev/null || find . -name '*.go' -not -path './$(NODE_DIR)/*')); \
