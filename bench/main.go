@@ -343,7 +343,7 @@ func run(ctx context.Context, o options, sel selection, out io.Writer) error {
 	slices.SortStableFunc(shown, func(a, b string) int { return slices.Index(allPaths, a) - slices.Index(allPaths, b) })
 
 	fmt.Fprintf(out, "# tdsproxy benchmark\n\n")
-	fmt.Fprintf(out, "Command: `%s`  \n", strings.Join(os.Args, " "))
+	fmt.Fprintf(out, "Command: `%s`  \n", command())
 	fmt.Fprintf(out, "Machine: %d CPUs (%s), %s RAM, kernel %s, %s  \n", mach.CPUs, mach.CPUModel, mach.MemTotal, mach.Kernel, mach.OS)
 	var vs []string
 	for _, k := range []string{"go", "tdsproxy", "haproxy", "socat", "toxiproxy"} {
@@ -370,7 +370,7 @@ func run(ctx context.Context, o options, sel selection, out io.Writer) error {
 
 	if o.jsonPath != "" {
 		rep := report{
-			Command: strings.Join(os.Args, " "), Started: started, Seconds: elapsed.Seconds(),
+			Command: command(), Started: started, Seconds: elapsed.Seconds(),
 			Reps: o.reps, Quick: o.quick, Machine: mach, Versions: t.versions,
 			Paths: pathDescriptions, Tables: e.res.tables, Verdicts: verdicts, Errors: e.errs,
 		}
@@ -411,7 +411,13 @@ func raiseNoFile(want uint64) (uint64, error) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &nl); err != nil {
 		return lim.Cur, err
 	}
-	return lim.Max, fmt.Errorf("could only raise to the hard limit %d (want %d; not root?)", lim.Max, want)
+	return lim.Max, fmt.Errorf("could only raise to the hard limit %d (want %d; raising the hard limit needs CAP_SYS_RESOURCE)", lim.Max, want)
+}
+
+// command is how this run was invoked, as a person would type it (go run
+// leaves the binary in the build cache under a hashed name).
+func command() string {
+	return strings.TrimSpace("go run ./bench " + strings.Join(os.Args[1:], " "))
 }
 
 // loadAvg is the first three fields of /proc/loadavg.

@@ -286,7 +286,12 @@ func checkTargets(r *results) []verdict {
 func writeVerdicts(w io.Writer, vs []verdict) {
 	var order []string
 	by := map[string][]verdict{}
+	seen := map[verdict]bool{}
 	for _, v := range vs {
+		if seen[v] {
+			continue // "not measured" once per target, not once per table
+		}
+		seen[v] = true
 		if _, ok := by[v.Target]; !ok {
 			order = append(order, v.Target)
 		}
