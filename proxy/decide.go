@@ -89,7 +89,9 @@ type Stage interface {
 	// Forward passes chunk on by calling emit zero or more times, with
 	// whatever splitting and waiting the fault wants. It returns a non-nil
 	// Cut when the connection must be closed after this chunk. It must
-	// return promptly when ctx is done.
+	// return promptly when ctx is done. chunk (and every slice of it passed
+	// to emit) is only valid during the call: the session reuses the buffer
+	// for another connection afterwards.
 	Forward(ctx context.Context, chunk []byte, emit func([]byte) error) (*Cut, error)
 }
 

@@ -17,10 +17,13 @@ import (
 	"go.uber.org/zap"
 )
 
-// negotiationBuf is the read buffer a direction uses while the watcher looks
-// at its bytes. After negotiation the relay is io.Copy (splice) and this
-// buffer is dropped.
+// negotiationBuf is the size of the read buffer a direction uses while the
+// watcher looks at its bytes (or stages shape them). Buffers come from
+// bufPool and go back after each chunk, so a connection waiting for its
+// peer holds none, and a login allocates none in the steady state.
 const negotiationBuf = 32 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, negotiationBuf); return &b }}
 
 // session is one client connection and its upstream connection.
 type session struct {
@@ -117,11 +120,12 @@ func (s *session) run(ctx context.Context) {
 		s.client.Close()
 		return
 	}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); s.pipeClientToServer(early) }()
-	go func() { defer wg.Done(); s.pipeServerToClient() }()
-	wg.Wait()
+	// One direction runs on this goroutine: two goroutines per connection,
+	// not a third parked in a WaitGroup (BENCHMARKS.md, memory).
+	done := make(chan struct{})
+	go func() { defer close(done); s.pipeServerToClient() }()
+	s.pipeClientToServer(early)
+	<-done
 	s.closeBoth()
 }
 
@@ -187,44 +191,62 @@ func (s *session) pipe(dir Direction, src, dst net.Conn, early []byte) {
 			return
 		}
 	}
-	var buf []byte
 	for {
 		staged := s.stagesFor(dir)
 		if !s.watching.Load() && staged == nil {
 			break
 		}
-		if buf == nil {
-			buf = make([]byte, negotiationBuf)
-		}
-		n, err := src.Read(buf)
-		if n > 0 {
-			if s.watching.Load() {
-				v := s.observe(dir, buf[:n])
-				if !s.applyBeforeForward(v, dir) {
-					return
-				}
-				staged = s.stagesFor(dir)
-			}
-			if !s.forward(dir, dst, buf[:n], staged) {
-				return
-			}
-		}
-		if err != nil {
+		if ok, err := waitReadable(src); err != nil {
 			s.readEnded(dir, err)
+			return
+		} else if ok && !s.watching.Load() && s.stagesFor(dir) == nil {
+			// The other direction ended the negotiation while this one
+			// waited: nothing was read, go straight to the relay.
+			break
+		}
+		if !s.step(dir, src, dst) {
 			return
 		}
 	}
-	// Negotiation is over and nothing watches: io.Copy between the two
-	// *net.TCPConn uses splice(2) on Linux, so the bytes never enter user
-	// space (STYLE.md 7). The read buffer is released first: an idle
-	// established connection should cost little memory.
-	buf = nil
+	// Negotiation is over and nothing watches: the bytes go kernel to
+	// kernel (splice) and never enter user space (STYLE.md 7).
+	if s.relayBursts(dir, src, dst) {
+		return
+	}
 	n, err := io.Copy(dst, src)
 	s.bytes[dir].Add(n)
 	if err == nil {
 		err = io.EOF
 	}
 	s.readEnded(dir, err)
+}
+
+// step reads one chunk from src into a pooled buffer, shows it to the
+// watcher and forwards it; the buffer goes back to the pool before step
+// returns. It reports false when the direction must stop.
+func (s *session) step(dir Direction, src, dst net.Conn) bool {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	n, err := src.Read(buf)
+	if n > 0 {
+		staged := s.stagesFor(dir)
+		if s.watching.Load() {
+			v := s.observe(dir, buf[:n])
+			if !s.applyBeforeForward(v, dir) {
+				return false
+			}
+			staged = s.stagesFor(dir)
+		}
+		if !s.forward(dir, dst, buf[:n], staged) {
+			return false
+		}
+	}
+	if err != nil {
+		s.readEnded(dir, err)
+		return false
+	}
+	return true
 }
 
 // forward writes chunk to dst, through the direction's stages if any. It

@@ -573,6 +573,10 @@ func (w *watcher) stopWatching(why string) {
 		w.dirs[i].pend, w.dirs[i].msg, w.dirs[i].recHdr = nil, nil, nil
 		w.dirs[i].tls = nil
 	}
+	// The parsed hellos keep slices of handshake bytes; the record has
+	// what it needs from them, and events already built keep their own
+	// pointers.
+	w.clientHello, w.serverHello = nil, nil
 }
 
 // preloginOddities lists what a PRELOGIN does that no SQL Server client or
