@@ -373,10 +373,10 @@ func (p *Proxy) handle(c net.Conn) {
 		// Close ran between the reservation and the registration.
 		s.abort(CloseShutdown, false)
 	}
-	go func() {
-		defer p.wg.Done()
-		s.run(p.ctx)
-	}()
+	// The session releases the WaitGroup slot when its last direction
+	// ends (session.finish).
+	s.counted = true
+	go s.run(p.ctx)
 }
 
 // finished is called once per session with its final record.

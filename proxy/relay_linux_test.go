@@ -96,8 +96,10 @@ func TestRelayIdleHoldsNoPipes(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		after = openFDs(t)
 	}
-	if got := after["socket"] - before["socket"]; got != 4*n {
-		t.Errorf("%d sockets for %d idle relayed connections, want %d (client, proxy×2, server)", got, n, 4*n)
+	// Earlier tests' sockets may still be closing: "before" can count a
+	// few that are gone now, so only the upper bound is exact.
+	if got := after["socket"] - before["socket"]; got > 4*n {
+		t.Errorf("%d sockets for %d idle relayed connections, want at most %d (client, proxy×2, server)", got, n, 4*n)
 	}
 	if got := after["pipe"] - before["pipe"]; got > n/4 {
 		t.Errorf("%d pipe descriptors held with %d idle relayed connections, want at most %d (a pair per direction per connection would be %d)",

@@ -40,6 +40,8 @@ type session struct {
 
 	watching atomic.Bool
 	bytes    [2]atomic.Int64
+	live     atomic.Int32 // directions still running
+	counted  bool         // holds a slot of the proxy's WaitGroup
 
 	// Fault injection. cd is nil when no rule can touch this connection.
 	cd     ConnDecider
@@ -82,11 +84,25 @@ func newSession(p *Proxy, id uint64, client net.Conn) *session {
 	return s
 }
 
-// run dials the upstream, relays both directions until both end, and hands
-// the finished record to the proxy.
+// run dials the upstream and starts both directions. It does not wait for
+// them: the direction that ends last closes the session (directionDone), so
+// no goroutine sits parked for the connection's life.
 func (s *session) run(ctx context.Context) {
-	defer s.finish()
-	defer s.cancel()
+	early, ok := s.connect(ctx)
+	if !ok {
+		s.cancel()
+		s.finish()
+		return
+	}
+	s.live.Store(2)
+	go s.pipeServerToClient()
+	s.pipeClientToServer(early)
+}
+
+// connect applies the accept-time verdict and dials the upstream. It
+// returns what the client sent during a held accept, or false when the
+// session is over.
+func (s *session) connect(ctx context.Context) ([]byte, bool) {
 	var early []byte
 	if s.cd != nil {
 		s.mu.Lock()
@@ -95,12 +111,12 @@ func (s *session) run(ctx context.Context) {
 		if v.Delay > 0 && !v.Close {
 			var ok bool
 			if early, ok = s.holdAccept(v.Delay); !ok {
-				return
+				return nil, false
 			}
 			v.Delay = 0
 		}
 		if !s.applyBeforeForward(v, ClientToServer) {
-			return
+			return nil, false
 		}
 	}
 	d := net.Dialer{Timeout: s.p.dialTimeout()}
@@ -109,7 +125,7 @@ func (s *session) run(ctx context.Context) {
 		s.setClose(SideProxy, CloseDialFailed, "dial "+s.p.cfg.Upstream+": "+err.Error())
 		// The client sees what it would see from a server that refused it.
 		resetConn(s.client)
-		return
+		return nil, false
 	}
 	s.mu.Lock()
 	s.server = up
@@ -118,22 +134,34 @@ func (s *session) run(ctx context.Context) {
 	if closed { // the proxy closed while we dialled
 		up.Close()
 		s.client.Close()
-		return
+		return nil, false
 	}
-	// One direction runs on this goroutine: two goroutines per connection,
-	// not a third parked in a WaitGroup (BENCHMARKS.md, memory).
-	done := make(chan struct{})
-	go func() { defer close(done); s.pipeServerToClient() }()
-	s.pipeClientToServer(early)
-	<-done
-	s.closeBoth()
+	return early, true
 }
 
-// The two directions get named functions so goroutine dumps say which is which.
+// directionDone is called once by each direction when it ends; the last
+// one closes both connections and hands the record on.
+func (s *session) directionDone() {
+	if s.live.Add(-1) == 0 {
+		s.closeBoth()
+		s.finish()
+	}
+}
+
+// The directions get named functions so goroutine dumps say which is
+// which: pipe* while negotiating, relay* after.
 func (s *session) pipeClientToServer(early []byte) {
 	s.pipe(ClientToServer, s.client, s.server, early)
 }
 func (s *session) pipeServerToClient() { s.pipe(ServerToClient, s.server, s.client, nil) }
+func (s *session) relayClientToServer() {
+	defer s.directionDone()
+	s.relay(ClientToServer, s.client, s.server)
+}
+func (s *session) relayServerToClient() {
+	defer s.directionDone()
+	s.relay(ServerToClient, s.server, s.client)
+}
 
 // maxEarly bounds what the proxy buffers from a client while it holds the
 // accept (delayed-accept): a PRELOGIN or ClientHello is a few KiB.
@@ -182,34 +210,57 @@ func (s *session) holdAccept(d time.Duration) ([]byte, bool) {
 	}
 }
 
+// pipe runs direction dir while the watcher looks (or stages shape it),
+// then hands the direction to a fresh goroutine for the relay. The handoff
+// is for memory: parsing (x509, JA4, TLS records) grows this goroutine's
+// stack to 8 KiB and more, and the runtime shrinks a stack only at a GC,
+// which an idle proxy rarely runs; the relay's goroutine starts small and
+// stays small, and this stack is free for the next connection's use.
 func (s *session) pipe(dir Direction, src, dst net.Conn, early []byte) {
+	if !s.negotiate(dir, src, dst, early) {
+		s.directionDone()
+		return
+	}
+	if dir == ClientToServer {
+		go s.relayClientToServer()
+	} else {
+		go s.relayServerToClient()
+	}
+}
+
+// negotiate forwards dir's chunks through the watcher and the stages until
+// neither wants to see more. It reports false when the direction ended.
+func (s *session) negotiate(dir Direction, src, dst net.Conn, early []byte) bool {
 	if len(early) > 0 {
 		// Bytes read while the accept was held go through the same path as
 		// any other chunk.
 		v := s.observe(dir, early)
 		if !s.applyBeforeForward(v, dir) || !s.forward(dir, dst, early, s.stagesFor(dir)) {
-			return
+			return false
 		}
 	}
 	for {
 		staged := s.stagesFor(dir)
 		if !s.watching.Load() && staged == nil {
-			break
+			return true
 		}
 		if ok, err := waitReadable(src); err != nil {
 			s.readEnded(dir, err)
-			return
+			return false
 		} else if ok && !s.watching.Load() && s.stagesFor(dir) == nil {
 			// The other direction ended the negotiation while this one
 			// waited: nothing was read, go straight to the relay.
-			break
+			return true
 		}
 		if !s.step(dir, src, dst) {
-			return
+			return false
 		}
 	}
-	// Negotiation is over and nothing watches: the bytes go kernel to
-	// kernel (splice) and never enter user space (STYLE.md 7).
+}
+
+// relay moves dir's bytes after negotiation, blind: kernel to kernel
+// (splice), never through user space (STYLE.md 7).
+func (s *session) relay(dir Direction, src, dst net.Conn) {
 	if s.relayBursts(dir, src, dst) {
 		return
 	}
@@ -397,6 +448,9 @@ func (s *session) observe(dir Direction, b []byte) Verdict {
 	evs := s.feedSafely(dir, b)
 	if s.w.done {
 		s.stopWatchingLocked()
+		// The watcher gets no more bytes: let its last events (and the
+		// parsed hellos they point to) go with this call.
+		s.w.events = nil
 	}
 	defer s.logEvents(evs)
 	v := s.decideLocked(evs)
@@ -631,6 +685,9 @@ func (s *session) finish() {
 	rec := s.rec.Clone()
 	s.mu.Unlock()
 	s.p.finished(s, rec)
+	if s.counted {
+		s.p.wg.Done()
+	}
 }
 
 // snapshot returns a copy of the record so far.

@@ -118,6 +118,8 @@ func newWatcher(rec *Record, now func() time.Time, maxMsg int) *watcher {
 // feed hands the watcher the next chunk seen in direction dir and returns the
 // phase events it completed. b is not retained.
 func (w *watcher) feed(dir Direction, b []byte) []Event {
+	// The previous events' hello pointers go: they pin handshake bytes.
+	clear(w.events)
 	w.events = w.events[:0]
 	if w.done || len(b) == 0 {
 		return nil

@@ -184,7 +184,7 @@ func TestParseClientHelloLiveGo(t *testing.T) {
 }
 
 // captureClientHello returns the first record a crypto/tls client sends.
-func captureClientHello(t *testing.T, cfg *tls.Config) []byte {
+func captureClientHello(t testing.TB, cfg *tls.Config) []byte {
 	t.Helper()
 	cc, sc := net.Pipe()
 	defer sc.Close()
