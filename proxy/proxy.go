@@ -380,14 +380,18 @@ func (p *Proxy) handle(c net.Conn) {
 }
 
 // finished is called once per session with its final record.
+//
+// The sink gets the record before the session leaves the live set: a
+// caller that waits for "no live connections" and then reads the records
+// must find every one of them.
 func (p *Proxy) finished(s *session, rec *Record) {
-	p.mu.Lock()
-	delete(p.sessions, s.id)
-	p.mu.Unlock()
 	logRecord(p.log, rec)
 	if p.opts.Sink != nil {
 		p.opts.Sink(rec)
 	}
+	p.mu.Lock()
+	delete(p.sessions, s.id)
+	p.mu.Unlock()
 }
 
 // ActiveCount is the number of live connections, without copying records.

@@ -10,6 +10,84 @@ import (
 	"unsafe"
 )
 
+// dirReader reads one direction's chunks while the watcher looks, straight
+// from the socket inside the netpoller's callback (syscall.RawConn.Read):
+// the pooled buffer is taken just before the read(2) and handed back when
+// the socket has nothing, so a direction parked waiting for its peer holds
+// no buffer, and a chunk still costs one system call.
+type dirReader struct {
+	s   *session
+	dir Direction
+	rc  syscall.RawConn
+	cb  func(fd uintptr) bool // r.callback, bound once
+
+	// Results of the last callback.
+	bp    *[]byte
+	n     int
+	errno syscall.Errno
+	relay bool // negotiation ended while waiting: nothing was read
+}
+
+func (r *dirReader) callback(fd uintptr) bool {
+	if !r.s.watching.Load() && r.s.stagesFor(r.dir) == nil {
+		// The other direction ended the negotiation while this one
+		// waited: go to the relay without reading.
+		r.relay = true
+		return true
+	}
+	bp := bufPool.Get().(*[]byte)
+	for {
+		n, err := syscall.Read(int(fd), *bp)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			bufPool.Put(bp)
+			return false
+		case err != nil:
+			bufPool.Put(bp)
+			r.errno = err.(syscall.Errno)
+			return true
+		}
+		r.bp, r.n = bp, n
+		return true
+	}
+}
+
+// readChunk returns the next chunk of dir in a pooled buffer (put it back
+// with bufPool.Put), or relay=true when the negotiation ended meanwhile.
+// err is what src.Read would have returned (io.EOF at end of stream).
+func (s *session) readChunk(dir Direction, src net.Conn) (bp *[]byte, n int, err error, relay bool) {
+	r := s.readers[dir]
+	if r == nil {
+		r = &dirReader{s: s, dir: dir}
+		if tc, ok := src.(*net.TCPConn); ok {
+			r.rc, _ = tc.SyscallConn()
+		}
+		r.cb = r.callback
+		s.readers[dir] = r
+	}
+	if r.rc == nil {
+		bp = bufPool.Get().(*[]byte)
+		n, err = src.Read(*bp)
+		return bp, n, err, false
+	}
+	r.bp, r.n, r.errno, r.relay = nil, 0, 0, false
+	if werr := r.rc.Read(r.cb); werr != nil && r.bp == nil && r.errno == 0 && !r.relay {
+		// Closed by us, or a deadline: the wait's own error says which.
+		return nil, 0, werr, false
+	}
+	switch {
+	case r.relay:
+		return nil, 0, nil, true
+	case r.errno != 0:
+		return nil, 0, readError(src, r.errno), false
+	case r.n == 0:
+		return r.bp, 0, io.EOF, false
+	}
+	return r.bp, r.n, nil, false
+}
+
 // relayBursts is the relay after negotiation on Linux: it moves each burst
 // the kernel has queued with splice(2), and holds nothing while idle.
 //
@@ -37,22 +115,30 @@ func (s *session) relayBursts(dir Direction, src, dst net.Conn) bool {
 	if err != nil {
 		return false
 	}
-	var queued int
-	var pending syscall.Errno
-	// wait is the netpoller callback of rc.Read: it returns false (wait
-	// for readability and call again) while nothing is queued and the
-	// stream has not ended. One closure per relay, not per burst.
+	var (
+		queued  int
+		pending syscall.Errno
+		woken   bool // the callback runs again after a wait
+	)
+	// wait is the netpoller callback of rc.Read: false means wait for
+	// readability and call again. One closure per relay, not per burst.
+	//
+	// rc.Read clears the socket's readiness before its first call, so the
+	// first call must look for itself (an EOF or bytes that came before
+	// would raise no new event): a one-byte non-blocking peek, which also
+	// tells an empty queue (EAGAIN) from an end of stream (0) and catches a
+	// pending error (e.g. ECONNRESET, kept in pending because the kernel
+	// hands a socket error out once, peek or not, and the next read would
+	// see a mere EOF). When the peek finds bytes, or after a wake-up,
+	// SIOCINQ sizes the burst.
 	wait := func(fd uintptr) bool {
-		for range 2 { // a second pass only when bytes raced the peek
-			queued = inq(fd)
-			if queued > 0 {
-				return true
+		for range 3 { // more passes only when bytes race the checks
+			if woken {
+				if queued = inq(fd); queued > 0 {
+					return true
+				}
 			}
-			// SIOCINQ says 0 both when the queue is empty and at EOF; a
-			// non-blocking one-byte peek tells which (0: FIN; EAGAIN:
-			// empty; another error, e.g. ECONNRESET: kept in pending,
-			// because the kernel hands a socket error out once, peek or
-			// not, and the next read would see a mere EOF).
+			woken = true
 			switch n, errno := peek(fd); {
 			case errno == syscall.EAGAIN:
 				return false
@@ -60,13 +146,13 @@ func (s *session) relayBursts(dir Direction, src, dst net.Conn) bool {
 				pending = errno
 				return true
 			case n == 0:
-				return true
+				return true // end of stream
 			}
 		}
 		return true
 	}
 	for {
-		queued, pending = 0, 0
+		queued, pending, woken = 0, 0, false
 		// An error here (closed by us, a deadline) leaves queued at 0: the
 		// Read below reports it, exactly as io.Copy would have.
 		_ = rc.Read(wait)
@@ -123,36 +209,4 @@ func peek(fd uintptr) (int, syscall.Errno) {
 	n, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
 		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 	return int(n), errno
-}
-
-// waitReadable blocks until c has bytes to read, has ended, or is closed,
-// without holding a read buffer meanwhile: a connection that waits for
-// its peer (a pooled, idle session) costs no buffer. ok is false when c is
-// not a TCP socket (the caller just reads). err is a socket error the
-// wait consumed (see relayBursts: the kernel reports it once), to be
-// treated as the read's error.
-func waitReadable(c net.Conn) (ok bool, err error) {
-	tc, isTCP := c.(*net.TCPConn)
-	if !isTCP {
-		return false, nil
-	}
-	rc, rerr := tc.SyscallConn()
-	if rerr != nil {
-		return false, nil
-	}
-	var pending syscall.Errno
-	// An error of the wait itself (closed, deadline) is left to the Read
-	// that follows.
-	_ = rc.Read(func(fd uintptr) bool {
-		_, errno := peek(fd)
-		if errno == syscall.EAGAIN {
-			return false
-		}
-		pending = errno
-		return true
-	})
-	if pending != 0 {
-		return true, readError(c, pending)
-	}
-	return true, nil
 }

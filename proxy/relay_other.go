@@ -4,8 +4,17 @@ package proxy
 
 import "net"
 
-// relayBursts and waitReadable are Linux-only (relay_linux.go); elsewhere
-// the relay is io.Copy and the negotiation loop reads directly.
+// relayBursts is Linux-only (relay_linux.go); elsewhere the relay is
+// io.Copy.
 func (s *session) relayBursts(Direction, net.Conn, net.Conn) bool { return false }
 
-func waitReadable(net.Conn) (bool, error) { return false, nil }
+// dirReader exists on Linux only.
+type dirReader struct{}
+
+// readChunk reads into a pooled buffer; the buffer is held while the read
+// waits (Linux waits without one).
+func (s *session) readChunk(_ Direction, src net.Conn) (bp *[]byte, n int, err error, relay bool) {
+	bp = bufPool.Get().(*[]byte)
+	n, err = src.Read(*bp)
+	return bp, n, err, false
+}

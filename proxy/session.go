@@ -41,7 +41,8 @@ type session struct {
 	watching atomic.Bool
 	bytes    [2]atomic.Int64
 	live     atomic.Int32 // directions still running
-	counted  bool         // holds a slot of the proxy's WaitGroup
+	readers  [2]*dirReader
+	counted  bool // holds a slot of the proxy's WaitGroup
 
 	// Fault injection. cd is nil when no rule can touch this connection.
 	cd     ConnDecider
@@ -240,19 +241,14 @@ func (s *session) negotiate(dir Direction, src, dst net.Conn, early []byte) bool
 		}
 	}
 	for {
-		staged := s.stagesFor(dir)
-		if !s.watching.Load() && staged == nil {
+		if !s.watching.Load() && s.stagesFor(dir) == nil {
 			return true
 		}
-		if ok, err := waitReadable(src); err != nil {
-			s.readEnded(dir, err)
-			return false
-		} else if ok && !s.watching.Load() && s.stagesFor(dir) == nil {
-			// The other direction ended the negotiation while this one
-			// waited: nothing was read, go straight to the relay.
+		more, relay := s.step(dir, src, dst)
+		if relay {
 			return true
 		}
-		if !s.step(dir, src, dst) {
+		if !more {
 			return false
 		}
 	}
@@ -274,30 +270,35 @@ func (s *session) relay(dir Direction, src, dst net.Conn) {
 
 // step reads one chunk from src into a pooled buffer, shows it to the
 // watcher and forwards it; the buffer goes back to the pool before step
-// returns. It reports false when the direction must stop.
-func (s *session) step(dir Direction, src, dst net.Conn) bool {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
-	n, err := src.Read(buf)
+// returns. more is false when the direction must stop; relay is true when
+// the negotiation ended while step waited, with nothing read.
+func (s *session) step(dir Direction, src, dst net.Conn) (more, relay bool) {
+	bp, n, err, relay := s.readChunk(dir, src)
+	if relay {
+		return true, true
+	}
+	if bp != nil {
+		defer bufPool.Put(bp)
+	}
 	if n > 0 {
+		buf := (*bp)[:n]
 		staged := s.stagesFor(dir)
 		if s.watching.Load() {
-			v := s.observe(dir, buf[:n])
+			v := s.observe(dir, buf)
 			if !s.applyBeforeForward(v, dir) {
-				return false
+				return false, false
 			}
 			staged = s.stagesFor(dir)
 		}
-		if !s.forward(dir, dst, buf[:n], staged) {
-			return false
+		if !s.forward(dir, dst, buf, staged) {
+			return false, false
 		}
 	}
 	if err != nil {
 		s.readEnded(dir, err)
-		return false
+		return false, false
 	}
-	return true
+	return true, false
 }
 
 // forward writes chunk to dst, through the direction's stages if any. It

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"testing"
@@ -114,9 +113,22 @@ func serveOne(conn net.Conn) (c captured) {
 		c.err = err
 		return c
 	}
-	// Drain until the client hangs up.
-	_, _ = io.Copy(io.Discard, conn)
-	return c
+	// Until the client hangs up, answer an ATTENTION as SQL Server does,
+	// with DONE(ATTN) (MS-TDS §2.2.1.7): database/sql cancels a query's
+	// context when QueryRow's Scan closes the rows, and if go-mssqldb's
+	// reader has not finished the response by then it sends an attention
+	// and waits 5 s for this acknowledgement (a flake on a loaded machine).
+	for {
+		m, err := r.ReadMessage()
+		if err != nil {
+			return c
+		}
+		if m.Type == PacketAttention {
+			if err := w.WriteMessage(PacketReply, AppendDone(nil, TokenDone, DoneAttn, CurCmdNone, 0)); err != nil {
+				return c
+			}
+		}
+	}
 }
 
 // runGoMssqldb starts a loopback server, runs fn against it with a
