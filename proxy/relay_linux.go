@@ -20,6 +20,8 @@ type dirReader struct {
 	dir Direction
 	rc  syscall.RawConn
 	cb  func(fd uintptr) bool // r.callback, bound once
+	// relaying: negotiation is over, read without looking at it.
+	relaying bool
 
 	// Results of the last callback.
 	bp    *[]byte
@@ -29,7 +31,7 @@ type dirReader struct {
 }
 
 func (r *dirReader) callback(fd uintptr) bool {
-	if !r.s.watching.Load() && r.s.stagesFor(r.dir) == nil {
+	if !r.relaying && !r.s.watching.Load() && r.s.stagesFor(r.dir) == nil {
 		// The other direction ended the negotiation while this one
 		// waited: go to the relay without reading.
 		r.relay = true
@@ -58,6 +60,16 @@ func (r *dirReader) callback(fd uintptr) bool {
 // with bufPool.Put), or relay=true when the negotiation ended meanwhile.
 // err is what src.Read would have returned (io.EOF at end of stream).
 func (s *session) readChunk(dir Direction, src net.Conn) (bp *[]byte, n int, err error, relay bool) {
+	r := s.reader(dir, src)
+	if r.rc == nil {
+		bp = bufPool.Get().(*[]byte)
+		n, err = src.Read(*bp)
+		return bp, n, err, false
+	}
+	return r.read(src)
+}
+
+func (s *session) reader(dir Direction, src net.Conn) *dirReader {
 	r := s.readers[dir]
 	if r == nil {
 		r = &dirReader{s: s, dir: dir}
@@ -67,11 +79,10 @@ func (s *session) readChunk(dir Direction, src net.Conn) (bp *[]byte, n int, err
 		r.cb = r.callback
 		s.readers[dir] = r
 	}
-	if r.rc == nil {
-		bp = bufPool.Get().(*[]byte)
-		n, err = src.Read(*bp)
-		return bp, n, err, false
-	}
+	return r
+}
+
+func (r *dirReader) read(src net.Conn) (bp *[]byte, n int, err error, relay bool) {
 	r.bp, r.n, r.errno, r.relay = nil, 0, 0, false
 	if werr := r.rc.Read(r.cb); werr != nil && r.bp == nil && r.errno == 0 && !r.relay {
 		// Closed by us, or a deadline: the wait's own error says which.
@@ -88,102 +99,66 @@ func (s *session) readChunk(dir Direction, src net.Conn) (bp *[]byte, n int, err
 	return r.bp, r.n, nil, false
 }
 
-// relayBursts is the relay after negotiation on Linux: it moves each burst
-// the kernel has queued with splice(2), and holds nothing while idle.
+// relayBursts is the relay after negotiation on Linux. It holds nothing
+// while idle, and moves bulk kernel to kernel:
+//   - each wake-up reads what is there into a pooled 32 KiB buffer and
+//     writes it on (one read(2) and one write(2) per message, like
+//     HAProxy; for small messages cheaper than splicing through a pipe);
+//   - when that read fills the buffer, the stream is moving bulk: the rest
+//     of what the kernel has queued (SIOCINQ) goes with splice(2).
 //
 // Plain io.Copy between two *net.TCPConn also splices, but Go's
 // internal/poll.Splice takes a pipe pair from its pool for the whole copy,
 // i.e. for the life of the connection: 2 more descriptors per direction,
 // 6 per proxied connection, so a file limit of 20,000 ran out at about
-// 3,300 connections (BENCHMARKS.md). Here each burst is an io.Copy of an
+// 3,300 connections (BENCHMARKS.md). Here a splice is an io.Copy of an
 // io.LimitedReader of exactly the queued bytes: (*net.TCPConn).ReadFrom
-// splices it and returns the pipe to the pool as soon as the burst is
-// through, so pipes are shared by the connections that move data and an
-// idle connection holds its two sockets only.
+// splices it and returns the pipe to the pool at once, so pipes are shared
+// by the connections that move bulk, and an idle connection holds its two
+// sockets only.
 //
 // It reports false when src or dst is not a TCP socket (the caller then
 // falls back to io.Copy).
 func (s *session) relayBursts(dir Direction, src, dst net.Conn) bool {
-	tsrc, ok := src.(*net.TCPConn)
-	if !ok {
-		return false
-	}
 	if _, ok := dst.(*net.TCPConn); !ok {
 		return false
 	}
-	rc, err := tsrc.SyscallConn()
-	if err != nil {
+	r := s.reader(dir, src)
+	if r.rc == nil {
 		return false
 	}
-	var (
-		queued  int
-		pending syscall.Errno
-		woken   bool // the callback runs again after a wait
-	)
-	// wait is the netpoller callback of rc.Read: false means wait for
-	// readability and call again. One closure per relay, not per burst.
-	//
-	// rc.Read clears the socket's readiness before its first call, so the
-	// first call must look for itself (an EOF or bytes that came before
-	// would raise no new event): a one-byte non-blocking peek, which also
-	// tells an empty queue (EAGAIN) from an end of stream (0) and catches a
-	// pending error (e.g. ECONNRESET, kept in pending because the kernel
-	// hands a socket error out once, peek or not, and the next read would
-	// see a mere EOF). When the peek finds bytes, or after a wake-up,
-	// SIOCINQ sizes the burst.
-	wait := func(fd uintptr) bool {
-		for range 3 { // more passes only when bytes race the checks
-			if woken {
-				if queued = inq(fd); queued > 0 {
-					return true
-				}
-			}
-			woken = true
-			switch n, errno := peek(fd); {
-			case errno == syscall.EAGAIN:
-				return false
-			case errno != 0:
-				pending = errno
-				return true
-			case n == 0:
-				return true // end of stream
-			}
-		}
-		return true
-	}
+	r.relaying = true
+	var queued int
+	sizeQueue := func(fd uintptr) { queued = inq(fd) }
 	for {
-		queued, pending, woken = 0, 0, false
-		// An error here (closed by us, a deadline) leaves queued at 0: the
-		// Read below reports it, exactly as io.Copy would have.
-		_ = rc.Read(wait)
-		if pending != 0 {
-			s.readEnded(dir, readError(src, pending))
-			return true
-		}
-		if queued == 0 {
-			// End of stream or an error; a byte that arrived since the
-			// peek is forwarded like any other.
-			var one [1]byte
-			n, err := src.Read(one[:])
-			if n > 0 {
-				if _, werr := dst.Write(one[:n]); werr != nil {
-					s.readEnded(dir, werr)
+		bp, n, err, _ := r.read(src)
+		if n > 0 {
+			full := n == len(*bp)
+			_, werr := dst.Write((*bp)[:n])
+			bufPool.Put(bp)
+			if werr != nil {
+				s.writeFailed(dir, werr)
+				return true
+			}
+			s.bytes[dir].Add(int64(n))
+			if full && r.rc.Control(sizeQueue) == nil && queued > 0 {
+				m, err := io.Copy(dst, &io.LimitedReader{R: src, N: int64(queued)})
+				s.bytes[dir].Add(m)
+				if err != nil {
+					s.readEnded(dir, err)
 					return true
 				}
-				s.bytes[dir].Add(int64(n))
-			}
-			if err != nil {
-				s.readEnded(dir, err)
-				return true
 			}
 			continue
 		}
-		n, err := io.Copy(dst, &io.LimitedReader{R: src, N: int64(queued)})
-		s.bytes[dir].Add(n)
-		if err != nil {
-			s.readEnded(dir, err)
-			return true
+		if bp != nil {
+			bufPool.Put(bp)
 		}
+		if err == nil {
+			err = io.EOF
+		}
+		s.readEnded(dir, err)
+		return true
 	}
 }
 
@@ -201,12 +176,4 @@ func inq(fd uintptr) int {
 		return 0
 	}
 	return int(n)
-}
-
-// peek looks at one byte without consuming it or blocking.
-func peek(fd uintptr) (int, syscall.Errno) {
-	var b [1]byte
-	n, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
-		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-	return int(n), errno
 }

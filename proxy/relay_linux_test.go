@@ -111,8 +111,8 @@ func TestRelayIdleHoldsNoPipes(t *testing.T) {
 }
 
 // An RST from the server after negotiation still reaches the client as an
-// RST: the relay's readiness peek consumes the socket error, and the relay
-// must pass it on rather than see a plain EOF.
+// RST (the relay reads inside the netpoller callback and must turn the
+// socket error into the same error a Read would give).
 func TestRelayResetAfterNegotiation(t *testing.T) {
 	up := startTapServer(t, func(c *net.TCPConn) {
 		buf := make([]byte, 4)

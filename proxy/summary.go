@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"sync"
+
 	"github.com/tdsproxy/tdsproxy/tlsbridge"
 )
 
@@ -84,4 +86,37 @@ func names[T any](xs []T, name func(T) string) []string {
 		out[i] = name(x)
 	}
 	return out
+}
+
+// certCache keeps the summaries of the certificates the proxy has seen,
+// keyed by their DER: a server presents the same chain on every
+// connection, and summarising it (SHA-1 thumbprint, names, dates) was the
+// largest parsing cost per login (BENCHMARKS.md). Bounded: when full it
+// starts over, so a server rotating through certificates costs at most
+// what no cache would.
+var certCache = struct {
+	sync.Mutex
+	m map[string]tlsbridge.CertSummary
+}{m: map[string]tlsbridge.CertSummary{}}
+
+const certCacheMax = 64
+
+func summarizeCertificate(der []byte) (tlsbridge.CertSummary, error) {
+	certCache.Lock()
+	cs, ok := certCache.m[string(der)]
+	certCache.Unlock()
+	if ok {
+		return cs, nil
+	}
+	cs, err := tlsbridge.SummarizeCertificate(der)
+	if err != nil {
+		return cs, err
+	}
+	certCache.Lock()
+	if len(certCache.m) >= certCacheMax {
+		clear(certCache.m)
+	}
+	certCache.m[string(der)] = cs
+	certCache.Unlock()
+	return cs, nil
 }

@@ -460,7 +460,7 @@ func (w *watcher) handshake(d *dirWatch, m *tlsbridge.HandshakeMessage) error {
 			if !w.rec.room(len(ti.Certificates)) {
 				break
 			}
-			cs, err := tlsbridge.SummarizeCertificate(der)
+			cs, err := summarizeCertificate(der)
 			if err != nil {
 				w.issue(d.dir, "certificate", err)
 				continue
