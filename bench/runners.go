@@ -264,7 +264,7 @@ func runMemory(ctx context.Context, e *env) {
 	var tables []*table
 	for _, v := range vs {
 		title := fmt.Sprintf("Memory: RSS per idle established connection, %d raw TCP connections", v.n)
-		note := "Raw connections to a TCP server that answers one byte and then holds them; the client's first byte is not TDS, so tdsproxy stops parsing and splices, as it does after a login."
+		note := "Raw connections to a TCP server that answers one byte and then holds them; the client's first byte is not TDS, so tdsproxy stops parsing and relays blind, as it does after a login."
 		if v.logins {
 			title = fmt.Sprintf("Memory: RSS per idle established connection, %d go-mssqldb sessions (login-only TLS, logged in, idle)", v.n)
 			note = "Real logins through the path to the emulator, then idle."
