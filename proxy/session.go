@@ -17,10 +17,11 @@ import (
 	"go.uber.org/zap"
 )
 
-// negotiationBuf is the size of the read buffer a direction uses while the
-// watcher looks at its bytes (or stages shape them). Buffers come from
-// bufPool and go back after each chunk, so a connection waiting for its
-// peer holds none, and a login allocates none in the steady state.
+// negotiationBuf is the size of a direction's read buffer: for each chunk
+// while the watcher looks (or stages shape the bytes), and for each message
+// of the relay after (relay_linux.go). Buffers come from bufPool and go back
+// after each chunk, so a connection waiting for its peer holds none, and a
+// login allocates none in the steady state.
 const negotiationBuf = 32 << 10
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, negotiationBuf); return &b }}
