@@ -124,6 +124,31 @@ func login7FixedFor(v uint32) int {
 	return Login7FixedLen
 }
 
+// The (offset, length) pairs of LOGIN7's OffsetLength block, in wire order
+// (MS-TDS §2.2.6.4): nine pairs, ClientID, then SSPI, AttachDBFile and
+// (TDS 7.2+) ChangePassword. ibExtension shares the slot of the old
+// ibUnused/cbUnused pair.
+const (
+	l7HostName = iota
+	l7UserName
+	l7Password
+	l7AppName
+	l7ServerName
+	l7Extension
+	l7LibraryName
+	l7Language
+	l7Database
+	l7SSPI
+	l7AttachDBFile
+	l7ChangePassword
+	l7Pairs               // number of pairs
+	l7PairsBeforeClientID = l7SSPI
+)
+
+// login7PairNames names each pair in errors.
+var login7PairNames = [l7Pairs]string{"HostName", "UserName", "Password", "AppName", "ServerName",
+	"Extension", "LibraryName", "Language", "Database", "SSPI", "AttachDBFile", "ChangePassword"}
+
 // ParseLogin7 decodes a LOGIN7 payload (the message without packet headers).
 // It checks the declared Length against the payload (bytes after Length are
 // ignored) and every (offset, length) pair against Length; a pair with
@@ -160,27 +185,25 @@ func ParseLogin7(payload []byte) (*Login7, error) {
 
 	// The (offset, length) pairs in wire order, MS-TDS §2.2.6.4 OffsetLength.
 	type pair struct{ off, n uint16 }
-	var p [12]pair // host user pass app server ext lib lang db | sspi attach chpw
-	for i := range 9 {
+	var p [l7Pairs]pair
+	for i := range l7PairsBeforeClientID {
 		c.u16(&p[i].off)
 		c.u16(&p[i].n)
 	}
 	var cid []byte
 	c.bytes(&cid, 6)
 	copy(l.ClientID[:], cid)
-	for i := 9; i < 11; i++ {
+	for _, i := range []int{l7SSPI, l7AttachDBFile} {
 		c.u16(&p[i].off)
 		c.u16(&p[i].n)
 	}
 	var sspiLong uint32
 	if fixed == Login7FixedLen {
-		c.u16(&p[11].off)
-		c.u16(&p[11].n)
+		c.u16(&p[l7ChangePassword].off)
+		c.u16(&p[l7ChangePassword].n)
 		c.u32(&sspiLong)
 	}
 
-	names := [12]string{"HostName", "UserName", "Password", "AppName", "ServerName",
-		"Extension", "LibraryName", "Language", "Database", "SSPI", "AttachDBFile", "ChangePassword"}
 	// field returns nbytes at off, checked against the declared length.
 	field := func(i int, nbytes int) ([]byte, error) {
 		if nbytes == 0 {
@@ -189,7 +212,7 @@ func ParseLogin7(payload []byte) (*Login7, error) {
 		start := int(p[i].off)
 		end := start + nbytes
 		if end > len(data) {
-			return nil, fmt.Errorf("%w: %s at %d+%d, length %d", ErrLogin7Bounds, names[i], start, nbytes, len(data))
+			return nil, fmt.Errorf("%w: %s at %d+%d, length %d", ErrLogin7Bounds, login7PairNames[i], start, nbytes, len(data))
 		}
 		return data[start:end:end], nil
 	}
@@ -212,36 +235,37 @@ func ParseLogin7(payload []byte) (*Login7, error) {
 	for _, f := range []struct {
 		i int
 		s *string
-	}{{0, &l.HostName}, {1, &l.UserName}, {3, &l.AppName}, {4, &l.ServerName},
-		{6, &l.LibraryName}, {7, &l.Language}, {8, &l.Database}, {10, &l.AttachDBFile}} {
+	}{{l7HostName, &l.HostName}, {l7UserName, &l.UserName}, {l7AppName, &l.AppName},
+		{l7ServerName, &l.ServerName}, {l7LibraryName, &l.LibraryName}, {l7Language, &l.Language},
+		{l7Database, &l.Database}, {l7AttachDBFile, &l.AttachDBFile}} {
 		if err := str(f.i, f.s); err != nil {
 			return nil, err
 		}
 	}
-	if err := pw(2, &l.Password); err != nil {
+	if err := pw(l7Password, &l.Password); err != nil {
 		return nil, err
 	}
-	if err := pw(11, &l.ChangePassword); err != nil {
+	if err := pw(l7ChangePassword, &l.ChangePassword); err != nil {
 		return nil, err
 	}
 
 	// cbSSPI == USHRT_MAX defers to cbSSPILong when that is non-zero
 	// (MS-TDS §2.2.6.4, cbSSPILong).
-	sspiLen := int(p[9].n)
+	sspiLen := int(p[l7SSPI].n)
 	if sspiLen == 0xFFFF && sspiLong > 0 {
 		if uint64(sspiLong) > uint64(len(data)) {
 			return nil, fmt.Errorf("%w: cbSSPILong %d > length %d", ErrLogin7Bounds, sspiLong, len(data))
 		}
 		sspiLen = int(sspiLong)
 	}
-	sspi, err := field(9, sspiLen)
+	sspi, err := field(l7SSPI, sspiLen)
 	if err != nil {
 		return nil, err
 	}
 	l.SSPI = sspi
 
 	if l.OptionFlags3&OptionFlags3Extension != 0 {
-		l.FeatureExt = login7FeatureExt(data, int(p[5].off), int(p[5].n))
+		l.FeatureExt = login7FeatureExt(data, int(p[l7Extension].off), int(p[l7Extension].n))
 	}
 	return l, nil
 }
@@ -305,7 +329,7 @@ func (l *Login7) Append(b []byte) ([]byte, error) {
 	// layout places the variable data. In go-mssqldb's order a long SSPI
 	// blob would push the later fields past 16-bit offsets, so the
 	// fallback moves SSPI after everything a 16-bit offset must reach.
-	layout := func(sspiLast bool) (vars []byte, e [12]ent, pos int, err error) {
+	layout := func(sspiLast bool) (vars []byte, e [l7Pairs]ent, pos int, err error) {
 		pos = fixed
 		put := func(i int, enc []byte, n int) {
 			e[i] = ent{pos, n}
@@ -317,36 +341,36 @@ func (l *Login7) Append(b []byte) ([]byte, error) {
 			u := appendUCS2(nil, p.s)
 			put(i, ObfuscatePassword(u), len(u)/2)
 		}
-		putStr(0, l.HostName)
-		putStr(1, l.UserName)
-		putPw(2, l.Password)
-		putStr(3, l.AppName)
-		putStr(4, l.ServerName)
-		putStr(6, l.LibraryName)
-		putStr(7, l.Language)
-		putStr(8, l.Database)
+		putStr(l7HostName, l.HostName)
+		putStr(l7UserName, l.UserName)
+		putPw(l7Password, l.Password)
+		putStr(l7AppName, l.AppName)
+		putStr(l7ServerName, l.ServerName)
+		putStr(l7LibraryName, l.LibraryName)
+		putStr(l7Language, l.Language)
+		putStr(l7Database, l.Database)
 		if !sspiLast {
-			put(9, l.SSPI, len(l.SSPI))
+			put(l7SSPI, l.SSPI, len(l.SSPI))
 		}
-		putStr(10, l.AttachDBFile)
+		putStr(l7AttachDBFile, l.AttachDBFile)
 		if fixed == Login7FixedLen {
-			putPw(11, l.ChangePassword)
+			putPw(l7ChangePassword, l.ChangePassword)
 		}
 		if len(l.FeatureExt) > 0 {
-			e[5] = ent{pos, 4}
+			e[l7Extension] = ent{pos, 4}
 			vars = append(vars, 0, 0, 0, 0) // FeatureExt offset, filled below
 			pos += 4
 		}
 		if sspiLast {
-			put(9, l.SSPI, len(l.SSPI))
+			put(l7SSPI, l.SSPI, len(l.SSPI))
 		}
 		if len(l.FeatureExt) > 0 {
-			binary.LittleEndian.PutUint32(vars[e[5].off-fixed:], uint32(pos))
+			binary.LittleEndian.PutUint32(vars[e[l7Extension].off-fixed:], uint32(pos))
 			vars = append(vars, l.FeatureExt...)
 			pos += len(l.FeatureExt)
 		}
 		for i, x := range e {
-			if i == 9 {
+			if i == l7SSPI {
 				// SSPI may be longer than 16 bits through cbSSPILong.
 				if x.off > 0xFFFF || (fixed == login7FixedLen71 && x.n > 0xFFFF) {
 					return nil, e, 0, fmt.Errorf("%w: SSPI at %d+%d", ErrLogin7Large, x.off, x.n)
@@ -354,7 +378,7 @@ func (l *Login7) Append(b []byte) ([]byte, error) {
 				continue
 			}
 			if x.off > 0xFFFF || x.n > 0xFFFF {
-				return nil, e, 0, fmt.Errorf("%w: field %d at %d+%d", ErrLogin7Large, i, x.off, x.n)
+				return nil, e, 0, fmt.Errorf("%w: field %s at %d+%d", ErrLogin7Large, login7PairNames[i], x.off, x.n)
 			}
 		}
 		if uint64(pos) > 0xFFFFFFFF {
@@ -372,11 +396,11 @@ func (l *Login7) Append(b []byte) ([]byte, error) {
 	if len(l.FeatureExt) > 0 {
 		flags3 |= OptionFlags3Extension
 	}
-	sspiShort, sspiLong := e[9].n, 0
+	sspiShort, sspiLong := e[l7SSPI].n, 0
 	if sspiShort >= 0xFFFF {
-		sspiShort, sspiLong = 0xFFFF, e[9].n
+		sspiShort, sspiLong = 0xFFFF, e[l7SSPI].n
 	}
-	e[9].n = sspiShort
+	e[l7SSPI].n = sspiShort
 
 	b = binary.LittleEndian.AppendUint32(b, uint32(pos))
 	b = binary.LittleEndian.AppendUint32(b, l.TDSVersion)
@@ -391,14 +415,14 @@ func (l *Login7) Append(b []byte) ([]byte, error) {
 		b = binary.LittleEndian.AppendUint16(b, uint16(x.off))
 		b = binary.LittleEndian.AppendUint16(b, uint16(x.n))
 	}
-	for i := range 9 {
+	for i := range l7PairsBeforeClientID {
 		appendPair(e[i])
 	}
 	b = append(b, l.ClientID[:]...)
-	appendPair(e[9])
-	appendPair(e[10])
+	appendPair(e[l7SSPI])
+	appendPair(e[l7AttachDBFile])
 	if fixed == Login7FixedLen {
-		appendPair(e[11])
+		appendPair(e[l7ChangePassword])
 		b = binary.LittleEndian.AppendUint32(b, uint32(sspiLong))
 	}
 	return append(b, vars...), nil
