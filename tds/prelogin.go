@@ -107,6 +107,10 @@ type PreloginOption struct {
 // because a map would lose both and a proxy must see what was really sent.
 type Prelogin struct {
 	Options []PreloginOption
+
+	// offsets holds each option's PL_OFFSET as parsed (nil for a Prelogin
+	// built in code); Oddities uses it to find overlapping data.
+	offsets []uint16
 }
 
 // Errors returned by ParsePrelogin; test with errors.Is.
@@ -147,6 +151,7 @@ func ParsePrelogin(payload []byte) (*Prelogin, error) {
 			Token: PreloginToken(tok),
 			Data:  payload[start:end:end],
 		})
+		p.offsets = append(p.offsets, off)
 	}
 }
 
