@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net/netip"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,8 +36,10 @@ type RuleSpec struct {
 	Direction string `json:"direction,omitempty"`
 	// Phase is when a generic action starts; default tcp.accept (at once).
 	Phase string `json:"phase,omitempty"`
-	// Options are the scenario's or the action's options, as strings.
-	Options map[string]string `json:"options,omitempty"`
+	// Options are the scenario's or the action's options. They are kept as
+	// strings; JSON and YAML may write a value as a string, a number or
+	// true/false (OptionValues.UnmarshalJSON), as the scenario expects.
+	Options OptionValues `json:"options,omitempty"`
 	// Match selects the connections the rule applies to; empty matches all.
 	Match Match `json:"match,omitzero"`
 	// Close is how an injected close looks: "rst" (default: the client sees
@@ -74,6 +79,142 @@ type Window struct {
 	For   Duration `json:"for"`
 }
 
+// UnmarshalJSON reads a match's window, naming the key at fault
+// (match.window.every) and refusing unknown keys.
+func (w *Window) UnmarshalJSON(b []byte) error {
+	var raw struct {
+		Every *string `json:"every"`
+		For   *string `json:"for"`
+	}
+	if err := strictDecode(b, &raw); err != nil {
+		return prefixKey("match.window", err)
+	}
+	for _, f := range []struct {
+		key string
+		s   *string
+		d   *Duration
+	}{{"every", raw.Every, &w.Every}, {"for", raw.For, &w.For}} {
+		if f.s == nil {
+			continue
+		}
+		if err := f.d.UnmarshalText([]byte(*f.s)); err != nil {
+			return &keyError{key: "match.window." + f.key, err: err}
+		}
+	}
+	return nil
+}
+
+// UnmarshalJSON reads a rule's match, refusing unknown keys and naming
+// every key at fault by its path (match.first, match.window.every), so a
+// merge patch's nested mistake reads as the key the user wrote.
+func (m *Match) UnmarshalJSON(b []byte) error {
+	type plain Match // no UnmarshalJSON: no recursion
+	var p plain
+	if err := strictDecode(b, &p); err != nil {
+		var ke *keyError
+		if errors.As(err, &ke) && strings.HasPrefix(ke.key, "match.") {
+			return err // already a full path (match.window.*)
+		}
+		return prefixKey("match", err)
+	}
+	*m = Match(p)
+	return nil
+}
+
+// OptionValues are a rule's options by name. In JSON (and so in YAML,
+// which reaches the parser as JSON) a value may be a string, a number or
+// true/false: {"reject": true}, {"server_tls": 1.2} and {"server_tls":
+// "1.2"} are the same rule. Anything else is an error naming the key.
+type OptionValues map[string]string
+
+// UnmarshalJSON reads the options object; see OptionValues.
+func (o *OptionValues) UnmarshalJSON(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var raw map[string]any
+	if err := dec.Decode(&raw); err != nil {
+		return &keyError{key: "options", err: errors.New("must be an object of option: value, e.g. {\"server_tls\": \"1.2\"}")}
+	}
+	if raw == nil {
+		*o = nil
+		return nil
+	}
+	out := make(OptionValues, len(raw))
+	for k, v := range raw {
+		s, err := optionString(v)
+		if err != nil {
+			return &keyError{key: "options." + k, err: err}
+		}
+		out[k] = s
+	}
+	*o = out
+	return nil
+}
+
+// optionString is an option value as the scenario parsers read it.
+func optionString(v any) (string, error) {
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case json.Number:
+		return x.String(), nil
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return "", fmt.Errorf("%v is not a number", x)
+		}
+		return strconv.FormatFloat(x, 'g', -1, 64), nil
+	case float32:
+		return optionString(float64(x))
+	case int:
+		return strconv.Itoa(x), nil
+	case int64:
+		return strconv.FormatInt(x, 10), nil
+	case uint64:
+		return strconv.FormatUint(x, 10), nil
+	case nil:
+		return "", errors.New("has no value (write a string, a number or true/false)")
+	}
+	return "", errors.New("must be a string, a number or true/false, not a list or an object")
+}
+
+// keyError is a problem with one key of a rule; Error reads "key: what".
+type keyError struct {
+	key string
+	err error
+}
+
+func (e *keyError) Error() string { return e.key + ": " + e.err.Error() }
+func (e *keyError) Unwrap() error { return e.err }
+
+// prefixKey puts parent in front of the key an error names ("first:
+// ..." under match becomes "match.first: ...").
+func prefixKey(parent string, err error) error {
+	var ke *keyError
+	if errors.As(err, &ke) {
+		return &keyError{key: parent + "." + ke.key, err: ke.err}
+	}
+	return &keyError{key: parent, err: err}
+}
+
+// strictDecode decodes exactly one JSON value into v, refusing unknown
+// keys; errors name the key (keyError) in the user's words.
+func strictDecode(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	switch _, err := dec.Token(); {
+	case err == nil:
+		return errors.New("more than one JSON value: send one object")
+	case err != io.EOF:
+		return fmt.Errorf("invalid JSON after the object: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	return nil
+}
+
 // Duration is a time.Duration written as "250ms", "5m" in JSON and YAML.
 type Duration time.Duration
 
@@ -91,73 +232,141 @@ func (d *Duration) UnmarshalText(b []byte) error {
 }
 
 // ParseRuleSpec decodes one rule from JSON (the admin API, or a config
-// entry re-encoded as JSON). Unknown keys are errors that name the key.
+// entry re-encoded as JSON). Unknown keys, values of the wrong kind and a
+// second JSON value after the rule are errors that name the key.
 func ParseRuleSpec(b []byte) (RuleSpec, error) {
 	var r RuleSpec
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
-		return r, jsonError(err)
-	}
-	return r, nil
+	err := strictDecode(b, &r)
+	return r, err
 }
 
 // RuleSpecFromMap decodes a rule from the generic map a YAML or viper
 // loader produces.
 func RuleSpecFromMap(m map[string]any) (RuleSpec, error) {
-	b, err := json.Marshal(normalise(m))
+	n, err := normalise("", m)
+	if err != nil {
+		return RuleSpec{}, err
+	}
+	b, err := json.Marshal(n)
 	if err != nil {
 		return RuleSpec{}, err
 	}
 	return ParseRuleSpec(b)
 }
 
-// normalise turns YAML's map[any]any and scalar option values into what
-// RuleSpec's JSON form expects (options are strings).
-func normalise(v any) any {
+// normalise turns YAML's map[any]any into map[string]any, and refuses what
+// JSON cannot carry (YAML's .nan and .inf), naming the key at path.
+func normalise(path string, v any) (any, error) {
+	join := func(k string) string {
+		if path == "" {
+			return k
+		}
+		return path + "." + k
+	}
 	switch x := v.(type) {
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, e := range x {
-			if k == "options" {
-				if om, ok := e.(map[string]any); ok {
-					so := make(map[string]any, len(om))
-					for ok, ov := range om {
-						so[ok] = fmt.Sprint(ov)
-					}
-					out[k] = so
-					continue
-				}
+			n, err := normalise(join(k), e)
+			if err != nil {
+				return nil, err
 			}
-			out[k] = normalise(e)
+			out[k] = n
 		}
-		return out
+		return out, nil
 	case map[any]any:
 		m := make(map[string]any, len(x))
 		for k, e := range x {
 			m[fmt.Sprint(k)] = e
 		}
-		return normalise(m)
+		return normalise(path, m)
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
-			out[i] = normalise(e)
+			n, err := normalise(fmt.Sprintf("%s[%d]", path, i), e)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = n
 		}
-		return out
+		return out, nil
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, &keyError{key: path, err: fmt.Errorf("%v is not a number", x)}
+		}
+	case float32:
+		return normalise(path, float64(x))
 	}
-	return v
+	return v, nil
 }
 
+// jsonError words encoding/json's errors in the user's terms: the key's
+// path and what kind of value it takes, never a Go type.
 func jsonError(err error) error {
+	var ke *keyError
+	if errors.As(err, &ke) {
+		return ke
+	}
 	var ute *json.UnmarshalTypeError
 	if errors.As(err, &ute) {
-		return fmt.Errorf("%s: expected %s, got %s", ute.Field, ute.Type, ute.Value)
+		key := ute.Field
+		if key == "" {
+			return fmt.Errorf("expected %s, got %s", kindWords(ute.Type), valueWords(ute.Value))
+		}
+		return &keyError{key: key, err: fmt.Errorf("must be %s, not %s", kindWords(ute.Type), valueWords(ute.Value))}
 	}
 	msg := err.Error()
 	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		return fmt.Errorf("%s: unknown key", strings.Trim(f, `"`))
+		return &keyError{key: strings.Trim(f, `"`), err: errors.New("unknown key")}
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("invalid JSON at byte %d: %s", se.Offset, strings.TrimPrefix(se.Error(), "json: "))
 	}
 	return errors.New(strings.TrimPrefix(msg, "json: "))
+}
+
+// kindWords says what a JSON value of Go type t looks like.
+func kindWords(t reflect.Type) string {
+	if t == nil {
+		return "a value"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "a whole number"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number from 0"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Pointer:
+		return kindWords(t.Elem())
+	}
+	return "a value of another kind"
+}
+
+// valueWords names the JSON value encoding/json reported ("number 1.5").
+func valueWords(v string) string {
+	switch v {
+	case "string":
+		return "a string"
+	case "bool":
+		return "true/false"
+	case "array":
+		return "a list"
+	case "object":
+		return "an object"
+	case "number":
+		return "a number"
+	}
+	return v
 }
 
 // closeStyle parses "rst", "fin" or "alert:NAME".
@@ -203,8 +412,8 @@ type rule struct {
 // compile validates spec; every error names the key at fault.
 func compile(spec RuleSpec, now time.Time) (*rule, error) {
 	r := &rule{spec: spec, prob: 1, setAt: now, phase: proxy.PhaseAccept}
-	if spec.Name == "" {
-		return nil, errors.New("name: must not be empty")
+	if err := CheckRuleName(spec.Name); err != nil {
+		return nil, err
 	}
 	var err error
 	if r.style, r.alert, err = closeStyle(spec.Close); err != nil {
@@ -298,19 +507,53 @@ func (r *rule) actsAtAccept() bool {
 	return r.phase == proxy.PhaseAccept
 }
 
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return p, fmt.Errorf("%q is not an address or CIDR prefix", s)
+// ruleNameRE is what a rule name may be: the same as a proxy name
+// (configs' proxies[i].name), since it appears in URL paths, metric labels,
+// log fields and tdsproxy top's terminal output.
+var ruleNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// CheckRuleName checks a rule's name: 1 to 64 letters, digits, '.', '_'
+// and '-', starting with a letter or digit. The error names the key.
+func CheckRuleName(name string) error {
+	switch {
+	case name == "":
+		return &keyError{key: "name", err: errors.New("must not be empty")}
+	case !ruleNameRE.MatchString(name):
+		shown := name
+		if len(shown) > 80 {
+			shown = shown[:80] + "..."
 		}
-		return p.Masked(), nil
+		return &keyError{key: "name", err: fmt.Errorf("%q may hold only letters, digits, '.', '_' and '-' (1 to 64, not starting with a symbol)", shown)}
 	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not an address or CIDR prefix", s)
+	return nil
+}
+
+// parsePrefix reads an address or CIDR prefix. An IPv4-mapped IPv6 one
+// (::ffff:127.0.0.1, ::ffff:10.0.0.0/104) becomes the IPv4 prefix it
+// stands for: staticMatch compares unmapped client addresses, so the
+// mapped form would never match (RFC 4291 §2.5.5.2).
+func parsePrefix(s string) (netip.Prefix, error) {
+	bad := fmt.Errorf("%q is not an address or CIDR prefix", s)
+	var p netip.Prefix
+	if strings.Contains(s, "/") {
+		var err error
+		if p, err = netip.ParsePrefix(s); err != nil {
+			return p, bad
+		}
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, bad
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
 	}
-	return netip.PrefixFrom(a, a.BitLen()), nil
+	if a := p.Addr(); a.Is4In6() {
+		if p.Bits() < 96 {
+			return netip.Prefix{}, fmt.Errorf("%q: an IPv4-mapped prefix needs at least /96 (write the IPv4 prefix instead)", s)
+		}
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
 }
 
 func phaseList() string {
