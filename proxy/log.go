@@ -29,9 +29,40 @@ func logRecord(log *zap.Logger, r *Record) {
 			fields = append(fields, zap.String("tls_version", r.TLS.Version), zap.String("cipher_suite", r.TLS.CipherSuite))
 		}
 	}
-	if len(r.Faults) > 0 {
-		fields = append(fields, zap.String("fault", r.Faults[0].Rule))
+	if rule := actedRule(r.Faults); rule != "" {
+		fields = append(fields, zap.String("fault", rule))
 	}
 	fields = append(fields, zap.Any("record", r))
 	log.Info("connection closed", fields...)
+}
+
+// Actions a decider records that are not injections: the rule looked at the
+// connection and let it pass ("pass"), could not evaluate it ("skip"), or
+// is waiting for a later phase ("armed"). They stay in the record's faults
+// list, but the log's "fault" field names only a rule that acted, so that
+// counting "fault" lines counts injections (issue 18 item 3).
+const (
+	ActionPass  = "pass"
+	ActionSkip  = "skip"
+	ActionArmed = "armed"
+)
+
+// Acted reports whether the event is an injection (a close, a delay, a
+// generic fault attached) rather than a decision to let the connection be.
+func (e FaultEvent) Acted() bool {
+	switch e.Action {
+	case "", ActionPass, ActionSkip, ActionArmed:
+		return false
+	}
+	return true
+}
+
+// actedRule names the first rule that acted on the connection, or "".
+func actedRule(evs []FaultEvent) string {
+	for _, e := range evs {
+		if e.Acted() {
+			return e.Rule
+		}
+	}
+	return ""
 }
