@@ -135,3 +135,12 @@ func ParseAlert(body []byte) (Alert, error) {
 func AlertRecord(version uint16, level, desc uint8) []byte {
 	return []byte{byte(ContentAlert), byte(version >> 8), byte(version), 0, 2, level, desc}
 }
+
+// FatalAlertRecord builds the plaintext fatal alert a handshake failure
+// sends. The record version is 0x0303, which every TLS 1.2 and 1.3 peer
+// accepts on a plaintext record (RFC 8446 §5.1, legacy_record_version;
+// RFC 5246 Appendix E.1), and the level is fatal, the only level a
+// handshake failure uses (RFC 8446 §6).
+func FatalAlertRecord(desc uint8) []byte {
+	return AlertRecord(VersionTLS12, AlertLevelFatal, desc)
+}

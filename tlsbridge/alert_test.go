@@ -62,3 +62,15 @@ func TestAlertRecord(t *testing.T) {
 		t.Fatalf("ParseAlert short: %v", err)
 	}
 }
+
+func TestFatalAlertRecord(t *testing.T) {
+	rec := FatalAlertRecord(AlertHandshakeFailure)
+	h, err := ParseRecordHeader(rec)
+	if err != nil || h.Type != ContentAlert || h.Version != VersionTLS12 || h.Length != 2 {
+		t.Fatalf("header %+v, %v", h, err)
+	}
+	a, err := ParseAlert(rec[RecordHeaderLen:])
+	if err != nil || a.Level != AlertLevelFatal || a.Description != AlertHandshakeFailure {
+		t.Fatalf("alert %+v, %v", a, err)
+	}
+}

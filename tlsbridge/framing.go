@@ -34,14 +34,6 @@ func (r Role) String() string {
 	return fmt.Sprintf("Role(%d)", uint8(r))
 }
 
-// TLS record content types (RFC 8446 §5.1). A byte in this range where a TDS
-// packet header should start means the peer has stopped wrapping.
-const (
-	recordChangeCipherSpec = 0x14
-	recordApplicationData  = 0x17
-	recordHeaderLen        = 5
-)
-
 // maxPendingFlight bounds the bytes a FramedConn buffers for one handshake
 // flight. Real flights are a few KiB (a certificate chain rarely exceeds
 // 16 KiB); anything near this is a bug or an attack.
@@ -54,8 +46,6 @@ var (
 	ErrUnexpectedPacket = errors.New("tlsbridge: unexpected TDS packet type during TLS handshake")
 	// ErrFlightTooLarge means a handshake flight exceeded the buffering cap.
 	ErrFlightTooLarge = errors.New("tlsbridge: TLS handshake flight too large")
-	// ErrNotRecord means bytes that should start a TLS record do not.
-	ErrNotRecord = errors.New("tlsbridge: not a TLS record")
 )
 
 // FramedConn carries TLS handshake bytes as the payload of TDS PRELOGIN
@@ -96,7 +86,7 @@ type FramedConn struct {
 	midMsg    bool // the last packet read had no EOM
 	peeked    []byte
 	bounded   bool // in raw mode, never read past the current TLS record
-	recordHdr [recordHeaderLen]byte
+	recordHdr [RecordHeaderLen]byte
 	recLeft   int  // bytes of the current TLS record not yet read from raw
 	inRecord  bool // a record header has been read and its record not finished
 }
@@ -176,7 +166,9 @@ func (c *FramedConn) nextPacket() error {
 			}
 			return err
 		}
-		if !c.midMsg && c.hdr[0] >= recordChangeCipherSpec && c.hdr[0] <= recordApplicationData {
+		// A record type where a TDS packet header should start means the
+		// peer has stopped wrapping.
+		if !c.midMsg && IsRecordStart(c.hdr[0]) {
 			c.readRaw = true
 			c.peeked = append(c.peeked[:0], c.hdr[0])
 			return nil
@@ -222,11 +214,12 @@ func (c *FramedConn) readRawLocked(b []byte) (int, error) {
 			}
 			return 0, err
 		}
-		if c.recordHdr[0] < recordChangeCipherSpec || c.recordHdr[0] > recordApplicationData {
-			return 0, fmt.Errorf("%w: first byte 0x%02X", ErrNotRecord, c.recordHdr[0])
+		h, err := ParseRecordHeader(c.recordHdr[:])
+		if err != nil {
+			return 0, err // wraps ErrNotTLS or ErrRecordTooLong
 		}
 		c.peeked = append(c.peeked[:0], c.recordHdr[:]...)
-		c.recLeft = int(c.recordHdr[3])<<8 | int(c.recordHdr[4])
+		c.recLeft = h.Length
 		c.inRecord = true
 	}
 	var n int

@@ -144,10 +144,10 @@ func splitFramedWrite(t *testing.T, w []byte, packetSize int) framedMessage {
 		}
 	}
 	for p := m.payload; len(p) > 0; {
-		if len(p) < recordHeaderLen || p[0] < recordChangeCipherSpec || p[0] > recordApplicationData {
+		if len(p) < RecordHeaderLen || !IsRecordStart(p[0]) {
 			t.Fatalf("message payload is not whole TLS records: % x", p[:min(len(p), 8)])
 		}
-		n := recordHeaderLen + (int(p[3])<<8 | int(p[4]))
+		n := RecordHeaderLen + (int(p[3])<<8 | int(p[4]))
 		if n > len(p) {
 			t.Fatalf("TLS record of %d bytes cut at %d", n, len(p))
 		}
@@ -175,7 +175,7 @@ func framingCheckWire(t *testing.T, who string, writes [][]byte, flights, packet
 			continue
 		}
 		sawRaw = true
-		if w[0] != recordApplicationData {
+		if w[0] != byte(ContentApplicationData) {
 			t.Errorf("%s: raw write starts with 0x%02X, want an application data record", who, w[0])
 		}
 	}
@@ -460,8 +460,8 @@ func TestFramedConnRecordBounded(t *testing.T) {
 				break
 			}
 		}
-		if !errors.Is(err, ErrNotRecord) {
-			t.Errorf("error %v, want ErrNotRecord", err)
+		if !errors.Is(err, ErrNotTLS) {
+			t.Errorf("error %v, want ErrNotTLS", err)
 		}
 	})
 }

@@ -168,6 +168,10 @@ type Event struct {
 	Handshake *HandshakeMessage
 	// Alert is set for EventAlert.
 	Alert *Alert
+	// ServerHello is set by a Follower on the EventHandshake of a
+	// ServerHello it parsed; Err is set instead when that parse failed.
+	ServerHello *ServerHello
+	Err         error
 }
 
 // Stream follows the TLS records one peer sends, for a proxy that relays
