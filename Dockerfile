@@ -1,6 +1,9 @@
 # tdsproxy container image: a static binary on distroless, running as nonroot.
 #
-#   docker build -t tdsproxy .
+#   docker build -t tdsproxy \
+#       --build-arg VERSION="$(git describe --tags --always --dirty)" \
+#       --build-arg COMMIT="$(git rev-parse HEAD)" .
+#   docker run --rm tdsproxy version
 #
 #   # one proxy from flags (the arguments replace CMD below)
 #   docker run --rm -p 11433:11433 tdsproxy \
@@ -28,9 +31,13 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-# keep in sync with Makefile GO_BUILD: the same build line for `make build`
-# and the image.
-RUN CGO_ENABLED=0 go build -trimpath -o bin/tdsproxy ./cmd/tdsproxy
+# What `tdsproxy version` prints. The context has no .git (.dockerignore), so
+# pass them as build args (above); without them the binary says "dev".
+ARG VERSION=""
+ARG COMMIT=""
+# keep in sync with Makefile GO_LDFLAGS and GO_BUILD: the same build line for
+# `make build` and the image (a test compares them).
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=${VERSION} -X main.commit=${COMMIT}" -o bin/tdsproxy ./cmd/tdsproxy
 
 # Runtime: no shell, no package manager; uid 65532 (nonroot).
 FROM gcr.io/distroless/static-debian12:nonroot
@@ -42,8 +49,9 @@ COPY --from=build /src/bin/tdsproxy /tdsproxy
 COPY configs/tdsproxy.yaml /etc/tdsproxy/tdsproxy.yaml
 # 11433: the proxy of the example configuration; SQL Server clients connect here.
 EXPOSE 11433
-# 8475: the admin API of a later release. It listens on 127.0.0.1 unless
-# TDSPROXY_ADMIN_LISTEN=0.0.0.0:8475 (set TDSPROXY_ADMIN_TOKEN with it).
+# 8475: the admin API (and GET /metrics). It listens on 127.0.0.1, which is
+# unreachable from outside the container, unless TDSPROXY_ADMIN_LISTEN=0.0.0.0:8475;
+# a non-loopback address needs TDSPROXY_ADMIN_TOKEN too, or run refuses to start.
 EXPOSE 8475
 # Numeric, so Kubernetes runAsNonRoot can verify it.
 USER 65532:65532

@@ -6,8 +6,16 @@ SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := build
 
 GO        ?= go
-# The one build line; the Dockerfile uses the same.
-GO_BUILD  := CGO_ENABLED=0 $(GO) build -trimpath -o bin/tdsproxy ./cmd/tdsproxy
+# What `tdsproxy version` prints, set at link time. VERSION is the nearest
+# tag (or the short hash; "-dirty" for a modified tree), COMMIT the full hash.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+GO_LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+# The one build line; the Dockerfile uses the same (with build args for
+# VERSION and COMMIT, as the image's context has no .git).
+GO_BUILD  := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(GO_LDFLAGS)" -o bin/tdsproxy ./cmd/tdsproxy
+# `make dist`: one static binary per platform into dist/, with SHA256SUMS.
+DIST_PLATFORMS ?= linux/amd64 linux/arm64 windows/amd64 darwin/arm64
 # Count-based budgets (N execs, "Nx") on purpose: with a duration, Go's
 # fuzz coordinator can fail a clean run with a bare "context deadline
 # exceeded" when the clock runs out mid-exec (golang/go#75804, unfixed in
@@ -15,16 +23,32 @@ GO_BUILD  := CGO_ENABLED=0 $(GO) build -trimpath -o bin/tdsproxy ./cmd/tdsproxy
 FUZZTIME  ?= 1000000x
 FUZZ_TIMEOUT ?= 20m
 NODE_DIR  := internal/interop/node
+JDBC_DIR  := internal/interop/jdbc
+JDBC_VERSION := 13.6.2.jre11
+ODBC_DIR  := internal/interop/odbc
 # sudo only when not root and sudo exists.
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || ! command -v sudo >/dev/null 2>&1 || echo sudo)
 
-.PHONY: build deps deps-tsql deps-node test vet fuzz bench lint clean
+.PHONY: build deps deps-tsql deps-node deps-jdbc deps-odbc test vet fuzz bench lint clean
 
 build:
 	$(GO_BUILD)
 
+.PHONY: dist
+## dist: cross-build DIST_PLATFORMS (GOOS/GOARCH) into dist/, e.g.
+# dist/tdsproxy-linux-amd64 and dist/tdsproxy-windows-amd64.exe, each with
+# the same VERSION and COMMIT, and dist/SHA256SUMS over them.
+dist:
+	rm -rf dist && mkdir -p dist
+	@for p in $(DIST_PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; ext=; [ "$$os" = windows ] && ext=.exe; \
+		out=dist/tdsproxy-$$os-$$arch$$ext; echo "dist: $$out"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(GO_LDFLAGS)" -o $$out ./cmd/tdsproxy; \
+	done
+	cd dist && if command -v sha256sum >/dev/null 2>&1; then sha256sum tdsproxy-*; else shasum -a 256 tdsproxy-*; fi > SHA256SUMS
+
 ## deps: install what the interop tests need, only what is missing.
-deps: deps-tsql deps-node
+deps: deps-tsql deps-node deps-jdbc deps-odbc
 
 # FreeTDS tsql (Debian freetds-bin 1.3.17, GnuTLS).
 deps-tsql:
@@ -53,6 +77,55 @@ deps-node:
 	    [ $(NODE_DIR)/package-lock.json -nt $(NODE_DIR)/node_modules/.deps-stamp ]; then \
 		echo "deps: npm ci in $(NODE_DIR)"; \
 		cd $(NODE_DIR) && npm ci --no-audit --no-fund && touch node_modules/.deps-stamp; \
+	fi
+
+# Microsoft JDBC Driver for SQL Server, pinned by $(JDBC_DIR)/pom.xml, copied
+# by Maven into $(JDBC_DIR)/lib (ignored by git); the tests compile the
+# runner (Runner.java) with javac. A JDK (javac, not only java) and Maven come
+# from apt only when absent.
+deps-jdbc:
+	@if ! command -v javac >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then \
+		if ! command -v apt-get >/dev/null 2>&1; then \
+			echo "deps: javac or mvn not found and no apt-get: install a JDK >= 11 and Maven" >&2; exit 1; \
+		fi; \
+		echo "deps: javac or mvn not found, installing Debian openjdk-17-jdk-headless + maven"; \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends openjdk-17-jdk-headless maven; \
+	fi
+	@if [ ! -f $(JDBC_DIR)/lib/mssql-jdbc-$(JDBC_VERSION).jar ] || \
+	    [ $(JDBC_DIR)/pom.xml -nt $(JDBC_DIR)/lib/.deps-stamp ]; then \
+		echo "deps: mvn dependency:copy-dependencies ($(JDBC_DIR)/pom.xml)"; \
+		mvn -B -q -f $(JDBC_DIR)/pom.xml dependency:copy-dependencies -DoutputDirectory=lib -DincludeScope=runtime && \
+		touch $(JDBC_DIR)/lib/.deps-stamp; \
+	fi
+
+# Microsoft ODBC Driver 18 for SQL Server through Microsoft's mssql-python
+# (pinned by $(ODBC_DIR)/requirements.txt) in a virtual environment,
+# $(ODBC_DIR)/.venv (ignored by git). The driver's bundled libraries need
+# libltdl.so.7 (Debian libltdl7), libkrb5.so.3 and libgssapi_krb5.so.2
+# (libkrb5-3, libgssapi-krb5-2; found with ldd on libmsodbcsql-18.6.so and
+# libodbcinst.so.2) and the system's libssl3; apt installs the missing ones.
+ODBC_DEBS := libltdl7 libkrb5-3 libgssapi-krb5-2 libssl3
+deps-odbc:
+	@missing=; for p in $(ODBC_DEBS); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then missing="$$missing python3-venv"; fi; \
+	if [ -n "$$missing" ]; then \
+		if ! command -v apt-get >/dev/null 2>&1; then \
+			echo "deps: missing$$missing and no apt-get: install them (or their equivalents)" >&2; exit 1; \
+		fi; \
+		echo "deps: installing Debian$$missing"; \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $$missing; \
+	fi
+	@if [ ! -x $(ODBC_DIR)/.venv/bin/python ]; then \
+		echo "deps: python3 -m venv $(ODBC_DIR)/.venv"; \
+		python3 -m venv $(ODBC_DIR)/.venv; \
+	fi
+	@if [ ! -f $(ODBC_DIR)/.venv/.deps-stamp ] || \
+	    [ $(ODBC_DIR)/requirements.txt -nt $(ODBC_DIR)/.venv/.deps-stamp ]; then \
+		echo "deps: pip install -r $(ODBC_DIR)/requirements.txt"; \
+		$(ODBC_DIR)/.venv/bin/pip install --disable-pip-version-check -q -r $(ODBC_DIR)/requirements.txt && \
+		touch $(ODBC_DIR)/.venv/.deps-stamp; \
 	fi
 
 # CI (.ci/run) is `make test`: the suite with every real client required,
@@ -94,7 +167,7 @@ lint:
 	$(GO) vet ./...
 
 clean:
-	rm -rf bin/ coverage.out coverage.html cover.out cover.html
+	rm -rf bin/ dist/ coverage.out coverage.html cover.out cover.html
 	find . -name '*.test' -type f -not -path './$(NODE_DIR)/*' -delete
 
 .PHONY: soak vulncheck

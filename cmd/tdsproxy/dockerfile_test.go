@@ -24,7 +24,18 @@ func TestDockerfileMatchesMakefile(t *testing.T) {
 	if m == nil {
 		t.Fatal("Makefile has no GO_BUILD line")
 	}
-	want := "RUN " + strings.ReplaceAll(strings.TrimSpace(string(m[1])), "$(GO)", "go")
+	ld := regexp.MustCompile(`(?m)^GO_LDFLAGS\s*:?=\s*(.+)$`).FindSubmatch(makefile)
+	if ld == nil {
+		t.Fatal("Makefile has no GO_LDFLAGS line")
+	}
+	// The image sets VERSION and COMMIT from build args (ARG), make from git.
+	ldflags := strings.NewReplacer("$(VERSION)", "${VERSION}", "$(COMMIT)", "${COMMIT}").Replace(strings.TrimSpace(string(ld[1])))
+	want := "RUN " + strings.NewReplacer("$(GO)", "go", "$(GO_LDFLAGS)", ldflags).Replace(strings.TrimSpace(string(m[1])))
+	for _, arg := range []string{"ARG VERSION", "ARG COMMIT"} {
+		if !strings.Contains(string(dockerfile), "\n"+arg) {
+			t.Errorf("Dockerfile lacks %q: the version would not reach the binary", arg)
+		}
+	}
 	if !strings.Contains(string(dockerfile), want+"\n") {
 		t.Errorf("Dockerfile lacks the Makefile's build line:\n%s", want)
 	}

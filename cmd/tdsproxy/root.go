@@ -14,7 +14,10 @@ deliberately cause each documented failure behind "error 10054: An existing
 connection was forcibly closed by the remote host".`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version prints what `tdsproxy version` prints.
+		Version: currentBuild().Version,
 	}
+	root.SetVersionTemplate(currentBuild().String())
 	// Flag errors are the user's input: exit 2 with the flag named.
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{err}

@@ -387,7 +387,7 @@ func watchReloads(ctx context.Context, rl *reloads, file string, log *zap.Logger
 // closes the rest as shutdown.close says, and returns nil. An error means
 // a proxy or the admin API could not start; nothing is left running.
 func runProxies(ctx context.Context, cfg *configs.Config, log *zap.Logger, rl *reloads) error {
-	in, err := control.New(control.Options{Logger: log})
+	in, err := control.New(control.Options{Logger: log, Version: currentBuild().Version})
 	if err != nil {
 		return err
 	}
