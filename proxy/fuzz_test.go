@@ -100,13 +100,18 @@ func FuzzWatcher(f *testing.F) {
 				if len(d.msg) > limit {
 					t.Fatalf("%s: message buffer %d > %d", d.dir, len(d.msg), limit)
 				}
-				if d.tls != nil && d.tls.Buffered() > limit+5 {
-					t.Fatalf("%s: TLS stream holds %d > %d", d.dir, d.tls.Buffered(), limit)
+				if w.tls != nil {
+					if n := w.tls.Stream(tlsDir(d.dir)).Buffered(); n > limit+5 {
+						t.Fatalf("%s: TLS stream holds %d > %d", d.dir, n, limit)
+					}
 				}
 			}
 			if w.done {
+				if w.tls != nil {
+					t.Fatal("stopped watching but kept the TLS follower")
+				}
 				for i := range w.dirs {
-					if w.dirs[i].pend != nil || w.dirs[i].msg != nil || w.dirs[i].tls != nil {
+					if w.dirs[i].pend != nil || w.dirs[i].msg != nil {
 						t.Fatal("stopped watching but kept buffers")
 					}
 				}

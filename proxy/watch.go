@@ -1,11 +1,9 @@
 package proxy
 
 import (
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/tdsproxy/tdsproxy/tds"
@@ -21,11 +19,10 @@ import (
 // The watcher is not safe for concurrent use; the session serialises calls.
 
 // Limits on what the watcher buffers per direction. A TDS packet is at most
-// 32 KiB (MS-TDS §2.2.3.1.3) and a TLS record at most 2^14+2048 bytes of
-// ciphertext (RFC 5246 §6.2.3), so a unit never needs more than that; a
+// 32 KiB (MS-TDS §2.2.3.1.3) and a TLS record at most
+// tlsbridge.MaxRecordLen, so a unit never needs more than that; a
 // reassembled negotiation message is capped separately.
 const (
-	maxTLSRecord = 1<<14 + 2048
 	// DefaultMaxNegotiationBuffer is the default cap on what the watcher
 	// buffers per direction to reassemble one negotiation message.
 	DefaultMaxNegotiationBuffer = 256 << 10
@@ -44,6 +41,9 @@ type watcher struct {
 	now    func() time.Time
 
 	dirs [2]dirWatch
+	// tls follows the TLS handshake in both directions: records, handshake
+	// messages, and when each direction turns encrypted.
+	tls *tlsbridge.Follower
 
 	preloginReq, preloginResp bool
 	clientEnc                 tds.Encryption
@@ -73,45 +73,16 @@ type dirWatch struct {
 	msgType    tds.PacketType
 	msg        []byte
 	msgPackets int
-	tls        *tlsbridge.Stream
-	// Wrapped TLS (TDS 7.x): a record may span PRELOGIN packets, so track
-	// record boundaries to know whether the next packet continues one.
-	wrapped   bool
-	recHdr    []byte // partial record header
-	recRemain int    // bytes left in the current record
-	rawNoted  bool   // a raw handshake record on TDS 7.x was noted
-}
-
-// midRecord reports whether the wrapped TLS stream stopped inside a record.
-func (d *dirWatch) midRecord() bool { return d.recRemain > 0 || len(d.recHdr) > 0 }
-
-// trackRecords advances the record-boundary tracker over wrapped bytes.
-func (d *dirWatch) trackRecords(b []byte) {
-	for len(b) > 0 {
-		if d.recRemain > 0 {
-			n := min(d.recRemain, len(b))
-			d.recRemain -= n
-			b = b[n:]
-			continue
-		}
-		need := 5 - len(d.recHdr)
-		n := min(need, len(b))
-		d.recHdr = append(d.recHdr, b[:n]...)
-		b = b[n:]
-		if len(d.recHdr) == 5 {
-			d.recRemain = int(d.recHdr[3])<<8 | int(d.recHdr[4])
-			d.recHdr = d.recHdr[:0]
-		}
-	}
+	// Wrapped TLS (TDS 7.x): the handshake travels inside PRELOGIN packets
+	// (MS-TDS §2.2.6.5).
+	wrapped  bool
+	rawNoted bool // a raw handshake record on TDS 7.x was noted
 }
 
 func newWatcher(rec *Record, now func() time.Time, maxMsg int) *watcher {
-	w := &watcher{rec: rec, start: rec.Start, now: now, maxMsg: maxMsg}
-	w.dirs[ClientToServer] = dirWatch{dir: ClientToServer, tls: tlsbridge.NewStream(tlsbridge.ClientToServer)}
-	w.dirs[ServerToClient] = dirWatch{dir: ServerToClient, tls: tlsbridge.NewStream(tlsbridge.ServerToClient)}
-	for i := range w.dirs {
-		w.dirs[i].tls.MaxBuffered = maxMsg
-	}
+	w := &watcher{rec: rec, start: rec.Start, now: now, maxMsg: maxMsg, tls: tlsbridge.NewFollower(maxMsg)}
+	w.dirs[ClientToServer] = dirWatch{dir: ClientToServer}
+	w.dirs[ServerToClient] = dirWatch{dir: ServerToClient}
 	return w
 }
 
@@ -149,7 +120,7 @@ func (w *watcher) detectProtocol(first byte) {
 	switch {
 	case first == byte(tds.PacketPrelogin):
 		w.rec.Protocol = "tds7"
-	case first == recordHandshake:
+	case first == byte(tlsbridge.ContentHandshake):
 		w.rec.Protocol = "tds8-strict"
 	case first == byte(tds.PacketLogin7):
 		w.rec.Protocol = "tds7-login"
@@ -160,37 +131,18 @@ func (w *watcher) detectProtocol(first byte) {
 	}
 }
 
-// TLS record content types (RFC 8446 §5.1); a TDS packet type is never in
-// 0x14..0x17, which is how a unit boundary tells the two apart.
-const (
-	recordCCS       = 0x14
-	recordAlert     = 0x15
-	recordHandshake = 0x16
-	recordAppData   = 0x17
-)
-
-func isTLSRecordStart(b byte) bool { return b >= recordCCS && b <= recordAppData }
-
-// looksLikeTLS reports whether a PRELOGIN/reply packet payload carries a TLS
-// record rather than a PRELOGIN or token stream: a record type followed by
-// major version 3. A PRELOGIN payload starts with token 0x00 (VERSION) and a
-// login response with a token (0xE3, 0xAA, 0xAD...), so neither matches.
-func looksLikeTLS(p []byte) bool {
-	return len(p) >= 2 && isTLSRecordStart(p[0]) && p[1] == 3
-}
-
 // drain consumes every complete unit (TDS packet or raw TLS record) in d.pend.
 func (w *watcher) drain(d *dirWatch) error {
 	for !w.done && len(d.pend) > 0 {
 		var n int
 		var err error
 		first := d.pend[0]
-		if w.rec.Protocol == "tds8-strict" && !isTLSRecordStart(first) {
+		if w.rec.Protocol == "tds8-strict" && !tlsbridge.IsRecordStart(first) {
 			// TDS 8.0 carries everything inside TLS (MS-TDS §3.3.5.1).
 			return fmt.Errorf("%w: byte 0x%02X where a TLS record was due on a TDS 8.0 strict connection", errGiveUp, first)
 		}
-		if isTLSRecordStart(first) {
-			if first == recordHandshake && w.rec.Protocol == "tds7" && !d.wrapped && !w.hsDone[d.dir] && !d.rawNoted {
+		if tlsbridge.IsRecordStart(first) {
+			if first == byte(tlsbridge.ContentHandshake) && w.rec.Protocol == "tds7" && !d.wrapped && !w.hsDone[d.dir] && !d.rawNoted {
 				d.rawNoted = true
 				w.note(fmt.Sprintf("raw TLS handshake record %s on a TDS 7.x connection, where the handshake travels inside PRELOGIN packets (MS-TDS §2.2.6.5)", d.dir))
 			}
@@ -210,27 +162,28 @@ func (w *watcher) drain(d *dirWatch) error {
 	// without bound across feeds.
 	if len(d.pend) == 0 {
 		d.pend = d.pend[:0]
-	} else if cap(d.pend) > 2*maxTLSRecord {
+	} else if cap(d.pend) > 2*tlsbridge.MaxRecordLen {
 		d.pend = append([]byte(nil), d.pend...)
 	}
 	return nil
 }
 
 func (w *watcher) rawRecord(d *dirWatch) (int, error) {
-	if len(d.pend) < 5 {
+	if len(d.pend) < tlsbridge.RecordHeaderLen {
 		return 0, nil
 	}
-	n := int(d.pend[3])<<8 | int(d.pend[4])
-	if n > maxTLSRecord {
-		return 0, fmt.Errorf("%w: TLS record of %d bytes exceeds %d", errGiveUp, n, maxTLSRecord)
+	h, err := tlsbridge.ParseRecordHeader(d.pend)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", errGiveUp, err)
 	}
-	if len(d.pend) < 5+n {
+	n := tlsbridge.RecordHeaderLen + h.Length
+	if len(d.pend) < n {
 		return 0, nil
 	}
-	if err := w.tlsBytes(d, d.pend[:5+n]); err != nil {
+	if err := w.tlsBytes(d, d.pend[:n]); err != nil {
 		return 0, err
 	}
-	return 5 + n, nil
+	return n, nil
 }
 
 func (w *watcher) tdsPacket(d *dirWatch) (int, error) {
@@ -246,11 +199,12 @@ func (w *watcher) tdsPacket(d *dirWatch) (int, error) {
 	}
 	payload := d.pend[tds.HeaderLen:h.Length]
 	if (h.Type == tds.PacketPrelogin || h.Type == tds.PacketReply) && d.msgPackets == 0 && w.preloginReq &&
-		(d.midRecord() || looksLikeTLS(payload)) {
-		// TLS handshake bytes carried in PRELOGIN packets (TDS 7.x).
+		(w.tls.MidRecord(tlsDir(d.dir)) || tlsbridge.LooksLikeRecord(payload)) {
+		// TLS handshake bytes carried in PRELOGIN packets (TDS 7.x); a
+		// record may span packets, so a packet that continues one is TLS
+		// whatever its first bytes look like.
 		d.wrapped = true
 		w.rec.tls().Wrapped = true
-		d.trackRecords(payload)
 		return int(h.Length), w.tlsBytes(d, payload)
 	}
 	if d.msgPackets > 0 && h.Type != d.msgType {
@@ -283,7 +237,7 @@ func (w *watcher) tdsMessage(d *dirWatch, t tds.PacketType, msg []byte) error {
 		if err != nil {
 			w.issue(d.dir, "PRELOGIN request", err)
 		} else {
-			for _, o := range preloginOddities(msg, p) {
+			for _, o := range p.Oddities() {
 				w.note("PRELOGIN request: " + o)
 			}
 			side := preloginSide(p)
@@ -297,12 +251,12 @@ func (w *watcher) tdsMessage(d *dirWatch, t tds.PacketType, msg []byte) error {
 		if err != nil {
 			w.issue(d.dir, "PRELOGIN response", err)
 		} else {
-			for _, o := range preloginOddities(msg, p) {
+			for _, o := range p.Oddities() {
 				w.note("PRELOGIN response: " + o)
 			}
 			w.rec.prelogin().Server = preloginSide(p)
 			if reply, ok := p.Encryption(); ok {
-				w.scope = scopeFromReply(w.clientEnc, reply)
+				w.scope = tds.ScopeOf(w.clientEnc, reply)
 				w.scopeKnown = true
 				w.rec.prelogin().Scope = w.scope.String()
 			}
@@ -363,10 +317,18 @@ func (w *watcher) loginResponse(d *dirWatch, msg []byte) error {
 	return nil
 }
 
+// tlsDir is the follower's name for a direction.
+func tlsDir(d Direction) tlsbridge.Direction {
+	if d == ServerToClient {
+		return tlsbridge.ServerToClient
+	}
+	return tlsbridge.ClientToServer
+}
+
 // tlsBytes feeds TLS bytes (raw, or unwrapped from PRELOGIN packets) to the
-// direction's record stream and acts on its events.
+// follower and acts on its events.
 func (w *watcher) tlsBytes(d *dirWatch, b []byte) error {
-	evs, err := d.tls.Feed(b)
+	evs, err := w.tls.Feed(tlsDir(d.dir), b)
 	for i := range evs {
 		if herr := w.tlsEvent(d, &evs[i]); herr != nil {
 			return herr
@@ -385,7 +347,7 @@ func (w *watcher) tlsEvent(d *dirWatch, ev *tlsbridge.Event) error {
 	ti := w.rec.tls()
 	switch ev.Kind {
 	case tlsbridge.EventHandshake:
-		return w.handshake(d, ev.Handshake)
+		return w.handshake(d, ev)
 	case tlsbridge.EventAlert:
 		if ev.Alert != nil && w.rec.room(len(ti.Alerts)) {
 			ti.Alerts = append(ti.Alerts, AlertInfo{
@@ -411,8 +373,9 @@ func (w *watcher) tlsEvent(d *dirWatch, ev *tlsbridge.Event) error {
 	return nil
 }
 
-func (w *watcher) handshake(d *dirWatch, m *tlsbridge.HandshakeMessage) error {
+func (w *watcher) handshake(d *dirWatch, ev *tlsbridge.Event) error {
 	ti := w.rec.tls()
+	m := ev.Handshake
 	switch {
 	case d.dir == ClientToServer && m.Type == tlsbridge.HandshakeClientHello:
 		ch, err := tlsbridge.ParseClientHello(m.Raw)
@@ -424,31 +387,25 @@ func (w *watcher) handshake(d *dirWatch, m *tlsbridge.HandshakeMessage) error {
 		}
 		w.mark(PhaseTLSClientHello, d.dir, false)
 	case d.dir == ServerToClient && m.Type == tlsbridge.HandshakeServerHello:
-		sh, err := tlsbridge.ParseServerHello(m.Raw)
-		if err != nil {
-			w.issue(d.dir, "ServerHello", err)
+		// The follower has parsed it and switched both directions for
+		// TLS 1.3 or a HelloRetryRequest already.
+		sh := ev.ServerHello
+		if sh == nil {
+			w.issue(d.dir, "ServerHello", ev.Err)
 			w.mark(PhaseTLSServerHello, d.dir, false)
 			return nil
 		}
 		w.serverHello = sh
 		ti.ServerHello = serverHelloInfo(sh)
 		if sh.IsHelloRetryRequest() {
-			// A HelloRetryRequest means TLS 1.3 but no keys yet: the next
-			// ClientHello is still plaintext (RFC 8446 §4.1.4).
+			// TLS 1.3 but no keys yet: the next ClientHello is still
+			// plaintext (RFC 8446 §4.1.4).
 			w.note("server sent a HelloRetryRequest")
-			w.dirs[ClientToServer].tls.SetTLS13()
-			w.dirs[ServerToClient].tls.SetTLS13()
 			return nil
 		}
-		w.suite, w.version = sh.CipherSuite, sh.Version()
+		w.suite, w.version, w.tls13 = w.tls.CipherSuite(), w.tls.Version(), w.tls.TLS13()
 		ti.Version = tlsbridge.VersionName(w.version)
 		ti.CipherSuite = tlsbridge.CipherSuiteName(w.suite)
-		if w.version >= tls.VersionTLS13 {
-			// RFC 8446 §2: everything after ServerHello is encrypted.
-			w.tls13 = true
-			w.dirs[ClientToServer].tls.SetEncrypted()
-			w.dirs[ServerToClient].tls.SetEncrypted()
-		}
 		w.mark(PhaseTLSServerHello, d.dir, false)
 	case d.dir == ServerToClient && m.Type == tlsbridge.HandshakeCertificate:
 		cm, err := tlsbridge.ParseCertificateMsg(m.Raw, w.tls13)
@@ -572,75 +529,13 @@ func (w *watcher) stopWatching(why string) {
 	w.note("stopped watching: " + why)
 	// Drop every buffer: an established connection keeps only its record.
 	for i := range w.dirs {
-		w.dirs[i].pend, w.dirs[i].msg, w.dirs[i].recHdr = nil, nil, nil
-		w.dirs[i].tls = nil
+		w.dirs[i].pend, w.dirs[i].msg = nil, nil
 	}
+	w.tls = nil
 	// The parsed hellos keep slices of handshake bytes; the record has
 	// what it needs from them, and events already built keep their own
 	// pointers.
 	w.clientHello, w.serverHello = nil, nil
-}
-
-// preloginOddities lists what a PRELOGIN does that no SQL Server client or
-// server does: VERSION not first (SQL Server closes such a connection), an
-// option given twice (only the first is used), option data that overlap.
-// ParsePrelogin accepts all of them so that the original bytes are kept;
-// the record still says so. payload must have passed ParsePrelogin.
-func preloginOddities(payload []byte, p *tds.Prelogin) []string {
-	var out []string
-	if len(p.Options) > 0 && p.Options[0].Token != tds.PreloginVersion {
-		out = append(out, "VERSION is not the first option")
-	}
-	var seen [256]bool
-	type span struct {
-		tok        tds.PreloginToken
-		start, end int
-	}
-	spans := make([]span, 0, len(p.Options))
-	// Walk the option table again for the offsets (MS-TDS §2.2.6.5); the
-	// parse has already checked every entry.
-	for i := 0; i+5 <= len(payload) && payload[i] != byte(tds.PreloginTerminator); i += 5 {
-		tok := tds.PreloginToken(payload[i])
-		if seen[tok] && len(out) < 8 {
-			out = append(out, fmt.Sprintf("option %s appears more than once (the first is used)", tok))
-		}
-		seen[tok] = true
-		start := int(payload[i+1])<<8 | int(payload[i+2])
-		if n := int(payload[i+3])<<8 | int(payload[i+4]); n > 0 {
-			spans = append(spans, span{tok, start, start + n})
-		}
-	}
-	slices.SortFunc(spans, func(a, b span) int { return a.start - b.start })
-	for i := 1; i < len(spans); i++ {
-		if spans[i].start < spans[i-1].end {
-			out = append(out, fmt.Sprintf("data of options %s and %s overlap", spans[i-1].tok, spans[i].tok))
-			break
-		}
-	}
-	return out
-}
-
-// scopeFromReply derives what TLS covers from the client's request and the
-// server's reply (MS-TDS §2.2.6.5; PROTOCOL.md's table seen from the wire).
-func scopeFromReply(client, reply tds.Encryption) tds.TLSScope {
-	c := client.Base()
-	switch reply.Base() {
-	case tds.EncryptOff:
-		return tds.ScopeLoginOnly
-	case tds.EncryptOn:
-		return tds.ScopeSession
-	case tds.EncryptReq:
-		if c == tds.EncryptNotSup {
-			return tds.ScopeTerminated
-		}
-		return tds.ScopeSession
-	case tds.EncryptNotSup:
-		if c == tds.EncryptOn || c == tds.EncryptReq {
-			return tds.ScopeTerminated
-		}
-		return tds.ScopeNone
-	}
-	return tds.ScopeTerminated
 }
 
 func preloginSide(p *tds.Prelogin) *PreloginSide {
