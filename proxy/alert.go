@@ -5,14 +5,11 @@ import (
 	"github.com/tdsproxy/tdsproxy/tlsbridge"
 )
 
-// alertLevelFatal is the only level a handshake failure uses (RFC 8446 §6).
-const alertLevelFatal = 2
-
 // alertBytes builds the fatal alert the proxy sends for StyleAlert. In TDS
-// 7.x the handshake travels inside PRELOGIN packets, so the alert must too,
-// or the client would read it as a malformed TDS header.
+// 7.x the handshake travels inside PRELOGIN packets (MS-TDS §2.2.6.5), so
+// the alert must too, or the client would read it as a malformed TDS header.
 func alertBytes(desc uint8, wrapped bool) []byte {
-	rec := tlsbridge.AlertRecord(0x0303, alertLevelFatal, desc)
+	rec := tlsbridge.FatalAlertRecord(desc)
 	if !wrapped {
 		return rec
 	}
