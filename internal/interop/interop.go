@@ -1,11 +1,13 @@
 // Package interop drives real SQL Server client libraries from Go tests:
 // tedious (Node.js, OpenSSL) through node/client.js, FreeTDS tsql (GnuTLS)
-// through a generated freetds.conf, and go-mssqldb in process. Every runner
+// through a generated freetds.conf, go-mssqldb in process, and Microsoft's
+// own drivers: the JDBC driver (JSSE) through jdbc/Runner.java and ODBC
+// Driver 18 (OpenSSL) through mssql-python and odbc/runner.py. Every runner
 // returns a Result carrying the rows the client printed and the client's own
 // error text, so a test can assert exactly what an application would see.
 //
 // Runners are bounded: each has a timeout and kills its child process when the
-// context ends. A missing client is reported by FindTedious/FindTSQL; tests
+// context ends. A missing client is reported by FindTedious/FindTSQL/FindJDBC/FindODBC; tests
 // pass that error to Require, which skips locally and fails under
 // TDSPROXY_INTEROP=require (what `make test` and CI set).
 package interop
@@ -28,6 +30,11 @@ const (
 	ClientTedious   = "tedious"
 	ClientTSQL      = "tsql"
 	ClientGoMSSQLDB = "go-mssqldb"
+	// ClientJDBC is the Microsoft JDBC Driver for SQL Server (jdbc.go).
+	ClientJDBC = "jdbc"
+	// ClientODBC is the Microsoft ODBC Driver 18 for SQL Server, driven
+	// through Microsoft's mssql-python (odbc.go).
+	ClientODBC = "odbc"
 )
 
 // DefaultTimeout bounds one client run when the config leaves Timeout zero.
@@ -85,8 +92,20 @@ type Result struct {
 	// wrapped error of go-mssqldb. Empty otherwise.
 	Cause string
 	// Code is a client-specific error code: tedious's err.code (ESOCKET,
-	// ELOGIN, ...), the first FreeTDS library error number for tsql.
+	// ELOGIN, ...), the first FreeTDS library error number for tsql, the
+	// SQLSTATE for the JDBC and ODBC drivers.
 	Code string
+	// ErrorClass is the exception class the driver raised: the Java class
+	// for JDBC (com.microsoft.sqlserver.jdbc.SQLServerException), the
+	// mssql_python exception class for ODBC (OperationalError).
+	ErrorClass string
+	// Number is the driver's error number: JDBC's SQLException.getErrorCode
+	// (the server's message number, or 0 for the driver's own errors).
+	Number int
+	// ConnectionID is the ClientConnectionId the JDBC driver appends to
+	// connection errors, cut from Error so that Error is the same on every
+	// run.
+	ConnectionID string
 	// Phase is where tedious failed: "connect" or "query".
 	Phase string
 	// Messages are the server messages and library errors the client reported.

@@ -104,6 +104,13 @@ func loginFailedText(client string) string {
 		return msg // ConnectionError.message, code ELOGIN
 	case ClientTSQL:
 		return fmt.Sprintf("Msg 18456 (severity 14, state 1) from %s Line 1:\n\t%q", emuServerName, msg)
+	case ClientJDBC:
+		return msg // SQLServerException.getMessage, ClientConnectionId cut
+	case ClientODBC:
+		// mssql-python's OperationalError: its own words for SQLSTATE
+		// 28000, then the driver's diagnostic with "[ODBC Driver 18 for SQL
+		// Server]" cut out.
+		return "Driver Error: Invalid authorization specification; DDBC Error: [Microsoft][SQL Server]" + msg
 	default:
 		// go-mssqldb prefixes "login error: " to Error.Message, but
 		// Error() prints Error.All, which keeps the server's text.
@@ -128,6 +135,12 @@ func TestClients(t *testing.T) {
 		mssqlMode("false"),
 		mssqlMode("true"),
 		mssqlMode("strict"),
+		jdbcMode("false"), // OFF: TLS for LOGIN7 only (no NOT_SUP in JDBC)
+		jdbcMode("true"),  // ON
+		jdbcMode("strict"),
+		odbcMode("no"), // OFF (no NOT_SUP in ODBC Driver 18)
+		odbcMode("yes"),
+		odbcMode("strict"),
 	}
 	servers := []tds.Encryption{tds.EncryptOff, tds.EncryptOn}
 
@@ -174,7 +187,11 @@ func TestClients(t *testing.T) {
 					t.Run("wrong password", func(t *testing.T) {
 						res, err := cm.run(ctx, t, port, "not-"+emuPassword, "SELECT 1", pem)
 						assertFailure(t, res, err, []string{loginFailedText(cm.client)})
-						assertMessage(t, res, 18456, 14, 1)
+						if cm.client != ClientODBC {
+							// mssql-python 1.16 does not expose the ODBC
+							// native error number: SQLSTATE 28000 below.
+							assertMessage(t, res, 18456, 14, 1)
+						}
 						switch cm.client {
 						case ClientTedious:
 							if res.Error != loginFailedText(ClientTedious) || res.Code != "ELOGIN" || res.Phase != "connect" {
@@ -188,12 +205,26 @@ func TestClients(t *testing.T) {
 							if res.ExitCode != 1 {
 								t.Errorf("tsql exit %d, want 1", res.ExitCode)
 							}
+						case ClientJDBC:
+							assertJDBC(t, res, err, loginFailedText(ClientJDBC), jdbcException, "S0001", "")
+							if res.Number != 18456 || res.Phase != "connect" || res.ConnectionID == "" {
+								t.Errorf("jdbc: error code %d phase %q ClientConnectionId %q, want 18456 connect and an id", res.Number, res.Phase, res.ConnectionID)
+							}
+						case ClientODBC:
+							assertODBC(t, res, err, loginFailedText(ClientODBC), odbcOperational, "28000",
+								odbcDriverPrefix+"[SQL Server]Login failed for user 'tdsproxy'.")
 						}
 					})
 					t.Run("unknown statement", func(t *testing.T) {
 						res, err := cm.run(ctx, t, port, emuPassword, "EXEC tdsproxy_nope", pem)
 						assertFailure(t, res, err, []string{"tdsproxy_nope"})
-						assertMessage(t, res, 2812, 16, -1)
+						if cm.client == ClientODBC {
+							if res.Code != "42000" || res.ErrorClass != odbcProgramming || res.Phase != "query" {
+								t.Errorf("odbc: SQLSTATE %q class %q phase %q, want 42000 %s query", res.Code, res.ErrorClass, res.Phase, odbcProgramming)
+							}
+						} else {
+							assertMessage(t, res, 2812, 16, -1)
+						}
 						if cm.client == ClientTedious && res.Phase != "query" {
 							t.Errorf("tedious phase %q, want query", res.Phase)
 						}

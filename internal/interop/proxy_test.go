@@ -74,6 +74,12 @@ func TestClientsThroughProxy(t *testing.T) {
 		{mssqlMode("false"), "tds7", "login-only", true, "", false, ""},
 		{mssqlMode("true"), "tds7", "session", true, "", false, ""},
 		{mssqlMode("strict"), "tds8-strict", "", true, "tds/8.0", false, ""},
+		{jdbcMode("false"), "tds7", "login-only", true, "", false, ""},
+		{jdbcMode("true"), "tds7", "session", true, "", false, ""},
+		{jdbcMode("strict"), "tds8-strict", "", true, "tds/8.0", false, ""},
+		{odbcMode("no"), "tds7", "login-only", true, "", false, ""},
+		{odbcMode("yes"), "tds7", "session", true, "", false, ""},
+		{odbcMode("strict"), "tds8-strict", "", true, "tds/8.0", false, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.cm.client+"/"+tc.cm.mode, func(t *testing.T) {
