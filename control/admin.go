@@ -12,6 +12,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"reflect"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -331,13 +333,59 @@ func decodeStrict(b []byte, v any) error {
 func jsonFieldError(err error) error {
 	var ute *json.UnmarshalTypeError
 	if errors.As(err, &ute) && ute.Field != "" {
-		return fmt.Errorf("%s: expected %s, got %s", ute.Field, ute.Type, ute.Value)
+		// encoding/json puts the Go struct's name before an embedded
+		// struct's fields ("ProxyRequest.name"); users write only keys,
+		// which are lower case.
+		key := ute.Field
+		for {
+			first, rest, ok := strings.Cut(key, ".")
+			if !ok || first == "" || first[0] < 'A' || first[0] > 'Z' {
+				break
+			}
+			key = rest
+		}
+		value := ute.Value
+		switch value {
+		case "bool":
+			value = "true/false"
+		case "array":
+			value = "a list"
+		case "object":
+			value = "an object"
+		case "number", "string":
+			value = "a " + value
+		}
+		return fmt.Errorf("%s: must be %s, not %s", key, jsonKind(ute.Type), value)
 	}
 	msg := err.Error()
 	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
 		return fmt.Errorf("%s: unknown key", strings.Trim(f, `"`))
 	}
 	return fmt.Errorf("body: %v", jsonSyntax(err))
+}
+
+// jsonKind says what a JSON value of Go type t looks like, in JSON's words.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "a value"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "another kind of value"
 }
 
 // jsonSyntax words a syntax error with its offset.
@@ -372,10 +420,12 @@ func (a *api) addProxy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The wire form takes dial_timeout as a string so a bad one is
-	// reported with its key (a TextUnmarshaler's error is not).
+	// reported with its key (a TextUnmarshaler's error is not), and each
+	// rule raw, so an error in one names faults[i].key.
 	var req struct {
 		ProxyRequest
-		DialTimeout string `json:"dial_timeout"`
+		DialTimeout string            `json:"dial_timeout"`
+		Faults      []json.RawMessage `json:"faults"`
 	}
 	if err := decodeStrict(b, &req); err != nil {
 		fail(w, err)
@@ -390,7 +440,12 @@ func (a *api) addProxy(w http.ResponseWriter, r *http.Request) {
 		}
 		cfg.DialTimeout = d
 	}
-	if err := a.in.AddProxy(cfg, req.Faults); err != nil {
+	rules, err := parseRules(req.Faults)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if err := a.in.AddProxy(cfg, rules); err != nil {
 		fail(w, err)
 		return
 	}
@@ -399,8 +454,40 @@ func (a *api) addProxy(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	w.Header().Set("Location", "/proxies/"+req.Name)
+	w.Header().Set("Location", "/proxies/"+url.PathEscape(req.Name))
 	writeJSON(w, http.StatusCreated, pi)
+}
+
+// parseRules decodes a list of rules; an error names faults[i].key.
+func parseRules(raw []json.RawMessage) ([]faults.RuleSpec, error) {
+	specs := make([]faults.RuleSpec, len(raw))
+	for i, m := range raw {
+		var err error
+		if specs[i], err = faults.ParseRuleSpec(m); err != nil {
+			return nil, invalid(indexedKey(i, err))
+		}
+	}
+	return specs, nil
+}
+
+// indexedKey puts faults[i] in front of the key err names:
+// "match.a: unknown key" becomes "faults[2].match.a: unknown key".
+func indexedKey(i int, err error) error {
+	msg := err.Error()
+	if k, rest, ok := strings.Cut(msg, ": "); ok && k != "" && !strings.ContainsAny(k, " \"") {
+		return fmt.Errorf("faults[%d].%s: %s", i, k, rest)
+	}
+	return fmt.Errorf("faults[%d]: %s", i, msg)
+}
+
+// ruleSetError words a rule set's error (faults.RuleError, "faults[2]:
+// key: what") with the key's whole path, as parseRules does.
+func ruleSetError(err error) error {
+	var re *faults.RuleError
+	if errors.As(err, &re) {
+		return invalid(indexedKey(re.Index, re.Err))
+	}
+	return invalid(err)
 }
 
 // deleteProxy: ?drain=DURATION lets open connections finish for that long
@@ -464,7 +551,7 @@ func (a *api) addFault(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	w.Header().Set("Location", "/proxies/"+name+"/faults/"+rule.Name)
+	w.Header().Set("Location", "/proxies/"+url.PathEscape(name)+"/faults/"+url.PathEscape(rule.Name))
 	writeJSON(w, http.StatusCreated, rule)
 }
 
@@ -484,12 +571,10 @@ func (a *api) setFaults(w http.ResponseWriter, r *http.Request) {
 		fail(w, invalidf("body: expected a JSON array of rules: %v", jsonSyntax(err)))
 		return
 	}
-	specs := make([]faults.RuleSpec, len(raw))
-	for i, m := range raw {
-		if specs[i], err = faults.ParseRuleSpec(m); err != nil {
-			fail(w, invalidf("faults[%d]: %v", i, err))
-			return
-		}
+	specs, err := parseRules(raw)
+	if err != nil {
+		fail(w, err)
+		return
 	}
 	if err := a.in.SetFaults(name, specs); err != nil {
 		fail(w, err)

@@ -113,11 +113,11 @@ func TestAdminAPIEndpoints(t *testing.T) {
 			{"bad JSON", `{"name": `, 400, "invalid JSON"},
 			{"empty body", ``, 400, "body: empty"},
 			{"unknown field", `{"nmae": "x", "listen": "127.0.0.1:0", "upstream": "h:1"}`, 400, "nmae: unknown key"},
-			{"wrong type", `{"name": 7}`, 400, "name: expected string"},
+			{"wrong type", `{"name": 7}`, 400, "name: must be a string, not a number"},
 			{"bad upstream", `{"name": "x", "listen": "127.0.0.1:0", "upstream": "nohost"}`, 400, "upstream:"},
 			{"bad name", `{"name": "a b", "listen": "127.0.0.1:0", "upstream": "h:1"}`, 400, "name:"},
 			{"bad dial timeout", `{"name": "x", "listen": "127.0.0.1:0", "upstream": "h:1", "dial_timeout": "soon"}`, 400, "dial_timeout"},
-			{"bad rule", `{"name": "x", "listen": "127.0.0.1:0", "upstream": "h:1", "faults": [{"name": "r", "scenario": "nope"}]}`, 400, "faults[0]: scenario:"},
+			{"bad rule", `{"name": "x", "listen": "127.0.0.1:0", "upstream": "h:1", "faults": [{"name": "r", "scenario": "nope"}]}`, 400, "faults[0].scenario: "},
 			{"address in use", `{"name": "x", "listen": "` + mainAddr + `", "upstream": "h:1"}`, 409, "address already in use"},
 		}
 		for _, tt := range tests {

@@ -53,6 +53,10 @@ func ValidateConfig(cfg *configs.Config) error {
 // from cfg is removed. Log, admin and shutdown settings are the caller's
 // (cmd/tdsproxy reads shutdown from the newest config; log and admin need
 // a restart).
+//
+// Every call counts in tdsproxy_config_reloads_total (result ok or
+// rejected); a configuration refused before it reached Apply (a file that
+// does not parse) is counted with ReloadRejected.
 func (in *Instance) Apply(cfg *configs.Config) error {
 	if err := ValidateConfig(cfg); err != nil {
 		in.metrics.reloaded(false)
@@ -62,6 +66,12 @@ func (in *Instance) Apply(cfg *configs.Config) error {
 	in.metrics.reloaded(err == nil)
 	return err
 }
+
+// ReloadRejected counts a configuration that was refused before it could
+// be applied (a file that does not load or validate) in
+// tdsproxy_config_reloads_total{result="rejected"}, as Apply counts the
+// ones it refuses: an alert on rejected reloads must see every bad file.
+func (in *Instance) ReloadRejected() { in.metrics.reloaded(false) }
 
 // change is one proxy of the new configuration and what happens to it.
 type change struct {
@@ -148,17 +158,23 @@ func (in *Instance) apply(cfg *configs.Config) error {
 				donated[donor] = true
 				c.ln, c.from = ln, "handed over from "+donor.cfg.Name
 				opened = append(opened, ln)
-				continue
 			} else {
 				in.log.Warn("cannot share the listening socket; binding anew", zap.String("proxy", c.cfg.Name), zap.Error(err))
 			}
 		}
-		ln, err := listen(c.cfg.Name, c.cfg.Listen)
-		if err != nil {
-			return fail(&configs.KeyError{Key: fmt.Sprintf("proxies[%d].listen", c.index), Err: err})
+		if c.ln == nil {
+			ln, err := listen(c.cfg.Name, c.cfg.Listen)
+			if err != nil {
+				return fail(&configs.KeyError{Key: fmt.Sprintf("proxies[%d].listen", c.index), Err: err})
+			}
+			c.ln, c.from = ln, "new address"
+			opened = append(opened, ln)
 		}
-		c.ln, c.from = ln, "new address"
-		opened = append(opened, ln)
+		// On the bound address, so port 0 and host names are resolved: a
+		// proxy relaying to its own listener would never serve.
+		if err := proxy.CheckSelfLoop(c.cfg.Upstream, c.ln.Addr()); err != nil {
+			return fail(invalid(&configs.KeyError{Key: fmt.Sprintf("proxies[%d].upstream", c.index), Err: err}))
+		}
 	}
 
 	// Commit: rules first (so a new proxy's first connection sees them),
@@ -176,6 +192,7 @@ func (in *Instance) apply(cfg *configs.Config) error {
 			return fail(invalid(err))
 		}
 		in.applied[c.cfg.Name] = c.rules
+		in.metrics.forgetRulesExcept(c.cfg.Name, in.engine.Rules(c.cfg.Name))
 		for _, r := range in.engine.Rules(c.cfg.Name) {
 			in.logRule("fault rule armed", c.cfg.Name, r)
 		}

@@ -52,8 +52,9 @@ func (in *Instance) SetFaults(proxyName string, rules []faults.RuleSpec) error {
 		return fmt.Errorf("proxy %q: %w", proxyName, ErrNoProxy)
 	}
 	if err := in.engine.SetRules(proxyName, rules); err != nil {
-		return invalid(err)
+		return ruleSetError(err)
 	}
+	in.metrics.forgetRulesExcept(proxyName, in.engine.Rules(proxyName))
 	in.logRules("fault rules set", proxyName)
 	return nil
 }
@@ -96,6 +97,7 @@ func (in *Instance) replaceLocked(proxyName, name string, rule faults.RuleSpec) 
 	if err := in.engine.ReplaceRule(proxyName, name, rule); err != nil {
 		return faults.RuleSpec{}, ruleErr(proxyName, err)
 	}
+	in.metrics.forgetRulesExcept(proxyName, in.engine.Rules(proxyName))
 	return in.installed(proxyName, rule.Name, "fault rule replaced")
 }
 
@@ -183,6 +185,7 @@ func (in *Instance) DeleteFault(proxyName, name string) error {
 	if err := in.engine.DeleteRule(proxyName, name); err != nil {
 		return ruleErr(proxyName, err)
 	}
+	in.metrics.forgetRulesExcept(proxyName, in.engine.Rules(proxyName))
 	in.log.Info("fault rule deleted", zap.String("proxy", proxyName), zap.String("rule", name))
 	return nil
 }
@@ -203,6 +206,7 @@ func (in *Instance) Reset() {
 	in.mu.Unlock()
 	for _, n := range names {
 		_ = in.engine.SetRules(n, nil)
+		in.metrics.forgetRulesExcept(n, nil)
 	}
 	in.log.Info("fault rules reset", zap.Int("proxies", len(names)))
 }

@@ -231,7 +231,7 @@ func (in *Instance) AddProxy(cfg proxy.Config, rules []faults.RuleSpec) error {
 		return err
 	}
 	if err := faults.Compile(rules); err != nil {
-		return invalid(err)
+		return ruleSetError(err)
 	}
 	in.structMu.Lock()
 	defer in.structMu.Unlock()
@@ -251,6 +251,13 @@ func (in *Instance) AddProxy(cfg proxy.Config, rules []faults.RuleSpec) error {
 	ln, err := listen(cfg.Name, cfg.Listen)
 	if err != nil {
 		return err
+	}
+	// Checked on the bound address (port 0 resolved), before the proxy is
+	// listed: a proxy relaying to itself would never serve (issue 18).
+	if err := proxy.CheckSelfLoop(cfg.Upstream, ln.Addr()); err != nil {
+		ln.Close()
+		_ = p.Close()
+		return invalid(fmt.Errorf("upstream: %w", err))
 	}
 	in.faultMu.Lock()
 	err = in.engine.SetRules(cfg.Name, rules)
@@ -318,8 +325,25 @@ func (in *Instance) retire(e *entry) {
 		_ = e.p.Shutdown(context.Background(), false)
 		in.mu.Lock()
 		delete(in.retired, e.p)
+		gone := in.proxies[e.cfg.Name] == nil && !in.retiredNamed(e.cfg.Name)
 		in.mu.Unlock()
+		if gone {
+			// Its last connection has been counted: drop its series so
+			// label sets stay bounded as proxies come and go.
+			in.metrics.forgetProxy(e.cfg.Name)
+		}
 	}()
+}
+
+// retiredNamed reports whether a retired proxy called name still drains;
+// in.mu is held.
+func (in *Instance) retiredNamed(name string) bool {
+	for _, n := range in.retired {
+		if n == name {
+			return true
+		}
+	}
+	return false
 }
 
 func resetFor(style proxy.CloseStyle) (bool, error) {
@@ -344,7 +368,8 @@ type ProxyInfo struct {
 	Upstream string `json:"upstream"`
 	// DialTimeout bounds the upstream dial ("10s").
 	DialTimeout faults.Duration `json:"dial_timeout"`
-	// Connections is how many connections are open through the proxy now.
+	// Connections is how many connections are open through the proxy now,
+	// including those still draining on a replaced proxy of this name.
 	Connections int `json:"connections"`
 	// Faults are the proxy's rules as installed (seeds filled in).
 	Faults []faults.RuleSpec `json:"faults"`
@@ -359,13 +384,23 @@ func (in *Instance) info(e *entry) ProxyInfo {
 	if rules == nil {
 		rules = []faults.RuleSpec{}
 	}
+	// Connections still draining on a proxy of the same name that was
+	// replaced (a reload changed its upstream) are this proxy's too.
+	open := e.p.ActiveCount()
+	in.mu.Lock()
+	for p, n := range in.retired {
+		if n == e.cfg.Name {
+			open += p.ActiveCount()
+		}
+	}
+	in.mu.Unlock()
 	return ProxyInfo{
 		Name:        e.cfg.Name,
 		Listen:      e.cfg.Listen,
 		Addr:        e.ln.Addr().String(),
 		Upstream:    e.cfg.Upstream,
 		DialTimeout: faults.Duration(dt),
-		Connections: e.p.ActiveCount(),
+		Connections: open,
 		Faults:      rules,
 	}
 }

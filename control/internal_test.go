@@ -69,6 +69,7 @@ func TestMetricLabels(t *testing.T) {
 		{"phase", phaseLabel(proxy.PhaseTLSClientHello), "tls.client_hello"},
 		{"bad phase", phaseLabel("nowhere"), other},
 		{"close kind", closeKind(proxy.CloseRST), "rst"},
+		{"limit close kind", closeKind(proxy.CloseLimit), "limit"}, // issue 18: was "other"
 		{"bad close kind", closeKind("slam"), other},
 		{"action", actionLabel("close:rst"), "close:rst"},
 		{"stage action", actionLabel("latency"), "latency"},

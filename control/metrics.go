@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -72,6 +73,11 @@ func Outcome(r *proxy.Record) string {
 
 // metrics are an instance's Prometheus collectors.
 type metrics struct {
+	// mu guards rules: the rule names each proxy has injected with, so
+	// a deleted rule's series can be removed.
+	mu    sync.Mutex
+	rules map[string]map[string]bool
+
 	reg         *prometheus.Registry
 	conns       *prometheus.CounterVec
 	closes      *prometheus.CounterVec
@@ -90,14 +96,15 @@ var timeBuckets = prometheus.ExponentialBuckets(0.001, 2, 16)
 
 func newMetrics(in *Instance, extra prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
+		rules: map[string]map[string]bool{},
+		reg:   prometheus.NewRegistry(),
 		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricConnections,
 			Help: "Finished connections by proxy, outcome (ok, failed, unknown, incomplete, dial_failed, not_tds) and the phase they closed in.",
 		}, []string{"proxy", "outcome", "close_phase"}),
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricCloses,
-			Help: "Finished connections by proxy, who closed first (client, server, proxy) and how (fin, rst, timeout, alert, dial-failed, shutdown, error).",
+			Help: "Finished connections by proxy, who closed first (client, server, proxy) and how (fin, rst, timeout, alert, dial-failed, shutdown, limit, error).",
 		}, []string{"proxy", "by", "kind"}),
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricTLSHandshakes,
@@ -186,7 +193,44 @@ func (m *metrics) finished(r *proxy.Record) {
 
 // injected counts one injection (faults.Engine.OnInject).
 func (m *metrics) injected(proxyName, rule, scenario string, phase proxy.Phase, action string) {
+	m.mu.Lock()
+	rs := m.rules[proxyName]
+	if rs == nil {
+		rs = map[string]bool{}
+		m.rules[proxyName] = rs
+	}
+	rs[rule] = true
 	m.faults.WithLabelValues(proxyName, rule, scenario, phaseLabel(phase), actionLabel(action)).Inc()
+	m.mu.Unlock()
+}
+
+// forgetRulesExcept removes the fault series of proxyName's rules that are
+// not in keep (deleted or replaced rules), so that rule churn does not
+// grow the label sets without bound.
+func (m *metrics) forgetRulesExcept(proxyName string, keep []faults.RuleSpec) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for rule := range m.rules[proxyName] {
+		if slices.ContainsFunc(keep, func(r faults.RuleSpec) bool { return r.Name == rule }) {
+			continue
+		}
+		m.faults.DeletePartialMatch(prometheus.Labels{"proxy": proxyName, "rule": rule})
+		delete(m.rules[proxyName], rule)
+	}
+}
+
+// forgetProxy removes every series of a proxy that is gone (removed, and
+// its last connection counted).
+func (m *metrics) forgetProxy(name string) {
+	m.mu.Lock()
+	delete(m.rules, name)
+	m.mu.Unlock()
+	l := prometheus.Labels{"proxy": name}
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
+		m.conns, m.closes, m.handshakes, m.hellos, m.faults, m.bytes, m.negotiation, m.acceptWait,
+	} {
+		v.DeletePartialMatch(l)
+	}
 }
 
 func (m *metrics) reloaded(ok bool) {
@@ -252,7 +296,7 @@ func side(s proxy.Side) string {
 func closeKind(k proxy.CloseKind) string {
 	switch k {
 	case proxy.CloseFIN, proxy.CloseRST, proxy.CloseTimeout, proxy.CloseAlert,
-		proxy.CloseDialFailed, proxy.CloseShutdown, proxy.CloseError:
+		proxy.CloseDialFailed, proxy.CloseShutdown, proxy.CloseLimit, proxy.CloseError:
 		return string(k)
 	}
 	return other
