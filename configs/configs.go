@@ -101,6 +101,25 @@ type Config struct {
 	Proxies []ProxyConfig
 	// Shutdown is the "shutdown" section: what SIGINT/SIGTERM does.
 	Shutdown ShutdownConfig
+
+	// given holds the scalar keys the file or the environment set (as
+	// opposed to defaults); see IsSet.
+	given map[string]bool
+}
+
+// IsSet reports whether key (e.g. "admin.listen") was given by the file or
+// an environment variable when [Load] read the configuration, or marked
+// with [Config.MarkSet] (a command-line flag), rather than left to its
+// default. An optional side service may start elsewhere when its default
+// address is taken, but not when the user chose the address.
+func (c *Config) IsSet(key string) bool { return c.given[key] }
+
+// MarkSet records that key was given by the user (a command-line flag).
+func (c *Config) MarkSet(key string) {
+	if c.given == nil {
+		c.given = map[string]bool{}
+	}
+	c.given[key] = true
 }
 
 // LogConfig is the "log" section.
@@ -323,6 +342,12 @@ func Load(path string) (*Config, error) {
 		}
 	}
 
+	given := map[string]bool{}
+	for _, k := range EnvKeys() {
+		if v.IsSet(k) {
+			given[k] = true
+		}
+	}
 	var raw rawConfig
 	var md mapstructure.Metadata
 	if err := v.Unmarshal(&raw, func(dc *mapstructure.DecoderConfig) { dc.Metadata = &md }); err != nil {
@@ -344,7 +369,12 @@ func Load(path string) (*Config, error) {
 		}
 		return nil, errors.Join(errs...)
 	}
-	return raw.resolve()
+	c, err := raw.resolve()
+	if err != nil {
+		return nil, err
+	}
+	c.given = given
+	return c, nil
 }
 
 // decodeErrors turns mapstructure's errors into KeyErrors.

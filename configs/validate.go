@@ -87,7 +87,11 @@ func (c *Config) Validate() error {
 			}
 			listens = append(listens, l)
 		}
-		add(checkUpstream(key("upstream"), p.Upstream))
+		if err := checkUpstream(key("upstream"), p.Upstream); err != nil {
+			add(err)
+		} else if selfLoop(p.Listen, p.Upstream) {
+			add(keyErrorf(key("upstream"), "%q is this proxy's own listen address (%s): every connection would come back to the proxy", p.Upstream, p.Listen))
+		}
 		if p.DialTimeout <= 0 {
 			add(keyErrorf(key("dial_timeout"), "%v must be more than 0 (leave it out for the default, %v)", p.DialTimeout, DefaultDialTimeout))
 		}
@@ -174,6 +178,53 @@ func (l listenAt) conflicts(o listenAt) bool {
 		return false
 	}
 	return l.host == o.host || isWildcard(l.host) || isWildcard(o.host)
+}
+
+// selfLoop reports whether upstream is, on its face, the proxy's own
+// listener: the same port, and the same host or a loopback host on a
+// listener bound to every interface. Names other than localhost are not
+// resolved here; the proxy checks again on the address it binds.
+func selfLoop(listen, upstream string) bool {
+	lh, lp, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	uh, up, err := net.SplitHostPort(upstream)
+	if err != nil || lp != up || lp == "0" {
+		return false
+	}
+	if strings.EqualFold(lh, uh) {
+		return true
+	}
+	if !isWildcard(lh) && !isLoopback(lh) {
+		return false
+	}
+	return isLoopback(uh) && (isWildcard(lh) || isLoopback(lh) && sameLoopback(lh, uh))
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// sameLoopback: localhost stands for 127.0.0.1 and ::1.
+func sameLoopback(a, b string) bool {
+	norm := func(h string) string {
+		if strings.EqualFold(h, "localhost") {
+			return "localhost"
+		}
+		if ip := net.ParseIP(h); ip != nil {
+			if ip.Equal(net.IPv4(127, 0, 0, 1)) || ip.Equal(net.IPv6loopback) {
+				return "localhost"
+			}
+			return ip.String()
+		}
+		return h
+	}
+	return norm(a) == norm(b)
 }
 
 func isWildcard(host string) bool {
