@@ -17,10 +17,13 @@
 //	// One proxy on a free port in front of the server under test.
 //	err = in.AddProxy(proxy.Config{Name: "db", Listen: "127.0.0.1:0", Upstream: "127.0.0.1:1433"}, nil)
 //	pi, _ := in.Proxy("db")
-//	dsn := "sqlserver://app:secret@" + pi.Addr + "?encrypt=false" // point the code under test here
+//	// Point the code under test here. encrypt=false still does TLS for the
+//	// login, and a test server's certificate is self-signed: trust it.
+//	dsn := "sqlserver://app:secret@" + pi.Addr + "?encrypt=false&TrustServerCertificate=true"
 //
 //	// Scenario 1 of error 10054: the server allows only TLS 1.0, so a
-//	// modern client is reset at its ClientHello.
+//	// client offering only TLS 1.2 and 1.3 (go-mssqldb) is reset at its
+//	// ClientHello.
 //	_, err = in.AddFault("db", faults.RuleSpec{
 //		Name:     "old-server",
 //		Scenario: faults.ScenarioProtocolMismatch,
@@ -35,7 +38,8 @@
 //		// r.Phase, r.Close (who closed, how, in which phase), r.Faults, r.TLS ...
 //	}
 //
-// Rule changes apply to connections accepted afterwards; open connections
+// The README's embedding example is control/readme_embed_test.go, run as a
+// test. Rule changes apply to connections accepted afterwards; open connections
 // keep the rules they were accepted under. Connections returns snapshots of
 // the open ones; CloseConnection cuts one (RST or FIN).
 //
