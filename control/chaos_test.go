@@ -241,7 +241,7 @@ func TestChaos(t *testing.T) {
 }
 
 // expectedError is what go-mssqldb reports for a close at that phase in
-// that style (PROTOCOL.md, "Error text a go-mssqldb client gets").
+// that style (docs/protocol.md, "What clients report").
 func expectedError(ev *proxy.FaultEvent) func(string) bool {
 	has := func(subs ...string) func(string) bool {
 		return func(s string) bool {

@@ -33,7 +33,7 @@ var _ Clock = RealClock{}
 
 // timers holds stopped timers for reuse: a bandwidth or slicer stage sleeps
 // once per slice, and a timer per sleep would be garbage on the hot path
-// (STYLE.md 9, "reusable timers"). A pool rather than one timer per clock
+// (reusable timers, as Toxiproxy's toxics do). A pool rather than one timer per clock
 // keeps RealClock a stateless value that any number of connections share.
 var timers = sync.Pool{New: func() any {
 	t := time.NewTimer(time.Hour)

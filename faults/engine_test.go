@@ -12,7 +12,7 @@ import (
 	"github.com/tdsproxy/tdsproxy/tlsbridge"
 )
 
-// goHello is the shape of a Go 1.26 ClientHello (PROTOCOL.md: PKCS1
+// goHello is the shape of a Go 1.26 ClientHello (docs/protocol.md: PKCS1
 // SHA-256/384/512 in signature_algorithms, SHA-1 only in _cert, never MD5
 // or SHA-224).
 func goHello(versions ...uint16) *tlsbridge.ClientHello {

@@ -13,7 +13,7 @@ import (
 )
 
 // A scenario is one documented cause of "error 10054: An existing connection
-// was forcibly closed by the remote host" (DESIGN.md, the six scenarios),
+// was forcibly closed by the remote host" (docs/protocol.md, "The failures behind error 10054"),
 // with three faces: inject (decide), recognise (for diagnosis of a record),
 // and fix (what a user is told).
 type scenario struct {

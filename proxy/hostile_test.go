@@ -8,7 +8,7 @@ package proxy_test
 // it, and its record says what was wrong.
 //
 // Definitions used here for the two "wrong protocol at the wrong time"
-// cases (MS-TDS §3.3.5.1, PROTOCOL.md "TLS inside PRELOGIN"):
+// cases (MS-TDS §3.3.5.1; docs/protocol.md "TLS inside PRELOGIN"):
 //   - TLS where a PRELOGIN was due (7.x path): the client opens with
 //     PRELOGIN (0x12), the server answers ENCRYPT_ON, and the client then
 //     sends its ClientHello as a raw TLS record (0x16) instead of inside a

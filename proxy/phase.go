@@ -1,7 +1,7 @@
 package proxy
 
-// Phase names a point in a connection's negotiation (DESIGN.md "How data
-// flows"). A connection may skip phases: NOT_SUP has no TLS, and TDS 8.0
+// Phase names a point in a connection's negotiation (docs/architecture.md,
+// "One connection, start to end"). A connection may skip phases: NOT_SUP has no TLS, and TDS 8.0
 // strict starts at tls.client_hello and carries PRELOGIN inside TLS.
 type Phase string
 

@@ -9,7 +9,7 @@ import (
 // holds no secret: LOGIN7's password is never copied into it.
 //
 // A Record is owned by its session while the connection lives; callers get
-// copies (Session.Snapshot) or the final record through the Sink.
+// copies (Proxy.Connections) or the final record through the Sink.
 type Record struct {
 	ID       uint64    `json:"id"`
 	Proxy    string    `json:"proxy"`
@@ -89,7 +89,8 @@ type PreloginInfo struct {
 // PreloginSide is one PRELOGIN message.
 type PreloginSide struct {
 	// Version is the VERSION option as the sender wrote it (for a client,
-	// its driver version; byte order varies by driver, see PROTOCOL.md).
+	// its driver version; byte order varies by driver, see docs/protocol.md
+	// "PRELOGIN").
 	Version    string `json:"version,omitempty"`
 	VersionHex string `json:"version_hex,omitempty"`
 	Encryption string `json:"encryption,omitempty"`

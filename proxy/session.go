@@ -255,8 +255,11 @@ func (s *session) negotiate(dir Direction, src, dst net.Conn, early []byte) bool
 	}
 }
 
-// relay moves dir's bytes after negotiation, blind: kernel to kernel
-// (splice), never through user space (STYLE.md 7).
+// relay moves dir's bytes after negotiation, blind. On Linux (relayBursts)
+// each message is read into a pooled buffer and written on, and the rest
+// of a burst that fills the buffer is spliced kernel to kernel; elsewhere
+// relayCopy reads and writes through user space (docs/architecture.md,
+// "Platforms").
 func (s *session) relay(dir Direction, src, dst net.Conn) {
 	if s.relayBursts(dir, src, dst) {
 		return

@@ -12,7 +12,7 @@ import (
 )
 
 func TestPasswordObfuscation(t *testing.T) {
-	// PROTOCOL.md / MS-TDS §2.2.6.4: "secret" in UCS-2LE, nibbles swapped, XOR 0xA5.
+	// MS-TDS §2.2.6.4 (docs/protocol.md "LOGIN7"): "secret" in UCS-2LE, nibbles swapped, XOR 0xA5.
 	want := unhex(t, `92 A5 F3 A5 93 A5 82 A5 F3 A5 E2 A5`)
 	u := appendUCS2(nil, "secret")
 	got := ObfuscatePassword(u)

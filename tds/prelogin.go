@@ -431,7 +431,7 @@ func (s TLSScope) String() string {
 }
 
 // NegotiateEncryption applies the server's side of the ENCRYPTION
-// negotiation table (MS-TDS §2.2.6.5; PROTOCOL.md "Who encrypts what"):
+// negotiation table (MS-TDS §2.2.6.5; docs/protocol.md "Who encrypts what"):
 // given what the client sent and how the server is configured, it returns
 // the value the server replies with and what TLS then covers.
 //

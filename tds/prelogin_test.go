@@ -255,7 +255,7 @@ func TestGUID(t *testing.T) {
 }
 
 func TestNegotiateEncryption(t *testing.T) {
-	// All 16 cells of PROTOCOL.md "Who encrypts what" (MS-TDS §2.2.6.5),
+	// All 16 cells of docs/protocol.md "Who encrypts what" (MS-TDS §2.2.6.5),
 	// with the server setting REQ behaving like ON.
 	type cell struct {
 		reply Encryption

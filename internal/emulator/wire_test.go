@@ -152,7 +152,7 @@ func TestWireBatches(t *testing.T) {
 	c.login(512)
 
 	t.Run("SELECT 1", func(t *testing.T) {
-		// PROTOCOL.md: COLMETADATA (one INT4), ROW, DONE count 1, cmd 0xC1.
+		// MS-TDS §2.2.7 (docs/protocol.md): COLMETADATA (one INT4), ROW, DONE count 1, cmd 0xC1.
 		res, _ := c.batch("SELECT 1", 512)
 		if len(res.Columns) != 1 || res.Columns[0].Type != tds.ColInt4 || len(res.Rows) != 1 {
 			t.Fatalf("result %+v", res)

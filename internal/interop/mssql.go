@@ -135,7 +135,7 @@ func RunMSSQL(ctx context.Context, cfg MSSQLConfig) (*Result, error) {
 		query = "SELECT 1"
 	}
 	// go-mssqldb does not watch the context during the TLS handshake
-	// (PROTOCOL.md), so the query runs on its own goroutine and this one
+	// (docs/protocol.md "What clients report"), so the query runs on its own goroutine and this one
 	// stops waiting at the deadline.
 	done := make(chan *Result, 1)
 	start := time.Now()

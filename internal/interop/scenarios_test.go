@@ -402,7 +402,7 @@ func TestScenarioWeakCertHash(t *testing.T) {
 }
 
 // TestScenarioDHE: scenarios 3 (dhe-enabled) and 5 (dhe-leading-zero).
-// Go's crypto/tls, and so the emulator, cannot do DHE (PROTOCOL.md), so the
+// Go's crypto/tls, and so the emulator, cannot do DHE (docs/protocol.md), so the
 // upstream is `openssl s_server` offering only DHE-RSA-AES128-GCM-SHA256
 // with ffdhe2048, in TDS 8.0 strict form (TLS first, ALPN tds/8.0), and the
 // client is tedious with encrypt 'strict', TLS 1.2 and that suite only.

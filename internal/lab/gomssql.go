@@ -188,7 +188,7 @@ func suiteList(ids []uint16) string {
 var addrPair = regexp.MustCompile(`(tcp[46]?) \S+->\S+?:( |$)`)
 
 // shortError makes a client error fit a table cell: connection addresses
-// become "...", as PROTOCOL.md writes them; the words that matter
+// become "...", as docs/protocol.md writes them; the words that matter
 // ("connection reset by peer", "i/o timeout") stay.
 func shortError(s string) string {
 	s = addrPair.ReplaceAllString(s, "$1 ...:$2")

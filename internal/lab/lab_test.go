@@ -15,7 +15,7 @@ import (
 )
 
 // The whole lab, in process: every row fails before the fix exactly as
-// PROTOCOL.md documents for go-mssqldb (or openssl for DHE), at the
+// docs/protocol.md documents for go-mssqldb (or openssl for DHE), at the
 // documented phase and in the documented close style, and connects after
 // the fix. Bounded well under a minute: rows run concurrently and the
 // longest (delayed-accept) takes about accept delay + 1 s.

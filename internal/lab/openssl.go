@@ -20,7 +20,7 @@ import (
 	"github.com/tdsproxy/tdsproxy/tlsbridge"
 )
 
-// Go's crypto/tls has no DHE key agreement at all (PROTOCOL.md), so neither
+// Go's crypto/tls has no DHE key agreement at all (docs/protocol.md), so neither
 // go-mssqldb nor the emulator can meet the DHE scenarios. OpenSSL 3 can:
 // `openssl s_server` plays a server whose policy has TLS_DHE_* suites
 // enabled and preferred, and `openssl s_client` a client that offers DHE
