@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -79,7 +78,7 @@ already in use or an unreachable upstream is not detected.`,
 			file := args[0]
 			cfg, err := configs.Load(file)
 			if err == nil {
-				err = errors.Join(cfg.Validate(), validateFaults(cfg))
+				err = checkConfig(cfg)
 			}
 			if err != nil {
 				return configUsageError(err, keySource(file))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -125,24 +126,28 @@ func scenarioRule(cmd *cobra.Command, f *scenarioFlags) (map[string]any, error) 
 	}
 	// Validate here so the error names the flag, not a config key.
 	if _, err := faults.RuleSpecsFromMaps([]map[string]any{rule}); err != nil {
-		return nil, usagef("%s", flagForRuleError(err))
+		return nil, usagef("%s", flagForRuleError(err, f.scenario, fl.Changed))
 	}
 	return rule, nil
 }
 
-// flagForRuleError rewrites "faults[0]: options.server_tls: msg" as
-// "--server-tls: msg".
-func flagForRuleError(err error) string {
+// flagForRuleError words a rule error in the flags the user typed:
+// "faults[0]: options.server_tls: msg" becomes "--server-tls: msg", and
+// option keys inside msg become their flags. An error about an option
+// whose flag was not given (a required one) is put on --scenario NAME.
+func flagForRuleError(err error, scenario string, given func(flag string) bool) string {
 	msg := err.Error()
 	_, rest, _ := strings.Cut(msg, ": ")
 	key, what, ok := strings.Cut(rest, ": ")
 	if !ok {
-		return "--scenario: " + rest
+		return "--scenario " + scenario + ": " + optionsAsFlags(rest)
 	}
+	what = optionsAsFlags(what)
+	flag := ""
 	if opt, isOpt := strings.CutPrefix(key, "options."); isOpt {
 		for name, of := range scenarioOptionFlags {
 			if of.option == opt {
-				return "--" + name + ": " + what
+				flag = name
 			}
 		}
 	}
@@ -150,13 +155,40 @@ func flagForRuleError(err error) string {
 	case key == "scenario":
 		return "--scenario: " + what
 	case key == "close":
-		return "--close: " + what
+		flag = "close"
 	case key == "match.probability":
-		return "--probability: " + what
+		flag = "probability"
 	case strings.HasPrefix(key, "match.clients"):
-		return "--clients: " + what
+		flag = "clients"
+	case key == "seed":
+		flag = "seed"
 	}
-	return "--scenario: " + rest
+	switch {
+	case flag != "" && given(flag):
+		return "--" + flag + ": " + what
+	case flag != "" && strings.Contains(what, "--"+flag):
+		// "set one of --accept-delay, --backlog, ...": the flag is named.
+		return "--scenario " + scenario + ": " + what
+	case flag != "":
+		return "--scenario " + scenario + ": --" + flag + ": " + what
+	}
+	return "--scenario " + scenario + ": " + optionsAsFlags(rest)
+}
+
+// optionWord matches an option key as a whole word ("login_delay", not
+// inside "prelogin_delay").
+var optionWord = regexp.MustCompile(`\b[a-z]+(?:_[a-z]+)+\b|\b(?:backlog|reject|rate)\b`)
+
+// optionsAsFlags replaces the option keys a message names with their flags.
+func optionsAsFlags(msg string) string {
+	return optionWord.ReplaceAllStringFunc(msg, func(w string) string {
+		for name, of := range scenarioOptionFlags {
+			if of.option == w {
+				return "--" + name
+			}
+		}
+		return w
+	})
 }
 
 func containsFold(list []string, s string) bool {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/signal"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/tdsproxy/tdsproxy/configs"
 	"github.com/tdsproxy/tdsproxy/control"
@@ -135,41 +135,24 @@ connection's record and log line.
 			if err != nil {
 				return err
 			}
-			cfg, err := loadRunConfig(cmd, &f)
+			cfg, err := loadRunConfigRule(cmd, &f, rule)
 			if err != nil {
 				return err
 			}
-			if rule != nil {
-				cfg.Proxies[0].Faults = append(cfg.Proxies[0].Faults, rule)
-			}
-			if err := validateFaults(cfg); err != nil {
-				return configUsageError(err, runKeySource(cmd, &f))
-			}
+			where := runKeySource(cmd, &f)
 			log, cleanup, err := newLogger(cfg.Log, isTerminal(os.Stderr))
 			if err != nil {
-				return configUsageError(err, runKeySource(cmd, &f))
+				return configUsageError(err, where)
 			}
 			defer cleanup()
 			ctx, stop := notifyShutdown(cmd.Context(), log, cleanup)
 			defer stop()
 			var rl *reloads
 			if f.config != "" {
-				rl = &reloads{load: func() (*configs.Config, error) {
-					next, err := loadRunConfig(cmd, &f)
-					if err != nil {
-						return nil, err
-					}
-					if rule != nil {
-						next.Proxies[0].Faults = append(next.Proxies[0].Faults, rule)
-					}
-					if err := validateFaults(next); err != nil {
-						return nil, configUsageError(err, runKeySource(cmd, &f))
-					}
-					return next, nil
-				}, where: runKeySource(cmd, &f)}
+				rl = &reloads{load: func() (*configs.Config, error) { return loadRunConfigRule(cmd, &f, rule) }, where: where}
 			}
 			watchReloads(ctx, rl, f.config, log)
-			return runProxies(ctx, cfg, log, rl)
+			return runProxies(ctx, cfg, log, rl, where)
 		},
 	}
 	bindRunFlags(cmd, &f)
@@ -194,9 +177,16 @@ func bindRunFlags(cmd *cobra.Command, f *runFlags) {
 }
 
 // loadRunConfig reads --config and the environment, applies the flags that
-// were given, and validates the result. Every error is a usage error naming
-// the flag, environment variable or file key at fault.
+// were given, and validates the result with checkConfig. Every error is a
+// usage error naming the flag, environment variable or file key at fault.
 func loadRunConfig(cmd *cobra.Command, f *runFlags) (*configs.Config, error) {
+	return loadRunConfigRule(cmd, f, nil)
+}
+
+// loadRunConfigRule is loadRunConfig that also adds rule (the --scenario
+// one-liner; nil: none) to the one proxy of --listen/--upstream before
+// validating, so the rule is checked with the rest.
+func loadRunConfigRule(cmd *cobra.Command, f *runFlags, rule map[string]any) (*configs.Config, error) {
 	fl := cmd.Flags()
 	proxyFromFlags := fl.Changed("listen") || fl.Changed("upstream")
 	switch {
@@ -230,22 +220,34 @@ func loadRunConfig(cmd *cobra.Command, f *runFlags) (*configs.Config, error) {
 	}
 	if fl.Changed("admin") {
 		cfg.Admin.Listen = f.admin
+		cfg.MarkSet("admin.listen")
 	}
 	if proxyFromFlags {
 		cfg.Proxies = []configs.ProxyConfig{{Name: f.name, Listen: f.listen, Upstream: f.upstream, DialTimeout: f.dialTimeout,
 			NegotiationTimeout: configs.DefaultNegotiationTimeout}}
 		cfg.ApplyDefaults()
+		if rule != nil {
+			cfg.Proxies[0].Faults = append(cfg.Proxies[0].Faults, rule)
+		}
 	}
-	err = cfg.Validate()
+	if err := checkConfig(cfg); err != nil {
+		return nil, configUsageError(err, where)
+	}
+	return cfg, nil
+}
+
+// checkConfig runs every check run --config makes before it starts
+// anything, so that config check passes exactly the files run accepts:
+// the keys (configs), the admin address against its token, and every
+// proxy's fault rules.
+func checkConfig(cfg *configs.Config) error {
+	err := errors.Join(cfg.Validate(), validateFaults(cfg))
 	if cfg.Admin.Listen != configs.AdminDisabled {
 		if aerr := control.CheckAdminListen(cfg.Admin.Listen, cfg.Admin.Token); errors.Is(aerr, control.ErrTokenRequired) {
 			err = errors.Join(err, &configs.KeyError{Key: "admin.listen", Err: aerr})
 		}
 	}
-	if err != nil {
-		return nil, configUsageError(err, where)
-	}
-	return cfg, nil
+	return err
 }
 
 // runKeySource returns a function naming where a key's value came from: the
@@ -295,28 +297,53 @@ func configUsageError(err error, where func(key string) string) error {
 	return usageError{errors.New(strings.Join(lines, "\n"))}
 }
 
+// forceGrace is how long after the first SIGINT/SIGTERM a second one is
+// taken as a repeat of the first rather than a request to exit at once:
+// GNU timeout, for one, sends SIGTERM to the process and again to its
+// group, so a single "stop" arrives twice within microseconds.
+const forceGrace = time.Second
+
 // notifyShutdown returns a context cancelled by the first SIGINT or SIGTERM;
-// a second one flushes the log and exits at once, without draining. stop
-// releases the signals.
+// a second one, more than forceGrace later, flushes the log and exits at
+// once, without draining. stop releases the signals.
 func notifyShutdown(parent context.Context, log *zap.Logger, flush func()) (ctx context.Context, stop func()) {
+	return notifyShutdownWith(parent, log, forceGrace, func() {
+		flush()
+		os.Exit(1)
+	})
+}
+
+// notifyShutdownWith is notifyShutdown with the grace and the forced exit
+// as parameters (tests).
+func notifyShutdownWith(parent context.Context, log *zap.Logger, grace time.Duration, force func()) (ctx context.Context, stop func()) {
 	ctx, cancel := context.WithCancel(parent)
-	sigs := make(chan os.Signal, 2)
+	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() {
+		var first time.Time
 		select {
 		case s := <-sigs:
+			first = time.Now()
 			log.Info("signal received: shutting down; send it again to exit at once", zap.Stringer("signal", s))
 			cancel()
 		case <-done:
 			return
 		}
-		select {
-		case s := <-sigs:
-			log.Warn("second signal: exiting without draining", zap.Stringer("signal", s))
-			flush()
-			os.Exit(1)
-		case <-done:
+		for {
+			select {
+			case s := <-sigs:
+				if time.Since(first) < grace {
+					log.Info("signal repeated at once: taken as the same request; still draining",
+						zap.Stringer("signal", s), zap.Duration("force_after", grace))
+					continue
+				}
+				log.Warn("second signal: exiting without draining", zap.Stringer("signal", s))
+				force()
+				return
+			case <-done:
+				return
+			}
 		}
 	}()
 	var once sync.Once
@@ -381,31 +408,32 @@ func watchReloads(ctx context.Context, rl *reloads, file string, log *zap.Logger
 	}
 }
 
-// runProxies starts every proxy of cfg and the admin API, and serves until
+// runProxies starts the admin API and every proxy of cfg, and serves until
 // ctx is done, applying each configuration rl reloads (nil: none). It then
 // stops accepting, drains open connections for shutdown.drain_timeout and
 // closes the rest as shutdown.close says, and returns nil. An error means
-// a proxy or the admin API could not start; nothing is left running.
-func runProxies(ctx context.Context, cfg *configs.Config, log *zap.Logger, rl *reloads) error {
-	in, err := control.New(control.Options{Logger: log, Version: currentBuild().Version})
+// a proxy or the admin API could not start; nothing is left running. where
+// names a key's origin (flag, environment variable, file key) in errors;
+// nil means the keys' own names.
+func runProxies(ctx context.Context, cfg *configs.Config, log *zap.Logger, rl *reloads, where func(key string) string) error {
+	if where == nil {
+		where = keySource("")
+	}
+	in, err := control.New(control.Options{Logger: log})
 	if err != nil {
 		return err
+	}
+	// The admin API first: a busy address the user chose stops the start
+	// before any proxy runs or "configuration applied" is logged.
+	if err := serveAdmin(in, cfg, log); err != nil {
+		_ = in.Close()
+		return configUsageError(err, where)
 	}
 	// The first Apply starts everything: every listener is bound before
 	// any proxy starts, so a busy port starts nothing.
 	if err := in.Apply(cfg); err != nil {
 		_ = in.Close()
-		return err
-	}
-	admin := cfg.Admin.Listen
-	if admin == "" {
-		admin = configs.DefaultAdminListen
-	}
-	if admin != configs.AdminDisabled {
-		if _, err := in.ServeAdmin(admin, cfg.Admin.Token); err != nil {
-			_ = in.Close()
-			return fmt.Errorf("admin.listen: %w", err)
-		}
+		return configUsageError(err, where)
 	}
 	log.Info("tdsproxy running", zap.Int("proxies", len(cfg.Proxies)))
 
@@ -421,14 +449,16 @@ serve:
 			break serve
 		case why := <-trigger:
 			next, err := rl.load()
-			if err == nil {
-				if err = in.Apply(next); err != nil {
-					err = configUsageError(err, rl.where)
-				}
+			if err != nil {
+				in.ReloadRejected() // Apply counts the ones it refuses
+			} else if err = in.Apply(next); err != nil {
+				err = configUsageError(err, rl.where)
 			}
 			if err != nil {
-				log.Error("configuration reload rejected; the running configuration stays",
-					zap.String("trigger", why), zap.String("error", err.Error()))
+				// One line: every problem, no stack trace (a bad file is
+				// the user's, not the program's).
+				log.WithOptions(zap.AddStacktrace(zapcore.FatalLevel)).Error("configuration reload rejected; the running configuration stays",
+					zap.String("trigger", why), zap.String("error", errorLine(err)))
 				continue
 			}
 			if next.Log != cfg.Log || next.Admin != cfg.Admin {
@@ -448,5 +478,42 @@ serve:
 		log.Warn("drain timeout: closed the connections still open", zap.String("close", shutdown.Close), zap.Error(err))
 	}
 	log.Info("tdsproxy stopped")
+	return nil
+}
+
+// errorLine joins a multi-line error (one line per key) with "; ".
+func errorLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+// serveAdmin starts the admin API as cfg.Admin says. When the address is
+// the default one (not chosen by the user) and is taken, say by a second
+// tdsproxy on the machine, the API moves to a free loopback port and one
+// log line says where and how to choose: an optional side service must not
+// stop the proxies. An address the user chose that cannot be served is a
+// KeyError for admin.listen.
+func serveAdmin(in *control.Instance, cfg *configs.Config, log *zap.Logger) error {
+	admin := cfg.Admin.Listen
+	if admin == "" {
+		admin = configs.DefaultAdminListen
+	}
+	if admin == configs.AdminDisabled {
+		return nil
+	}
+	_, err := in.ServeAdmin(admin, cfg.Admin.Token)
+	if err == nil {
+		return nil
+	}
+	chosen := cfg.IsSet("admin.listen") || admin != configs.DefaultAdminListen
+	if chosen || !errors.Is(err, syscall.EADDRINUSE) {
+		return &configs.KeyError{Key: "admin.listen", Err: err}
+	}
+	free := "127.0.0.1:0"
+	addr, ferr := in.ServeAdmin(free, cfg.Admin.Token)
+	if ferr != nil {
+		log.Warn("admin API not started: its default address is in use; choose one with --admin host:port or admin.listen (TDSPROXY_ADMIN_LISTEN), or off",
+			zap.String("default", admin), zap.String("error", ferr.Error()))
+		return nil
+	}
+	log.Warn("admin API moved to a free port: its default address is in use (another tdsproxy?); choose one with --admin host:port or admin.listen (TDSPROXY_ADMIN_LISTEN), or off",
+		zap.String("default", admin), zap.Stringer("listen", addr))
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,7 +71,7 @@ func TestRunProxiesDrainsInFlight(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	runErr := make(chan error, 1)
-	go func() { runErr <- runProxies(ctx, cfg, zap.New(core), nil) }()
+	go func() { runErr <- runProxies(ctx, cfg, zap.New(core), nil, nil) }()
 	addr := waitForObserved(t, logs, "proxy listening", runErr).ContextMap()["listen"].(string)
 
 	const n = 5
@@ -210,6 +211,14 @@ func TestRunReload(t *testing.T) {
 	if msg, _ := rejected["error"].(string); !strings.Contains(msg, file+": proxies[1].upstream") || rejected["level"] != "error" {
 		t.Errorf("rejected reload line = %v, want an error naming %s: proxies[1].upstream", rejected, file)
 	}
+	// One clear line: no Go stack trace (issue 18 item 10).
+	if st, ok := rejected["stacktrace"]; ok {
+		t.Errorf("rejected reload line carries a stack trace: %v", st)
+	}
+	// A file refused before it could be applied counts as rejected.
+	if got := scrape(t, adminAddr, `tdsproxy_config_reloads_total{result="rejected"}`); got != "1" {
+		t.Errorf(`tdsproxy_config_reloads_total{result="rejected"} = %q after a bad file, want 1`, got)
+	}
 	if ps, err := api.Proxies(ctx); err != nil || len(ps) != 2 || len(ps[0].Faults) != 1 {
 		t.Errorf("proxies after a rejected reload = %+v, %v; want the running ones", ps, err)
 	}
@@ -235,4 +244,24 @@ func TestRunReload(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("run did not return after its context was cancelled")
 	}
+}
+
+// scrape returns the value of one series in the admin API's /metrics.
+func scrape(t *testing.T, adminAddr, series string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return v
+		}
+	}
+	return ""
 }

@@ -361,7 +361,7 @@ func TestRunProxiesDrainTimeout(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	runErr := make(chan error, 1)
-	go func() { runErr <- runProxies(ctx, cfg, zap.New(core), nil) }()
+	go func() { runErr <- runProxies(ctx, cfg, zap.New(core), nil, nil) }()
 
 	addr := waitForObserved(t, logs, "proxy listening", runErr).ContextMap()["listen"]
 	conn, err := net.DialTimeout("tcp", addr.(string), 5*time.Second)
@@ -414,7 +414,7 @@ func TestRunProxiesStartFailure(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err = runProxies(ctx, cfg, zap.New(core), nil)
+	err = runProxies(ctx, cfg, zap.New(core), nil, nil)
 	if err == nil || !strings.Contains(err.Error(), `"busy"`) {
 		t.Fatalf("err = %v, want it to name proxy \"busy\"", err)
 	}

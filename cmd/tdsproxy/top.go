@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -152,7 +154,7 @@ func renderTop(admin string, now time.Time, proxies []control.ProxyInfo, live, f
 			}
 			rules = append(rules, r.Name+" ("+what+")")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", p.Name, p.Addr, p.Upstream, p.Connections, orDash(strings.Join(rules, ", ")))
+		row(tw, p.Name, p.Addr, p.Upstream, p.Connections, orDash(strings.Join(rules, ", ")))
 	}
 	tw.Flush()
 
@@ -161,7 +163,7 @@ func renderTop(admin string, now time.Time, proxies []control.ProxyInfo, live, f
 	fmt.Fprintln(tw, "ID\tPROXY\tCLIENT\tPHASE\tTLS\tCIPHER SUITE\tC→S\tS→C\tAGE")
 	for _, r := range live {
 		ver, suite := tlsOf(&r)
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Proxy, r.Client, r.Phase, ver, suite,
+		row(tw, r.ID, r.Proxy, r.Client, r.Phase, ver, suite,
 			size(r.BytesClientToServer), size(r.BytesServerToClient), age(now.Sub(r.Start)))
 	}
 	tw.Flush()
@@ -180,12 +182,14 @@ func renderTop(admin string, now time.Time, proxies []control.ProxyInfo, live, f
 			by, kind, phase = string(r.Close.By), string(r.Close.Kind), string(r.Close.Phase)
 		}
 		ver, _ := tlsOf(&r)
+		// The rule that acted last; rules that let it pass are not faults.
 		fault := "-"
-		if len(r.Faults) > 0 {
-			fault = r.Faults[len(r.Faults)-1].Rule
+		for _, ev := range r.Faults {
+			if ev.Acted() {
+				fault = ev.Rule
+			}
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Proxy, r.Client, r.Phase, by, kind, phase, ver,
-			age(r.End.Sub(r.Start)), fault)
+		row(tw, r.ID, r.Proxy, r.Client, r.Phase, by, kind, phase, ver, age(r.End.Sub(r.Start)), fault)
 	}
 	tw.Flush()
 
@@ -201,7 +205,9 @@ func renderTop(admin string, now time.Time, proxies []control.ProxyInfo, live, f
 	collect := func(rs []proxy.Record, isLive bool) {
 		for _, r := range rs {
 			for _, ev := range r.Faults {
-				inj = append(inj, injection{r.ID, r.Start.Add(ev.At), r.Proxy, ev, isLive})
+				if ev.Acted() { // pass and skip decisions are not injections
+					inj = append(inj, injection{r.ID, r.Start.Add(ev.At), r.Proxy, ev, isLive})
+				}
 			}
 		}
 	}
@@ -219,11 +225,49 @@ func renderTop(admin string, now time.Time, proxies []control.ProxyInfo, live, f
 		if x.live {
 			conn += " (open)"
 		}
-		fmt.Fprintf(tw, "%s ago\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", age(now.Sub(x.at)), conn, x.prx, x.ev.Rule,
+		row(tw, age(now.Sub(x.at))+" ago", conn, x.prx, x.ev.Rule,
 			orDash(x.ev.Scenario), x.ev.Phase, x.ev.Action, orDash(oneLine(x.ev.Detail, 60)))
 	}
 	tw.Flush()
 	return b.String()
+}
+
+// row writes one table row. Every value is printed with control
+// characters escaped (\x1b, \n): names, addresses and details come from
+// the admin API, i.e. from whoever set a rule or sent a ClientHello, and
+// must never move the cursor or recolour the terminal.
+func row(tw io.Writer, cols ...any) {
+	for i, c := range cols {
+		sep := "\t"
+		if i == len(cols)-1 {
+			sep = "\n"
+		}
+		fmt.Fprint(tw, printable(fmt.Sprint(c)), sep)
+	}
+}
+
+// printable escapes control characters (C0, DEL, C1: ESC, CR, LF, tab,
+// ...) and Unicode format characters (bidi overrides) as \xNN or \uNNNN.
+func printable(s string) string {
+	if !strings.ContainsFunc(s, unsafeRune) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case !unsafeRune(r):
+			b.WriteRune(r)
+		case r < 0x100:
+			fmt.Fprintf(&b, "\\x%02x", r)
+		default:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		}
+	}
+	return b.String()
+}
+
+func unsafeRune(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError
 }
 
 func tlsOf(r *proxy.Record) (version, suite string) {
