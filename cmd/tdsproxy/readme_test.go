@@ -598,3 +598,27 @@ func TestReadmeEmbeddingExample(t *testing.T) {
 		t.Errorf("README.md:%d: the embedding example differs from control/readme_embed_test.go (from `import (` on); copy the file's text into the README:\n%s", block.line, got)
 	}
 }
+
+// The README's admin-API client example is the body of readmeClient in
+// control/client/readme_example_test.go (a test that runs it against a
+// live admin API), between its readme markers, one tab less indented.
+func TestReadmeClientExample(t *testing.T) {
+	block := markedBlock(t, readmeBlocks(t), "client")
+	src, err := os.ReadFile(filepath.Join("..", "..", "control", "client", "readme_example_test.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const begin, end = "\t// readme:begin\n", "\t// readme:end\n"
+	s := string(src)
+	i, j := strings.Index(s, begin), strings.Index(s, end)
+	if i < 0 || j < i {
+		t.Fatal("control/client/readme_example_test.go lacks its readme markers")
+	}
+	var want strings.Builder
+	for _, line := range strings.SplitAfter(s[i+len(begin):j], "\n") {
+		want.WriteString(strings.TrimPrefix(line, "\t"))
+	}
+	if want.String() != block.text {
+		t.Errorf("README.md:%d: the client example differs from control/client/readme_example_test.go; copy its body into the README:\n%s", block.line, want.String())
+	}
+}
