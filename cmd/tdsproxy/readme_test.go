@@ -345,9 +345,20 @@ func TestReadmeRunCommands(t *testing.T) {
 					checkAdminNeedsToken(t, args)
 					return
 				}
-				args = append(args, "--admin", "off")
+				args = append(args, "--admin", "127.0.0.1:0")
 				logFile, runErr, stop := startRun(t, args...)
 				waitForLog(t, logFile, "proxy listening", "default", runErr)
+				admin, _ := waitForLog(t, logFile, "admin API listening", "", runErr)["listen"].(string)
+				// The scenario flags became one rule of that scenario.
+				if i := indexOf(args, "--scenario"); i >= 0 {
+					_, body := readmeRequest(t, &http.Client{Timeout: 10 * time.Second}, "GET", "http://"+admin+"/proxies/default/faults", "")
+					var rules []struct {
+						Scenario string `json:"scenario"`
+					}
+					if err := json.Unmarshal([]byte(body), &rules); err != nil || len(rules) != 1 || rules[0].Scenario != args[i+1] {
+						t.Errorf("rules after %v: %s, want one %s rule", args, body, args[i+1])
+					}
+				}
 				if err := stop(); err != nil {
 					t.Fatalf("stop: %v", err)
 				}

@@ -104,3 +104,23 @@ func TestMakefileLdflagsSetVersion(t *testing.T) {
 		t.Errorf("tdsproxy version printed %q, want %q", out, want)
 	}
 }
+
+// make dist builds the four platforms issue 10 names.
+func TestMakefileDistPlatforms(t *testing.T) {
+	makefile, err := os.ReadFile(filepath.Join("..", "..", "Makefile"))
+	if err != nil {
+		t.Skipf("no Makefile: %v", err)
+	}
+	m := regexp.MustCompile(`(?m)^DIST_PLATFORMS\s*\??=\s*(.+)$`).FindSubmatch(makefile)
+	if m == nil {
+		t.Fatal("Makefile has no DIST_PLATFORMS line")
+	}
+	got := strings.Fields(string(m[1]))
+	want := []string{"linux/amd64", "linux/arm64", "windows/amd64", "darwin/arm64"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("DIST_PLATFORMS = %v, want %v", got, want)
+	}
+	if !regexp.MustCompile(`(?m)^dist:`).Match(makefile) {
+		t.Error("Makefile has no dist target")
+	}
+}
