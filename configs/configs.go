@@ -91,9 +91,7 @@ const (
 type Config struct {
 	// Log is the "log" section: where and how tdsproxy writes its log.
 	Log LogConfig
-	// Admin is the "admin" section: the HTTP admin API, which a later
-	// release serves; the keys are accepted and validated now so that
-	// configuration files written today keep working.
+	// Admin is the "admin" section: the HTTP admin API (package control).
 	Admin AdminConfig
 	// Proxies is the "proxies" list: one listener and one upstream each.
 	// A list has no environment variable; it comes from a file or from

@@ -219,7 +219,11 @@ func (in *Instance) serve(p *proxy.Proxy, ln net.Listener) {
 	in.wg.Add(1)
 	go func() {
 		defer in.wg.Done()
-		_ = p.Serve(ln) // returns nil once the proxy stops accepting
+		// nil once the proxy stops accepting; anything else (a loop the
+		// checks before could not see) must not pass in silence.
+		if err := p.Serve(ln); err != nil {
+			in.log.Error("proxy stopped serving", zap.String("proxy", p.Config().Name), zap.Error(err))
+		}
 	}()
 }
 
@@ -508,8 +512,13 @@ func (in *Instance) CloseConnection(id uint64, style proxy.CloseStyle) error {
 	if err != nil {
 		return err
 	}
+	style = proxy.StyleFIN
+	if reset {
+		style = proxy.StyleRST
+	}
 	for _, p := range in.allProxies() {
-		if p.CloseConnection(id, reset) {
+		// The record says what went on the wire (rst or fin) and who asked.
+		if p.CloseConnection(id, style, "closed by admin API") {
 			waitGone(p, id)
 			return nil
 		}

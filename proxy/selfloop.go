@@ -32,11 +32,21 @@ func CheckSelfLoop(upstream string, listen net.Addr) error {
 	}
 	for _, ip := range ips {
 		if la.IP.Equal(ip) || la.IP.IsUnspecified() && (ip.IsLoopback() || ip.IsUnspecified() || isOwnIP(ip)) {
-			return fmt.Errorf("%s is this proxy's own listen address %s: %w", upstream, la, ErrSelfLoop)
+			return &selfLoopError{upstream: upstream, listen: la.String()}
 		}
 	}
 	return nil
 }
+
+// selfLoopError says which upstream loops to which listener; it is
+// ErrSelfLoop for errors.Is.
+type selfLoopError struct{ upstream, listen string }
+
+func (e *selfLoopError) Error() string {
+	return fmt.Sprintf("%q is this proxy's own listen address (bound at %s): every connection would come back to the proxy", e.upstream, e.listen)
+}
+
+func (e *selfLoopError) Is(target error) bool { return target == ErrSelfLoop }
 
 // isOwnIP reports whether ip is one of this host's interface addresses.
 func isOwnIP(ip net.IP) bool {
