@@ -72,7 +72,8 @@ override TDSPROXY_* environment variables, which override the file;
 --listen/--upstream replace the file's proxies with one.
 
 The admin API (127.0.0.1:8475 unless --admin or admin.listen say otherwise;
-"off" disables it) lists proxies and open connections, adds and removes
+"off" disables it; if the default is taken, by a second tdsproxy say, a free
+loopback port, logged) lists proxies and open connections, adds and removes
 proxies and fault rules while clients run, closes connections, serves the
 records of finished connections and Prometheus metrics (/metrics). A
 non-loopback address needs admin.token (TDSPROXY_ADMIN_TOKEN). Watch it with
@@ -85,7 +86,8 @@ error naming the key, and the running configuration stays.
 
 On SIGINT or SIGTERM tdsproxy stops accepting, waits up to the drain timeout
 for open connections to end, then closes the rest (shutdown.close: fin or
-rst), and exits 0. A second signal exits at once.
+rst), and exits 0. A second signal, a second or more after the first,
+exits at once (one sent twice at once, as GNU timeout does, is one request).
 
 Fault injection: --scenario NAME puts one documented 10054 scenario on the
 --listen/--upstream proxy, shaped by the flags below; a --config proxy takes
@@ -419,7 +421,7 @@ func runProxies(ctx context.Context, cfg *configs.Config, log *zap.Logger, rl *r
 	if where == nil {
 		where = keySource("")
 	}
-	in, err := control.New(control.Options{Logger: log})
+	in, err := control.New(control.Options{Logger: log, Version: currentBuild().Version})
 	if err != nil {
 		return err
 	}
