@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -122,5 +124,23 @@ func TestMakefileDistPlatforms(t *testing.T) {
 	}
 	if !regexp.MustCompile(`(?m)^dist:`).Match(makefile) {
 		t.Error("Makefile has no dist target")
+	}
+}
+
+// tdsproxy run's admin API answers GET /version with the same version the
+// command prints (and tdsproxy_build_info carries it).
+func TestRunServesVersion(t *testing.T) {
+	clearEnv(t)
+	logFile, runErr, _ := startRun(t, "run", "--listen", "127.0.0.1:0", "--upstream", startEcho(t), "--admin", "127.0.0.1:0")
+	admin, _ := waitForLog(t, logFile, "admin API listening", "", runErr)["listen"].(string)
+	httpc := &http.Client{Timeout: 10 * time.Second}
+	_, body := readmeRequest(t, httpc, "GET", "http://"+admin+"/version", "")
+	var v struct{ Version, Go string }
+	if err := json.Unmarshal([]byte(body), &v); err != nil || v.Version != currentBuild().Version || v.Go != runtime.Version() {
+		t.Errorf("GET /version = %s, want version %q and go %q", body, currentBuild().Version, runtime.Version())
+	}
+	_, metrics := readmeRequest(t, httpc, "GET", "http://"+admin+"/metrics", "")
+	if want := `tdsproxy_build_info{go_version="` + runtime.Version() + `",version="` + currentBuild().Version + `"} 1`; !strings.Contains(metrics, want) {
+		t.Errorf("/metrics lacks %s", want)
 	}
 }
