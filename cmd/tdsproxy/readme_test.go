@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tdsproxy/tdsproxy/control"
 )
 
 // The README's commands and examples, run: the emulator command, every
@@ -631,5 +633,29 @@ func TestReadmeClientExample(t *testing.T) {
 	}
 	if want.String() != block.text {
 		t.Errorf("README.md:%d: the client example differs from control/client/readme_example_test.go; copy its body into the README:\n%s", block.line, want.String())
+	}
+}
+
+// The methods the README lists for control.Instance exist.
+func TestReadmeInstanceMethods(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "`control.Instance` also offers")
+	if i < 0 {
+		t.Fatal("README.md no longer lists control.Instance's methods")
+	}
+	para := s[i : i+strings.Index(s[i:], "\n\n")]
+	typ := reflect.TypeOf((*control.Instance)(nil))
+	names := regexp.MustCompile("`([A-Z][A-Za-z]+)`").FindAllStringSubmatch(para, -1)
+	if len(names) < 5 {
+		t.Fatalf("found %d method names in %q", len(names), para)
+	}
+	for _, m := range names {
+		if _, ok := typ.MethodByName(m[1]); !ok {
+			t.Errorf("README.md says control.Instance offers %s; it has no such method", m[1])
+		}
 	}
 }
