@@ -18,6 +18,9 @@ type Engine struct {
 	clock Clock
 	mu    sync.Mutex // serialises writers; readers use the atomic pointers
 	sets  map[string]*atomic.Pointer[ruleSet]
+	// changed holds, per proxy, a channel closed at its next rule change
+	// (proxy.AcceptGateNotifier).
+	changed map[string]chan struct{}
 
 	// OnInject, if set, is called for every verdict that injects (metrics).
 	OnInject func(proxyName string, rule, scenario string, phase proxy.Phase, action string)
@@ -32,7 +35,7 @@ func NewEngine(clk Clock) *Engine {
 	if clk == nil {
 		clk = RealClock{}
 	}
-	return &Engine{clock: clk, sets: map[string]*atomic.Pointer[ruleSet]{}}
+	return &Engine{clock: clk, sets: map[string]*atomic.Pointer[ruleSet]{}, changed: map[string]chan struct{}{}}
 }
 
 func (e *Engine) slot(proxyName string) *atomic.Pointer[ruleSet] {
@@ -72,6 +75,9 @@ func compileAll(specs []RuleSpec, now time.Time, prev []*rule) ([]*rule, error) 
 	seen := map[string]bool{}
 	for i, s := range specs {
 		r, err := compile(s, now)
+		if err == nil {
+			err = checkGateMatch(r)
+		}
 		if err != nil {
 			return nil, &RuleError{Index: i, Name: s.Name, Err: err}
 		}
@@ -181,6 +187,49 @@ func (e *Engine) storeLocked(proxyName string, specs []RuleSpec) error {
 		return err
 	}
 	p.Store(&ruleSet{rules: rs})
+	// A listener paused by a rule re-asks now (proxy.AcceptGateNotifier).
+	if ch, ok := e.changed[proxyName]; ok {
+		close(ch)
+		delete(e.changed, proxyName)
+	}
+	return nil
+}
+
+// gateChanged returns a channel closed at the proxy's next rule change.
+func (e *Engine) gateChanged(proxyName string) <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ch, ok := e.changed[proxyName]
+	if !ok {
+		ch = make(chan struct{})
+		e.changed[proxyName] = ch
+	}
+	return ch
+}
+
+// isGate reports whether r pauses the listener (delayed-accept with
+// backlog), before any connection is accepted.
+func (r *rule) isGate() bool {
+	return r.scen != nil && r.scen.Name == ScenarioDelayedAccept && r.params.backlog > 0
+}
+
+// checkGateMatch refuses match keys a listener-level pause cannot honour:
+// the pause comes before accept, when no client address, PRELOGIN or
+// ClientHello is known. probability, first, every and window do apply:
+// each pause is decided for the next connection to be accepted.
+func checkGateMatch(r *rule) error {
+	if !r.isGate() {
+		return nil
+	}
+	m := r.spec.Match
+	for _, k := range []struct {
+		key string
+		set bool
+	}{{"clients", len(m.Clients) > 0}, {"instance", m.Instance != ""}, {"sni", m.SNI != ""}, {"protocol", m.Protocol != ""}} {
+		if k.set {
+			return fmt.Errorf("match.%s: cannot apply to a delayed-accept rule with backlog, which pauses the listener before accept, when nothing of the next client is known (without backlog, accept_delay holds each matching connection instead)", k.key)
+		}
+	}
 	return nil
 }
 
@@ -194,18 +243,34 @@ type proxyDecider struct {
 	e    *Engine
 	name string
 	set  *atomic.Pointer[ruleSet]
+
+	// gmu guards pending: each gate rule's decision for the next accept,
+	// taken once (one draw, one count) however often the accept loop asks,
+	// and forgotten when that connection is accepted (Connect).
+	gmu     sync.Mutex
+	pending map[*rule]gateDecision
+}
+
+// gateDecision is a gate rule's answer for the next accept.
+type gateDecision struct {
+	hit   bool
+	until time.Time // end of the pause
 }
 
 var (
-	_ proxy.Decider     = (*proxyDecider)(nil)
-	_ proxy.AcceptGate  = (*proxyDecider)(nil)
-	_ proxy.ConnDecider = (*connDecider)(nil)
+	_ proxy.Decider            = (*proxyDecider)(nil)
+	_ proxy.AcceptGate         = (*proxyDecider)(nil)
+	_ proxy.AcceptGateNotifier = (*proxyDecider)(nil)
+	_ proxy.ConnDecider        = (*connDecider)(nil)
 )
 
 // Connect draws this connection's random values for every rule, in accept
 // order, so the same seed and the same connection sequence give the same
 // decisions, and keeps the rules whose static match holds.
 func (d *proxyDecider) Connect(ci proxy.ConnInfo) proxy.ConnDecider {
+	d.gmu.Lock()
+	d.pending = nil // the accept the gate decided for has happened
+	d.gmu.Unlock()
 	set := d.set.Load()
 	if set == nil || len(set.rules) == 0 {
 		return nil
@@ -230,26 +295,45 @@ func (d *proxyDecider) Connect(ci proxy.ConnInfo) proxy.ConnDecider {
 // BeforeAccept implements proxy.AcceptGate for the delayed-accept
 // scenario's full-backlog form: accepts pause, so the kernel's small
 // backlog fills and new SYNs go unanswered.
+//
+// The rule's match decides each pause as it would the next connection:
+// match.first and match.every count accepts since the rule was set (the
+// same count Connect keeps), match.probability draws once per accept, and
+// match.window is read when the pause is decided. Asked again before that
+// accept (the rules changed meanwhile), an unchanged rule gives the same
+// answer, with the pause counted from when it began.
 func (d *proxyDecider) BeforeAccept() (pause time.Duration, backlog int) {
 	set := d.set.Load()
+	d.gmu.Lock()
+	defer d.gmu.Unlock()
 	if set == nil {
 		return 0, 0
 	}
 	now := d.e.clock.Now()
 	for _, r := range set.rules {
-		if r.scen == nil || r.scen.Name != ScenarioDelayedAccept || r.params.backlog == 0 {
+		if !r.isGate() {
 			continue
 		}
-		if w := r.spec.Match.Window; w != nil {
-			since := now.Sub(r.setAt)
-			if since%time.Duration(w.Every) >= time.Duration(w.For) {
-				continue
+		g, ok := d.pending[r]
+		if !ok {
+			hit, _ := r.staticMatch(proxy.ConnInfo{At: now}, r.seen.Load()+1, r.rand.Float64())
+			g = gateDecision{hit: hit, until: now.Add(r.params.acceptDelay)}
+			if d.pending == nil {
+				d.pending = map[*rule]gateDecision{}
 			}
+			d.pending[r] = g
 		}
-		return r.params.acceptDelay, r.params.backlog
+		if !g.hit {
+			continue
+		}
+		return max(g.until.Sub(now), 0), r.params.backlog
 	}
 	return 0, 0
 }
+
+// GateChanged implements proxy.AcceptGateNotifier: a pause ends the moment
+// its rule is removed or changed.
+func (d *proxyDecider) GateChanged() <-chan struct{} { return d.e.gateChanged(d.name) }
 
 type connDecider struct {
 	d     *proxyDecider

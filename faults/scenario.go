@@ -236,7 +236,7 @@ var scenarios = []*scenario{
 		Fix:     "add capacity (SQL Server 2019+ has a login dispatcher pool); give clients longer connect/login timeouts and retries",
 		Options: [][2]string{
 			{"accept_delay", "hold each accepted connection this long before talking to the server, e.g. 5s"},
-			{"backlog", "with accept_delay: a listen backlog this small, with accepts paused for accept_delay each, so new SYNs go unanswered"},
+			{"backlog", "with accept_delay: a listen backlog this small, with accepts paused for accept_delay each, so new SYNs go unanswered (Linux; elsewhere accepts pause but the queue keeps its size). match.probability, first, every and window decide each pause; match.clients, instance, sni and protocol cannot apply before accept and are refused"},
 			{"reject", "true: accept, then reset at once"},
 			{"prelogin_delay", "hold the server's PRELOGIN response this long"},
 			{"login_delay", "hold the server's login response this long"},

@@ -119,3 +119,11 @@ type Cut struct {
 type AcceptGate interface {
 	BeforeAccept() (pause time.Duration, backlog int)
 }
+
+// AcceptGateNotifier is an optional AcceptGate capability: GateChanged
+// returns a channel that is closed when BeforeAccept's answer may have
+// changed (a rule was set, changed or removed), so that a pause ends the
+// moment its rule goes instead of running its course.
+type AcceptGateNotifier interface {
+	GateChanged() <-chan struct{}
+}

@@ -13,7 +13,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -264,19 +263,8 @@ func (p *Proxy) serve(ln net.Listener) error {
 	gate, _ := p.opts.Decider.(AcceptGate)
 	backlog := 0
 	for {
-		if gate != nil {
-			pause, want := gate.BeforeAccept()
-			if want != backlog {
-				setBacklog(ln, want, p.log)
-				backlog = want
-			}
-			if pause > 0 {
-				select {
-				case <-time.After(pause):
-				case <-p.ctx.Done():
-					return nil
-				}
-			}
+		if gate != nil && !p.waitGate(ln, gate, &backlog) {
+			return nil
 		}
 		c, err := ln.Accept()
 		if err != nil {
@@ -299,31 +287,42 @@ func (p *Proxy) serve(ln net.Listener) error {
 	}
 }
 
+// waitGate asks the accept gate before an accept: it sets the listen
+// backlog the gate wants and waits out its pause. A gate that says when its
+// answer changes (AcceptGateNotifier) ends the pause at once when a rule is
+// removed or changed. It reports false when the proxy closes meanwhile.
+func (p *Proxy) waitGate(ln net.Listener, gate AcceptGate, backlog *int) bool {
+	notifier, _ := gate.(AcceptGateNotifier)
+	for {
+		var changed <-chan struct{}
+		if notifier != nil {
+			// Taken before the answer, so a change in between is not missed.
+			changed = notifier.GateChanged()
+		}
+		pause, want := gate.BeforeAccept()
+		if want != *backlog {
+			setBacklog(ln, want, p.log)
+			*backlog = want
+		}
+		if pause <= 0 {
+			return true
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+			return true
+		case <-changed:
+			t.Stop()
+		case <-p.ctx.Done():
+			t.Stop()
+			return false
+		}
+	}
+}
+
 // defaultBacklog is what the listen queue returns to when no fault shrinks
 // it; Linux caps it at net.core.somaxconn.
 const defaultBacklog = 4096
-
-// setBacklog calls listen(2) again on a listening socket, which Linux
-// allows, to change the size of its accept queue.
-func setBacklog(ln net.Listener, n int, log *zap.Logger) {
-	tl, ok := ln.(*net.TCPListener)
-	if !ok {
-		return
-	}
-	if n <= 0 {
-		n = defaultBacklog
-	}
-	rc, err := tl.SyscallConn()
-	if err == nil {
-		cerr := rc.Control(func(fd uintptr) { err = syscall.Listen(int(fd), n) })
-		if cerr != nil {
-			err = cerr
-		}
-	}
-	if err != nil {
-		log.Warn("cannot change the listen backlog", zap.Int("backlog", n), zap.Error(err))
-	}
-}
 
 // isLocalIP reports whether ip belongs to this host.
 func isLocalIP(ip net.IP) bool {
@@ -354,13 +353,13 @@ func (p *Proxy) handle(c net.Conn) {
 		return
 	}
 	over := max > 0 && len(p.sessions) >= max
-	if !over {
-		// Reserve the WaitGroup slot under the lock, so Shutdown's Wait
-		// never races an Add.
-		p.wg.Add(1)
-	}
+	// Reserve the WaitGroup slot under the lock, so Shutdown's Wait never
+	// races an Add. A refused connection holds one too while a FIN close
+	// drains it.
+	p.wg.Add(1)
 	p.mu.Unlock()
 	s := newSession(p, p.ids.Add(1), c)
+	s.counted = true
 	if over {
 		p.rejected.Add(1)
 		s.refuse(fmt.Sprintf("max_connections (%d) reached", max), p.cfg.limitStyle())
@@ -371,12 +370,11 @@ func (p *Proxy) handle(c net.Conn) {
 	p.mu.Unlock()
 	if p.ctx.Err() != nil {
 		// Close ran between the reservation and the registration.
-		s.abort(CloseShutdown, false)
+		s.abort(CloseShutdown, false, shutdownReason)
 	}
 	// The session releases the WaitGroup slot when its last direction
 	// ends (session.finish).
-	s.counted = true
-	go s.run(p.ctx)
+	go s.run()
 }
 
 // finished is called once per session with its final record.
@@ -405,11 +403,17 @@ func (p *Proxy) ActiveCount() int {
 // MaxConnections was reached.
 func (p *Proxy) Rejected() uint64 { return p.rejected.Load() }
 
-// Connections returns a snapshot of the live connections' records.
+// Connections returns a snapshot of the live connections' records. A
+// connection the proxy has closed with a FIN, whose client socket is only
+// being drained (session.drainClient), is no longer listed; its record
+// comes when the drain ends.
 func (p *Proxy) Connections() []*Record {
 	p.mu.Lock()
 	ss := make([]*session, 0, len(p.sessions))
 	for _, s := range p.sessions {
+		if s.finWait.Load() {
+			continue
+		}
 		ss = append(ss, s)
 	}
 	p.mu.Unlock()
@@ -420,16 +424,26 @@ func (p *Proxy) Connections() []*Record {
 	return out
 }
 
-// CloseConnection closes one live connection, with an RST when reset is
-// true. It reports whether the connection was found.
-func (p *Proxy) CloseConnection(id uint64, reset bool) bool {
+// shutdownReason is the recorded reason of a close by Shutdown or Close.
+const shutdownReason = "proxy closed the connection"
+
+// CloseConnection closes one live connection in style: StyleRST (the
+// client sees a reset) or StyleFIN (anything else: a FIN, the client's
+// unread bytes drained first so that it stays a FIN on the wire). The
+// record says the proxy closed it, with kind rst or fin and reason (e.g.
+// "closed by admin API"). It reports whether the connection was found.
+func (p *Proxy) CloseConnection(id uint64, style CloseStyle, reason string) bool {
 	p.mu.Lock()
 	s := p.sessions[id]
 	p.mu.Unlock()
 	if s == nil {
 		return false
 	}
-	s.abort(CloseShutdown, reset)
+	if style == StyleRST {
+		s.abort(CloseRST, true, reason)
+	} else {
+		s.abort(CloseFIN, false, reason)
+	}
 	return true
 }
 
@@ -480,6 +494,6 @@ func (p *Proxy) closeAll(reset bool) {
 	}
 	p.mu.Unlock()
 	for _, s := range ss {
-		s.abort(CloseShutdown, reset)
+		s.abort(CloseShutdown, reset, shutdownReason)
 	}
 }

@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -132,6 +133,13 @@ func (s *session) relayBursts(dir Direction, src, dst net.Conn) bool {
 	sizeQueue := func(fd uintptr) { queued = inq(fd) }
 	for {
 		bp, n, err, _ := r.read(src)
+		if dir == ClientToServer && s.finWait.Load() {
+			// The proxy closed first: the caller drains the client.
+			if bp != nil {
+				bufPool.Put(bp)
+			}
+			return true
+		}
 		if n > 0 {
 			full := n == len(*bp)
 			_, werr := dst.Write((*bp)[:n])
@@ -145,7 +153,13 @@ func (s *session) relayBursts(dir Direction, src, dst net.Conn) bool {
 				m, err := io.Copy(dst, &io.LimitedReader{R: src, N: int64(queued)})
 				s.bytes[dir].Add(m)
 				if err != nil {
-					s.readEnded(dir, err)
+					// splice(2) fails alike for its read from src and its
+					// write to dst: blame the socket that failed.
+					if burstWriteFailed(src, dst, err) {
+						s.writeFailed(dir, err)
+					} else {
+						s.readEnded(dir, err)
+					}
 					return true
 				}
 			}
@@ -160,6 +174,67 @@ func (s *session) relayBursts(dir Direction, src, dst net.Conn) bool {
 		s.readEnded(dir, err)
 		return true
 	}
+}
+
+// burstWriteFailed tells whether a spliced burst failed on its write to dst
+// rather than its read from src. io.Copy returns both as one "readfrom ...
+// splice" error, and handing a write error to readEnded blames the sender
+// for its peer's reset (a client killed mid-download recorded as closed
+// by the server). A socket that received an RST is in TCP_CLOSE (RFC 793
+// 3.4, "Reset Processing"); a write error is EPIPE or ECONNRESET on the
+// socket written to.
+func burstWriteFailed(src, dst net.Conn, err error) bool {
+	srcGone, dstGone := tcpClosed(src), tcpClosed(dst)
+	switch {
+	case dstGone && !srcGone:
+		return true
+	case srcGone && !dstGone:
+		return false
+	}
+	// Both or neither: only a write returns EPIPE.
+	return errors.Is(err, syscall.EPIPE)
+}
+
+// tcpStateClose is TCP_CLOSE in linux/include/net/tcp_states.h.
+const tcpStateClose = 7
+
+// tcpClosed reports whether c's TCP state is CLOSE (reset, or closed), from
+// TCP_INFO's first byte, tcpi_state (tcp(7)).
+func tcpClosed(c net.Conn) bool {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return false
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var state int
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		state, serr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_INFO)
+	}); err != nil || serr != nil {
+		return false
+	}
+	return state&0xff == tcpStateClose
+}
+
+// unreadBytes is how many received bytes wait unread on c (SIOCINQ), or -1
+// when unknown.
+func unreadBytes(c net.Conn) int {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return -1
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	n := -1
+	if rc.Control(func(fd uintptr) { n = inq(fd) }) != nil {
+		return -1
+	}
+	return n
 }
 
 // readError is the error a Read of c would have returned for errno.

@@ -18,3 +18,8 @@ func (s *session) readChunk(_ Direction, src net.Conn) (bp *[]byte, n int, err e
 	n, err = src.Read(*bp)
 	return bp, n, err, false
 }
+
+// unreadBytes is how many received bytes wait unread on c: unknown (-1)
+// here, so a drained FIN close that ends on its time or byte bound notes a
+// possible RST (session.drainClient).
+func unreadBytes(net.Conn) int { return -1 }

@@ -54,6 +54,18 @@ type session struct {
 	deadline *time.Timer
 	// held is set while a delay verdict holds the bytes of a phase.
 	held *heldPhase
+
+	// early is what the client sent while a hold watched it (holdClient);
+	// the client's direction forwards it before reading again. Only that
+	// direction (or run, before it starts) touches it.
+	early []byte
+
+	// finWait is set once the proxy has sent the client its FIN
+	// (finClient): from then on the client's socket belongs to whoever
+	// reads the client, which drains it and closes it (drainClient).
+	finWait atomic.Bool
+	finAt   atomic.Int64 // UnixNano of the FIN
+	drained atomic.Bool
 }
 
 func newSession(p *Proxy, id uint64, client net.Conn) *session {
@@ -89,16 +101,20 @@ func newSession(p *Proxy, id uint64, client net.Conn) *session {
 // run dials the upstream and starts both directions. It does not wait for
 // them: the direction that ends last closes the session (directionDone), so
 // no goroutine sits parked for the connection's life.
-func (s *session) run(ctx context.Context) {
-	early, ok := s.connect(ctx)
+func (s *session) run() {
+	// s.ctx, not the proxy's: closing this one connection (admin API) also
+	// ends its dial.
+	early, ok := s.connect(s.ctx)
 	if !ok {
 		s.cancel()
+		s.drainClient()
 		s.finish()
 		return
 	}
+	s.early = early
 	s.live.Store(2)
 	go s.pipeServerToClient()
-	s.pipeClientToServer(early)
+	s.pipeClientToServer()
 }
 
 // connect applies the accept-time verdict and dials the upstream. It
@@ -112,7 +128,7 @@ func (s *session) connect(ctx context.Context) ([]byte, bool) {
 		s.mu.Unlock()
 		if v.Delay > 0 && !v.Close {
 			var ok bool
-			if early, ok = s.holdAccept(v.Delay); !ok {
+			if early, ok = s.holdClient(v.Delay); !ok {
 				return nil, false
 			}
 			v.Delay = 0
@@ -124,6 +140,11 @@ func (s *session) connect(ctx context.Context) ([]byte, bool) {
 	d := net.Dialer{Timeout: s.p.dialTimeout()}
 	up, err := d.DialContext(ctx, "tcp", s.p.cfg.Upstream)
 	if err != nil {
+		if ctx.Err() != nil {
+			// The connection was closed (API, shutdown) while we dialled:
+			// the client got the close that asked for it.
+			return nil, false
+		}
 		s.setClose(SideProxy, CloseDialFailed, "dial "+s.p.cfg.Upstream+": "+err.Error())
 		// The client sees what it would see from a server that refused it.
 		resetConn(s.client)
@@ -135,7 +156,7 @@ func (s *session) connect(ctx context.Context) ([]byte, bool) {
 	s.mu.Unlock()
 	if closed { // the proxy closed while we dialled
 		up.Close()
-		s.client.Close()
+		s.closeConn(s.client, false)
 		return nil, false
 	}
 	return early, true
@@ -152,13 +173,13 @@ func (s *session) directionDone() {
 
 // The directions get named functions so goroutine dumps say which is
 // which: pipe* while negotiating, relay* after.
-func (s *session) pipeClientToServer(early []byte) {
-	s.pipe(ClientToServer, s.client, s.server, early)
-}
-func (s *session) pipeServerToClient() { s.pipe(ServerToClient, s.server, s.client, nil) }
+func (s *session) pipeClientToServer() { s.pipe(ClientToServer, s.client, s.server) }
+func (s *session) pipeServerToClient() { s.pipe(ServerToClient, s.server, s.client) }
 func (s *session) relayClientToServer() {
 	defer s.directionDone()
 	s.relay(ClientToServer, s.client, s.server)
+	// The client's reader ends a FIN close the proxy began (drainClient).
+	s.drainClient()
 }
 func (s *session) relayServerToClient() {
 	defer s.directionDone()
@@ -166,24 +187,37 @@ func (s *session) relayServerToClient() {
 }
 
 // maxEarly bounds what the proxy buffers from a client while it holds the
-// accept (delayed-accept): a PRELOGIN or ClientHello is a few KiB.
+// client's bytes (delayed-accept, a held client phase): a PRELOGIN or
+// ClientHello is a few KiB.
 const maxEarly = 64 << 10
 
-// holdAccept plays a server that accepts late: for d it forwards nothing,
-// but it keeps reading the client (bounded), so that a client giving up
-// during the hold is seen at once, in tcp.accept, with how long it waited.
-// It returns what the client sent meanwhile, or false if the connection
-// ended.
-func (s *session) holdAccept(d time.Duration) ([]byte, bool) {
+// holdClient holds the client for d while watching it: it forwards nothing,
+// but keeps reading the client (bounded), so that a client giving up during
+// the hold is seen at once, with how long it waited, and the upstream side
+// is released at once. It is called by the client's reader only (the
+// session goroutine before the directions start, or the client-to-server
+// direction). It returns what the client sent meanwhile, or false if the
+// connection ended.
+func (s *session) holdClient(d time.Duration) ([]byte, bool) {
 	deadline := time.Now().Add(d)
 	defer s.client.SetReadDeadline(time.Time{})
 	var early []byte
-	buf := make([]byte, 4096)
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
 	for len(early) < maxEarly {
+		if s.finWait.Load() || s.ctx.Err() != nil {
+			return nil, false
+		}
 		_ = s.client.SetReadDeadline(deadline)
-		n, err := s.client.Read(buf)
+		n, err := s.client.Read((*bp)[:min(len(*bp), maxEarly-len(early))])
+		if s.finWait.Load() || s.ctx.Err() != nil {
+			// The proxy closed the connection meanwhile (a fault, the API,
+			// shutdown, negotiation_timeout); with a FIN, drainClient takes
+			// over the socket.
+			return nil, false
+		}
 		if n > 0 {
-			early = append(early, buf[:n]...)
+			early = append(early, (*bp)[:n]...)
 			s.mu.Lock()
 			s.lastRead[ClientToServer] = s.p.now()
 			s.mu.Unlock()
@@ -195,8 +229,10 @@ func (s *session) holdAccept(d time.Duration) ([]byte, bool) {
 			kind, ours := classify(err)
 			if !ours {
 				s.setClose(SideClient, kind, reasonOf(kind, err))
-				s.client.Close()
 			}
+			// The client left: let the upstream go now, not when the hold
+			// would have ended.
+			s.closeBoth()
 			return nil, false
 		}
 	}
@@ -218,8 +254,11 @@ func (s *session) holdAccept(d time.Duration) ([]byte, bool) {
 // stack to 8 KiB and more, and the runtime shrinks a stack only at a GC,
 // which an idle proxy rarely runs; the relay's goroutine starts small and
 // stays small, and this stack is free for the next connection's use.
-func (s *session) pipe(dir Direction, src, dst net.Conn, early []byte) {
-	if !s.negotiate(dir, src, dst, early) {
+func (s *session) pipe(dir Direction, src, dst net.Conn) {
+	if !s.negotiate(dir, src, dst) {
+		if dir == ClientToServer {
+			s.drainClient()
+		}
 		s.directionDone()
 		return
 	}
@@ -232,16 +271,16 @@ func (s *session) pipe(dir Direction, src, dst net.Conn, early []byte) {
 
 // negotiate forwards dir's chunks through the watcher and the stages until
 // neither wants to see more. It reports false when the direction ended.
-func (s *session) negotiate(dir Direction, src, dst net.Conn, early []byte) bool {
-	if len(early) > 0 {
-		// Bytes read while the accept was held go through the same path as
-		// any other chunk.
-		v := s.observe(dir, early)
-		if !s.applyBeforeForward(v, dir) || !s.forward(dir, dst, early, s.stagesFor(dir)) {
-			return false
-		}
-	}
+func (s *session) negotiate(dir Direction, src, dst net.Conn) bool {
 	for {
+		if dir == ClientToServer && len(s.early) > 0 {
+			// Bytes read while a hold watched the client go through the
+			// same path as any other chunk.
+			if !s.stepEarly(dst) {
+				return false
+			}
+			continue
+		}
 		if !s.watching.Load() && s.stagesFor(dir) == nil {
 			return true
 		}
@@ -255,21 +294,63 @@ func (s *session) negotiate(dir Direction, src, dst net.Conn, early []byte) bool
 	}
 }
 
+// stepEarly forwards what the client sent during a hold (s.early), as
+// step does a chunk read from the socket.
+func (s *session) stepEarly(dst net.Conn) bool {
+	buf := s.early
+	s.early = nil
+	if s.watching.Load() {
+		v := s.observe(ClientToServer, buf)
+		if !s.applyBeforeForward(v, ClientToServer) {
+			return false
+		}
+	}
+	return s.forward(ClientToServer, dst, buf, s.stagesFor(ClientToServer))
+}
+
 // relay moves dir's bytes after negotiation, blind. On Linux (relayBursts)
 // each message is read into a pooled buffer and written on, and the rest
 // of a burst that fills the buffer is spliced kernel to kernel; elsewhere
 // relayCopy reads and writes through user space (docs/architecture.md,
 // "Platforms").
 func (s *session) relay(dir Direction, src, dst net.Conn) {
+	if dir == ClientToServer && len(s.early) > 0 && !s.stepEarly(dst) {
+		return
+	}
 	if s.relayBursts(dir, src, dst) {
 		return
 	}
-	n, err := io.Copy(dst, src)
-	s.bytes[dir].Add(n)
-	if err == nil {
-		err = io.EOF
+	s.relayCopy(dir, src, dst)
+}
+
+// relayCopy is the relay where splice does not apply (not Linux, or not a
+// TCP socket): a read and a write per chunk, each error blamed on the
+// socket that returned it (io.Copy returns read and write errors alike).
+func (s *session) relayCopy(dir Direction, src, dst net.Conn) {
+	for {
+		bp, n, err, _ := s.readChunk(dir, src)
+		if dir == ClientToServer && s.finWait.Load() {
+			if bp != nil {
+				bufPool.Put(bp)
+			}
+			return
+		}
+		if n > 0 {
+			if _, werr := dst.Write((*bp)[:n]); werr != nil {
+				bufPool.Put(bp)
+				s.writeFailed(dir, werr)
+				return
+			}
+			s.bytes[dir].Add(int64(n))
+		}
+		if bp != nil {
+			bufPool.Put(bp)
+		}
+		if err != nil {
+			s.readEnded(dir, err)
+			return
+		}
 	}
-	s.readEnded(dir, err)
 }
 
 // step reads one chunk from src into a pooled buffer, shows it to the
@@ -283,6 +364,11 @@ func (s *session) step(dir Direction, src, dst net.Conn) (more, relay bool) {
 	}
 	if bp != nil {
 		defer bufPool.Put(bp)
+	}
+	if dir == ClientToServer && s.finWait.Load() {
+		// The proxy has closed the connection: what the client still sends
+		// is drained, not forwarded (drainClient).
+		return false, false
 	}
 	if n > 0 {
 		buf := (*bp)[:n]
@@ -367,7 +453,18 @@ func (s *session) stagesFor(dir Direction) []Stage {
 // forwarded: delay, attach stages, or close. It reports false when the
 // connection was closed.
 func (s *session) applyBeforeForward(v Verdict, dir Direction) bool {
-	if v.Delay > 0 {
+	if v.Delay > 0 && !v.Close && dir == ClientToServer {
+		// This goroutine is the client's reader: hold while reading the
+		// client, so a client giving up is seen when it leaves.
+		more, ok := s.holdClient(v.Delay)
+		if !ok {
+			return false
+		}
+		s.early = append(s.early, more...)
+		s.releaseHold()
+	} else if v.Delay > 0 {
+		// The client-to-server direction watches the client meanwhile and
+		// cancels s.ctx if it leaves (readEnded).
 		t := time.NewTimer(v.Delay)
 		select {
 		case <-t.C:
@@ -416,15 +513,98 @@ func (s *session) inject(v Verdict) {
 	case StyleAlert:
 		_ = s.client.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = s.client.Write(alertBytes(v.Alert, wrapped))
-		closeWrite(s.client)
-		s.client.Close()
+		s.finClient()
 	case StyleFIN:
-		s.client.Close()
+		s.finClient()
 	default:
 		resetConn(s.client)
 	}
 	if srv != nil {
 		srv.Close()
+	}
+}
+
+// Bounds of a FIN close's drain (drainClient).
+const (
+	finLinger    = 2 * time.Second
+	finDrainCap  = 1 << 20
+	finDrainRead = 32 << 10
+)
+
+// finClient begins a FIN close of the client: the FIN goes out now
+// (shutdown(SHUT_WR)); the client's reader then drains what the client
+// still sends and closes the socket (drainClient).
+//
+// Closing a socket outright while the client's bytes sit unread in its
+// receive queue (the PRELOGIN every client sends first, the rest of an
+// upload) makes the kernel send RST instead of FIN (RFC 1122 4.2.2.13,
+// RFC 2525 2.17): the client would read "connection reset" (10054) where
+// the record says fin.
+func (s *session) finClient() {
+	s.finAt.Store(time.Now().UnixNano())
+	s.finWait.Store(true)
+	// Bounds the reader's wait whatever it is doing (a hold, the relay).
+	_ = s.client.SetReadDeadline(time.Now().Add(finLinger))
+	closeWrite(s.client)
+}
+
+// drainClient ends a FIN close begun by finClient; only the client's reader
+// calls it. It reads and discards what the client sends until the client
+// closes, finLinger after the FIN or finDrainCap bytes, whichever is first,
+// and then closes the socket. If the client was still sending then, the
+// close is an RST after the FIN, and the record says so.
+func (s *session) drainClient() {
+	if !s.finWait.Load() || !s.drained.CompareAndSwap(false, true) {
+		return
+	}
+	c := s.client
+	_ = c.SetReadDeadline(time.Unix(0, s.finAt.Load()).Add(finLinger))
+	// Proxy.Close cuts the drain short.
+	stop := context.AfterFunc(s.p.ctx, func() { _ = c.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	var total int
+	var err error
+	for total < finDrainCap {
+		var n int
+		n, err = c.Read((*bp)[:min(len(*bp), finDrainRead)])
+		total += n
+		if err != nil {
+			break
+		}
+	}
+	clean := errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+	if !clean && unreadBytes(c) != 0 {
+		s.amendClose(fmt.Sprintf("FIN sent, then RST: the client was still sending %v after it", time.Since(time.Unix(0, s.finAt.Load())).Round(time.Millisecond)))
+	}
+	c.Close()
+}
+
+// amendClose adds to the recorded close's reason.
+func (s *session) amendClose(note string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rec.Close == nil {
+		return
+	}
+	if s.rec.Close.Reason == "" {
+		s.rec.Close.Reason = note
+	} else {
+		s.rec.Close.Reason += "; " + note
+	}
+}
+
+// closeConn closes c (with an RST if reset), unless c is the client and a
+// FIN close of it is under way: then the client's reader owns the socket.
+func (s *session) closeConn(c net.Conn, reset bool) {
+	if c == s.client && s.finWait.Load() && !reset {
+		return
+	}
+	if reset {
+		resetConn(c)
+	} else {
+		c.Close()
 	}
 }
 
@@ -519,14 +699,21 @@ func (s *session) negotiationTimedOut() {
 }
 
 // refuse closes a connection at accept because of a limit, and records it.
+//
+// It runs on the accept loop; a FIN close drains the client on its own
+// goroutine.
 func (s *session) refuse(reason string, style CloseStyle) {
 	s.setClose(SideProxy, CloseLimit, reason)
-	if style == StyleFIN {
-		s.client.Close()
-	} else {
-		resetConn(s.client)
-	}
 	s.cancel()
+	if style == StyleFIN {
+		s.finClient()
+		go func() {
+			s.drainClient()
+			s.finish()
+		}()
+		return
+	}
+	resetConn(s.client)
 	s.finish()
 }
 
@@ -588,6 +775,22 @@ func (s *session) readEnded(dir Direction, err error) {
 		// We closed this conn ourselves (the other direction or Close did).
 		return
 	}
+	if dir == ClientToServer && s.finWait.Load() {
+		// The proxy closed first; this is the client's answer to our FIN,
+		// and drainClient closes the socket.
+		return
+	}
+	if dir == ClientToServer {
+		s.mu.Lock()
+		holding := s.held != nil
+		s.mu.Unlock()
+		if holding {
+			// The client left while the server's bytes are held: end the
+			// hold now, so the record says when the client left and the
+			// upstream is released at once.
+			defer s.cancel()
+		}
+	}
 	if s.watching.Load() {
 		s.mu.Lock()
 		s.w.ended(dir)
@@ -607,11 +810,11 @@ func (s *session) readEnded(dir Direction, err error) {
 	case CloseRST:
 		// Pass the reset on: an RST from SQL Server must reach the client as
 		// an RST, or 10054 becomes a mere EOF.
-		resetConn(dst)
+		s.closeConn(dst, true)
 		src.Close()
 	default:
-		src.Close()
-		dst.Close()
+		s.closeConn(src, false)
+		s.closeConn(dst, false)
 	}
 }
 
@@ -623,11 +826,16 @@ func (s *session) writeFailed(dir Direction, err error) {
 	if !ours {
 		s.setClose(dir.sender().peer(), kind, "write "+dir.String()+": "+err.Error())
 	}
-	if kind == CloseRST {
-		resetConn(src)
-	} else {
-		src.Close()
+	if s.finWait.Load() {
+		// The proxy closed first: a write to the client fails on our own
+		// FIN, a write to the server on our close of it. The client's
+		// reader drains and closes the client.
+		if dst != s.client {
+			dst.Close()
+		}
+		return
 	}
+	s.closeConn(src, kind == CloseRST)
 	dst.Close()
 }
 
@@ -705,23 +913,23 @@ func (s *session) snapshot() *Record {
 	return r
 }
 
-// abort closes both connections now (proxy shutdown).
-func (s *session) abort(kind CloseKind, reset bool) {
-	s.setClose(SideProxy, kind, "proxy closed the connection")
+// abort closes the connection now, as the proxy (shutdown, Close, the
+// admin API): with an RST when reset, else with a FIN that stays a FIN on
+// the wire (finClient). It records kind and reason.
+func (s *session) abort(kind CloseKind, reset bool, reason string) {
+	s.setClose(SideProxy, kind, reason)
 	s.cancel()
 	s.mu.Lock()
 	s.closed = true
 	srv := s.server
 	s.mu.Unlock()
-	for _, c := range []net.Conn{s.client, srv} {
-		if c == nil {
-			continue
-		}
-		if reset {
-			resetConn(c)
-		} else {
-			c.Close()
-		}
+	if reset {
+		resetConn(s.client)
+	} else {
+		s.finClient()
+	}
+	if srv != nil {
+		s.closeConn(srv, reset)
 	}
 }
 
