@@ -2,6 +2,10 @@ package interop
 
 import (
 	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -108,3 +112,63 @@ const (
 	odbcProgramming  = "ProgrammingError"
 	odbcDriverPrefix = "[Microsoft][ODBC Driver 18 for SQL Server]"
 )
+
+// odbcHandshakesBeforeLogin is ODBC Driver 18's diagnostic when the server
+// closes (RST or FIN) before answering PRELOGIN.
+const odbcHandshakesBeforeLogin = "Client unable to establish connection because an error was encountered during handshakes before login. " +
+	"Common causes include client attempting to connect to an unsupported version of SQL Server, server too busy to " +
+	"accept new connections or a resource limitation (memory or maximum allowed connections) on the server."
+
+// TestMSDriversMissing checks that a driver that is not installed is
+// reported as ErrNotAvailable (a named skip, or a failure under
+// TDSPROXY_INTEROP=require), not as a harness error.
+func TestMSDriversMissing(t *testing.T) {
+	empty := t.TempDir()
+	t.Setenv(EnvJDBCDir, empty)
+	t.Setenv(EnvODBCDir, empty)
+	if _, err := findJDBC(); !errors.Is(err, ErrNotAvailable) {
+		t.Errorf("findJDBC with %s=%s: %v, want ErrNotAvailable", EnvJDBCDir, empty, err)
+	}
+	if _, err := findODBC(); !errors.Is(err, ErrNotAvailable) {
+		t.Errorf("findODBC with %s=%s: %v, want ErrNotAvailable", EnvODBCDir, empty, err)
+	}
+	// A runner directory without the installed driver.
+	for _, f := range []string{"Runner.java", "runner.py"} {
+		if err := os.WriteFile(filepath.Join(empty, f), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := findJDBC(); !errors.Is(err, ErrNotAvailable) || !strings.Contains(err.Error(), "mssql-jdbc "+JDBCVersion) {
+		t.Errorf("findJDBC without the jar: %v, want ErrNotAvailable naming mssql-jdbc %s", err, JDBCVersion)
+	}
+	if _, err := findODBC(); !errors.Is(err, ErrNotAvailable) || !strings.Contains(err.Error(), "make deps-odbc") {
+		t.Errorf("findODBC without the venv: %v, want ErrNotAvailable naming make deps-odbc", err)
+	}
+}
+
+func TestPropsEscape(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain":            "plain",
+		"a=b:c#d!e":        `a\=b\:c\#d\!e`,
+		`back\slash`:       `back\\slash`,
+		" lead":            `\ lead`,
+		"new\nline\ttab":   `new\u000aline\u0009tab`,
+		"Pä55wörd":         `P\u00e455w\u00f6rd`,
+		"emoji \U0001F600": `emoji \ud83d\ude00`,
+	} {
+		if got := propsEscape(in); got != want {
+			t.Errorf("propsEscape(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestConnIDCut(t *testing.T) {
+	msg := "Login failed for user 'x'. ClientConnectionId:754e9556-2647-453f-ae2f-baec583aabcf"
+	if got := connIDRe.ReplaceAllString(msg, ""); got != "Login failed for user 'x'." {
+		t.Errorf("cut %q", got)
+	}
+	msg = "Error: Connection reset ClientConnectionId:754e9556-2647-453f-ae2f-baec583aabcf."
+	if got := connIDRe.ReplaceAllString(msg, ""); got != "Error: Connection reset." {
+		t.Errorf("cut %q", got)
+	}
+}

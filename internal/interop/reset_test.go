@@ -3,6 +3,7 @@ package interop
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -67,6 +68,9 @@ func TestPreloginClose(t *testing.T) {
 		// per client: substrings the client's own Error must contain
 		tedious, tsql, gomssql []string
 		tediousCause           string
+		// jdbc is the driver's message (%d: the port); odbc is
+		// mssql-python's text (the same for both closes).
+		jdbc, jdbcCause string
 	}{
 		{
 			name:         "RST",
@@ -75,6 +79,8 @@ func TestPreloginClose(t *testing.T) {
 			tediousCause: "read ECONNRESET",
 			tsql:         []string{"Error 20002 (severity 9):\n\tAdaptive Server connection failed"},
 			gomssql:      []string{"read: connection reset by peer"},
+			jdbc:         "Connection reset",
+			jdbcCause:    "java.net.SocketException: Connection reset",
 		},
 		{
 			name:         "FIN",
@@ -83,6 +89,9 @@ func TestPreloginClose(t *testing.T) {
 			tediousCause: "socket hang up",
 			tsql:         []string{"Error 20017 (severity 9):\n\tUnexpected EOF from the server", "Error 20002 (severity 9):\n\tAdaptive Server connection failed"},
 			gomssql:      []string{"EOF"},
+			jdbc: "The TCP/IP connection to the host 127.0.0.1, port %d has failed. Error: \"The driver received an unexpected pre-login response. " +
+				"Verify the connection properties and check that an instance of SQL Server is running on the host and accepting TCP/IP " +
+				"connections at the port. This driver can be used only with SQL Server 2005 or later.\".",
 		},
 	}
 	for _, tt := range tests {
@@ -112,6 +121,22 @@ func TestPreloginClose(t *testing.T) {
 			t.Run(ClientGoMSSQLDB, func(t *testing.T) {
 				res, err := RunMSSQL(ctx, MSSQLConfig{Port: port, User: "sa", Password: "pw", Encrypt: "true", Timeout: 20 * time.Second})
 				assertFailure(t, res, err, tt.gomssql)
+			})
+			t.Run(ClientJDBC, func(t *testing.T) {
+				j, err := FindJDBC()
+				Require(t, ClientJDBC, err)
+				res, err := j.Run(ctx, JDBCConfig{Port: port, User: "sa", Password: "pw", Encrypt: "true", Timeout: 20 * time.Second})
+				want := tt.jdbc
+				if strings.Contains(want, "%d") {
+					want = fmt.Sprintf(want, port)
+				}
+				assertJDBC(t, res, err, want, jdbcException, "08S01", tt.jdbcCause)
+			})
+			t.Run(ClientODBC, func(t *testing.T) {
+				o, err := FindODBC()
+				Require(t, ClientODBC, err)
+				res, err := o.Run(ctx, ODBCConfig{Port: port, User: "sa", Password: "pw", Encrypt: "yes", Timeout: 20 * time.Second})
+				assertODBC(t, res, err, odbcConnFailed(odbcHandshakesBeforeLogin), odbcOperational, "08001", odbcDriverPrefix+odbcHandshakesBeforeLogin)
 			})
 		})
 	}
@@ -215,5 +240,29 @@ func TestSilentServer(t *testing.T) {
 	t.Run(ClientGoMSSQLDB, func(t *testing.T) {
 		res, err := RunMSSQL(ctx, MSSQLConfig{Port: port, User: "sa", Password: "pw", Encrypt: "true", Timeout: 2 * time.Second})
 		assertFailure(t, res, err, []string{"i/o timeout"})
+	})
+	t.Run(ClientJDBC, func(t *testing.T) {
+		j, err := FindJDBC()
+		Require(t, ClientJDBC, err)
+		res, err := j.Run(ctx, JDBCConfig{Port: port, User: "sa", Password: "pw", Encrypt: "true", LoginTimeout: 2})
+		assertJDBC(t, res, err, "Read timed out", jdbcException, "08S01", "java.net.SocketTimeoutException: Read timed out")
+		// The runner's limit, below the driver's login timeout: the JVM
+		// is killed, and the next run gets a fresh one.
+		res, err = j.Run(ctx, JDBCConfig{Port: port, User: "sa", Password: "pw", Encrypt: "true", LoginTimeout: 60, Timeout: 2 * time.Second})
+		if !errors.Is(err, ErrTimeout) || res == nil || res.OK {
+			t.Errorf("JDBC past its timeout: err %v, result %+v; want ErrTimeout", err, res)
+		}
+		res, err = j.Run(ctx, JDBCConfig{Port: port, User: "sa", Password: "pw", Encrypt: "true", LoginTimeout: 1})
+		assertJDBC(t, res, err, "Read timed out", jdbcException, "08S01", "java.net.SocketTimeoutException: Read timed out")
+	})
+	t.Run(ClientODBC, func(t *testing.T) {
+		o, err := FindODBC()
+		Require(t, ClientODBC, err)
+		res, err := o.Run(ctx, ODBCConfig{Port: port, User: "sa", Password: "pw", Encrypt: "yes", LoginTimeout: 2})
+		assertODBC(t, res, err, odbcConnFailed("TCP Provider: Timeout error [258]. "), odbcOperational, "08001", "")
+		res, err = o.Run(ctx, ODBCConfig{Port: port, User: "sa", Password: "pw", Encrypt: "yes", LoginTimeout: 60, Timeout: 2 * time.Second})
+		if !errors.Is(err, ErrTimeout) || res == nil || res.OK || res.ExitCode != -1 {
+			t.Errorf("ODBC past its timeout: err %v, result %+v; want ErrTimeout, killed", err, res)
+		}
 	})
 }

@@ -502,9 +502,7 @@ func TestScenarioDelayedAcceptMSDrivers(t *testing.T) {
 				t.Helper()
 				assertFailure(t, res, err, nil)
 				forms := []string{
-					odbcConnFailed("Client unable to establish connection because an error was encountered during handshakes before login. " +
-						"Common causes include client attempting to connect to an unsupported version of SQL Server, server too busy to " +
-						"accept new connections or a resource limitation (memory or maximum allowed connections) on the server."),
+					odbcConnFailed(odbcHandshakesBeforeLogin),
 					odbcConnFailed("TCP Provider: Error code 0x2749"), // WSAENOTCONN
 					odbcConnFailed("TCP Provider: Error code 0x68"),   // ECONNRESET
 				}

@@ -1,6 +1,7 @@
 package interop
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -156,6 +157,7 @@ func TestConfigStringsHidePassword(t *testing.T) {
 	const pw = "S3cret-pw"
 	for _, s := range []string{
 		TediousConfig{Password: pw}.String(), TSQLConfig{Password: pw}.String(), MSSQLConfig{Password: pw}.String(),
+		JDBCConfig{Password: pw}.String(), ODBCConfig{Password: pw}.String(), fmt.Sprintf("%#v %v", JDBCConfig{Password: pw}, ODBCConfig{Password: pw}),
 	} {
 		if strings.Contains(s, pw) {
 			t.Errorf("String() shows the password: %s", s)
