@@ -91,6 +91,9 @@ func TestMakefileLdflagsSetVersion(t *testing.T) {
 	const wantVersion, wantCommit = "v9.8.7-readme", "feedfacefeedfacefeedfacefeedfacefeedface"
 	ldflags := strings.NewReplacer("$(VERSION)", wantVersion, "$(COMMIT)", wantCommit).Replace(strings.TrimSpace(string(m[1])))
 	bin := filepath.Join(t.TempDir(), "tdsproxy")
+	if runtime.GOOS == "windows" {
+		bin += ".exe"
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	build := exec.CommandContext(ctx, "go", "build", "-ldflags", ldflags, "-o", bin, ".")
