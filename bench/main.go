@@ -1,7 +1,12 @@
+//go:build linux
+
 // Command bench measures tdsproxy against direct connections and against the
 // proxies users would pick instead (HAProxy, socat, Toxiproxy), all in front
 // of the same upstream (the in-process SQL Server emulator, or a raw TCP
 // server for idle connections), in one run on this machine (issue 6).
+//
+// It is Linux only (it reads /proc, raises RLIMIT_NOFILE and ties its
+// children's lives to its own with Pdeathsig), hence the build line.
 //
 //	go run ./bench                   # full run: 5 repetitions, prints tables
 //	go run ./bench -quick            # smoke run: small sizes, 1 repetition
