@@ -23,6 +23,7 @@ func init() { subcommands = append(subcommands, newLabCmd) }
 // labFlags are the flags of "tdsproxy lab".
 type labFlags struct {
 	scenario  string
+	client    string
 	json      bool
 	timeout   time.Duration
 	hold      bool
@@ -41,7 +42,7 @@ forcibly closed by the remote host", with no SQL Server and no arguments.
 
 The lab starts, in this process and on loopback only, the SQL Server emulator
 and a tdsproxy proxy with the scenario's fault rule armed. For each scenario
-it connects a real client (go-mssqldb) twice:
+it connects a real client (go-mssqldb, or those --client names) twice:
 
   before the fix  a client or server set up as in the failing case: a client
                   limited to TLS 1.0/1.1, a client whose cipher suites do not
@@ -71,6 +72,14 @@ How to read the table (one row per scenario):
 Below the table each row lists both connections in full: client, server, the
 rule's decisions and the record's close, then a note and the fix.
 
+--client picks the clients: go (go-mssqldb, the default), jdbc (Microsoft
+JDBC Driver 13.6 on the JDK), odbc (Microsoft ODBC Driver 18 through
+mssql-python), tedious, tsql (FreeTDS), a comma-separated list, or all. Each
+(scenario, client) is a row with that client's own error text. The others
+are installed by make deps; one that is missing gives skipped rows saying so.
+JDBC and ODBC meet the DHE rows for real (JSSE and OpenSSL negotiate DHE), in
+TDS 8.0 strict form against openssl s_server.
+
 go-mssqldb cannot negotiate DHE (Go's crypto/tls has no DHE key agreement),
 so the two DHE rows use openssl s_client and s_server, TLS first as a TDS 8.0
 strict connection starts, and still show go-mssqldb passing the armed rule
@@ -87,6 +96,9 @@ FreeTDS, before and after the fix, and logs each connection's record until
 SIGINT or SIGTERM.`,
 		Example: `  # Every scenario, a table; exit status 0 when all behaved as documented
   tdsproxy lab
+
+  # Microsoft's own drivers as well as go-mssqldb
+  tdsproxy lab --client go,jdbc,odbc
 
   # One scenario, the report as JSON (with each connection's record)
   tdsproxy lab --scenario protocol-mismatch --json
@@ -111,6 +123,8 @@ SIGINT or SIGTERM.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.scenario, "scenario", "", "run one scenario `name`: "+strings.Join(faults.ScenarioNames(), ", "))
+	fl.StringVar(&f.client, "client", lab.ClientGo, "the client(s) that meet each scenario: "+strings.Join(lab.ClientNames(), ", ")+
+		", a comma-separated list, or "+lab.ClientAll+" (go is go-mssqldb, in process and the fastest; the others need `make deps`)")
 	fl.BoolVar(&f.json, "json", false, "print the report as JSON, with each connection's record, instead of the table")
 	fl.DurationVar(&f.timeout, "timeout", 2*time.Minute, "give up on the whole lab after this long")
 	fl.BoolVar(&f.hold, "hold", false, "with --scenario: keep the emulator and the armed proxy running for your own clients until Ctrl-C")
@@ -158,6 +172,8 @@ func (f labFlags) validate(cmd *cobra.Command) error {
 		return usagef("--hold needs --scenario NAME (one of %s)", strings.Join(faults.ScenarioNames(), ", "))
 	case f.hold && f.json:
 		return usagef("--json prints a lab report; --hold runs no report")
+	case f.hold && fl.Changed("client"):
+		return usagef("--client is for the lab's report; with --hold, connect your own clients (the connection strings are printed)")
 	case !f.hold && fl.Changed("listen"):
 		return usagef("--listen is for --hold (the lab's own proxies listen on free loopback ports)")
 	case f.timeout <= 0:
@@ -208,7 +224,7 @@ func runLab(cmd *cobra.Command, f labFlags) error {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	opts := lab.Options{Logger: log}
+	opts := lab.Options{Logger: log, Clients: strings.Split(f.client, ",")}
 	if f.scenario != "" {
 		opts.Scenarios = []string{f.scenario}
 	}
@@ -226,7 +242,7 @@ func runLab(cmd *cobra.Command, f labFlags) error {
 		}
 	}
 	if err != nil {
-		if errors.Is(err, lab.ErrUnknownScenario) {
+		if errors.Is(err, lab.ErrUnknownScenario) || errors.Is(err, lab.ErrUnknownClient) {
 			return usageError{err}
 		}
 		if errors.Is(err, context.DeadlineExceeded) {

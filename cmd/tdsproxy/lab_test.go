@@ -51,6 +51,8 @@ func TestLabUsageErrors(t *testing.T) {
 		{[]string{"--hold", "--scenario", "cipher-mismatch", "--json"}, "--json"},
 		{[]string{"--timeout", "0s"}, "--timeout"},
 		{[]string{"--log-level", "loud"}, "--log-level"},
+		{[]string{"--client", "sqlcmd"}, "unknown client"},
+		{[]string{"--hold", "--scenario", "cipher-mismatch", "--client", "jdbc"}, "--client is for"},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

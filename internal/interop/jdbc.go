@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -34,6 +33,7 @@ const EnvJDBCDir = "TDSPROXY_JDBC_DIR"
 // idle JVM started with the same JVM-wide settings (TLS versions, suites,
 // security properties), or starts one. Close ends them all; a JVM also ends
 // when its stdin closes, so none outlives the process that started it.
+// Runs may be concurrent; each JVM serves one at a time.
 type JDBC struct {
 	// Dir holds Runner.java, pom.xml and lib/.
 	Dir string
@@ -43,10 +43,9 @@ type JDBC struct {
 	// Classpath is the compiled runner's directory and the driver jar.
 	Classpath string
 
-	mu     sync.Mutex
-	idle   map[string][]*jvm // by jvmKey
-	all    map[*jvm]bool
-	closed bool
+	mu   sync.Mutex
+	idle map[string][]*jvm // by jvmKey
+	all  map[*jvm]bool
 }
 
 // JDBCConfig is one JDBC connection. Everything but the JVM-wide TLS
@@ -346,10 +345,6 @@ func (v *jvm) kill() {
 func (j *JDBC) get(cfg JDBCConfig) (*jvm, error) {
 	key := jvmKey(cfg)
 	j.mu.Lock()
-	if j.closed {
-		j.mu.Unlock()
-		return nil, errors.New("interop: JDBC runner closed")
-	}
 	for n := len(j.idle[key]); n > 0; n = len(j.idle[key]) {
 		v := j.idle[key][n-1]
 		j.idle[key] = j.idle[key][:n-1]
@@ -373,10 +368,10 @@ func (j *JDBC) get(cfg JDBCConfig) (*jvm, error) {
 	return v, nil
 }
 
-// put returns a JVM to the idle pool (or ends it after Close).
+// put returns a JVM to the idle pool, unless Close ended it meanwhile.
 func (j *JDBC) put(v *jvm) {
 	j.mu.Lock()
-	if j.closed {
+	if !j.all[v] {
 		j.mu.Unlock()
 		v.kill()
 		return
@@ -393,10 +388,9 @@ func (j *JDBC) drop(v *jvm) {
 	v.kill()
 }
 
-// Close ends every JVM. Runs after Close fail.
+// Close ends every JVM; a run in progress fails. Later runs start new JVMs.
 func (j *JDBC) Close() {
 	j.mu.Lock()
-	j.closed = true
 	all := make([]*jvm, 0, len(j.all))
 	for v := range j.all {
 		all = append(all, v)

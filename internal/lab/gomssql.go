@@ -184,6 +184,10 @@ func suiteList(ids []uint16) string {
 	return strings.Join(out, ",")
 }
 
+// jdbcTLSPrefix is how the JDBC driver starts a TLS handshake failure
+// (docs/clients.md).
+var jdbcTLSPrefix = regexp.MustCompile(`^"encrypt" property is set to "[^"]*" and "trustServerCertificate" property is set to "[^"]*" but the driver could not establish a secure connection to SQL Server by using Secure Sockets Layer \(SSL\) encryption: `)
+
 // addrPair matches the "127.0.0.1:51234->127.0.0.1:11433" of a net.OpError.
 var addrPair = regexp.MustCompile(`(tcp[46]?) \S+->\S+?:( |$)`)
 
@@ -192,6 +196,9 @@ var addrPair = regexp.MustCompile(`(tcp[46]?) \S+->\S+?:( |$)`)
 // ("connection reset by peer", "i/o timeout") stay.
 func shortError(s string) string {
 	s = addrPair.ReplaceAllString(s, "$1 ...:$2")
+	// The JDBC driver's TLS failures start with a long fixed sentence; the
+	// cell keeps its end, which says what happened.
+	s = jdbcTLSPrefix.ReplaceAllString(s, "...secure connection to SQL Server ... (SSL) encryption: ")
 	s = strings.Join(strings.Fields(s), " ")
 	const max = 120
 	if len(s) > max {

@@ -9,7 +9,10 @@
 // the client library's own error text, and whether the fixed client
 // connected and ran SELECT 1.
 //
-// The client is go-mssqldb, in process. Where it cannot meet a scenario,
+// The client is go-mssqldb, in process, unless Options.Clients asks for
+// others: Microsoft's JDBC driver and ODBC Driver 18, tedious and FreeTDS
+// tsql, run through internal/interop (each where installed; a row says
+// when one is not). For go-mssqldb: where it cannot meet a scenario,
 // the row says so and why: Go's crypto/tls has no DHE key agreement, so
 // the two DHE rows use `openssl s_client` and `openssl s_server` (TLS
 // first, the shape of a TDS 8.0 strict connection) when openssl is
@@ -30,6 +33,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tdsproxy/tdsproxy/faults"
+	"github.com/tdsproxy/tdsproxy/internal/interop"
 	"github.com/tdsproxy/tdsproxy/proxy"
 )
 
@@ -38,6 +42,11 @@ type Options struct {
 	// Scenarios lists the scenarios to run, by name; empty means all six.
 	// Rows always come in the documented order.
 	Scenarios []string
+	// Clients lists the clients that meet each scenario (ClientNames, or
+	// ClientAll); empty means go-mssqldb alone, the fastest. Each
+	// (scenario, client) is a row, in scenario order, then client order.
+	// A client that is not installed gives skipped rows that say so.
+	Clients []string
 	// OpenSSL is the openssl binary for the DHE rows; "" looks "openssl" up
 	// on PATH, and NoOpenSSL skips it (the DHE rows then say why).
 	OpenSSL string
@@ -151,16 +160,43 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	clients, err := selectClients(opts.Clients)
+	if err != nil {
+		return nil, err
+	}
 	r, err := newRunner(opts)
 	if err != nil {
 		return nil, err
 	}
 	defer r.close()
+	if slices.Contains(clients, ClientJDBC) {
+		// End the JVMs the rows started (they would end with this
+		// process anyway).
+		defer func() {
+			if j, err := interop.FindJDBC(); err == nil {
+				j.Close()
+			}
+		}()
+	}
 	start := time.Now()
-	rep := &Report{Rows: make([]Row, len(names))}
+	rep := &Report{Rows: make([]Row, len(names)*len(clients))}
+	// External clients are processes (a JVM, Python, Node, tsql): at most
+	// extParallel of their rows at once, so a small machine is not swamped.
+	sem := make(chan struct{}, extParallel)
 	var wg sync.WaitGroup
 	for i, name := range names {
-		wg.Go(func() { rep.Rows[i] = r.row(ctx, name) })
+		for k, client := range clients {
+			wg.Go(func() {
+				idx := i*len(clients) + k
+				if client == ClientGo {
+					rep.Rows[idx] = r.row(ctx, name)
+					return
+				}
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				rep.Rows[idx] = r.extRow(ctx, name, client)
+			})
+		}
 	}
 	wg.Wait()
 	rep.Elapsed = time.Since(start)
@@ -169,6 +205,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	return rep, nil
 }
+
+// extParallel bounds the rows with external clients running at once.
+const extParallel = 4
 
 // ErrUnknownScenario is returned for a scenario name that is not one of
 // faults.ScenarioNames.

@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tdsproxy/tdsproxy/faults"
+	"github.com/tdsproxy/tdsproxy/internal/interop"
 	"github.com/tdsproxy/tdsproxy/proxy"
 )
 
@@ -223,6 +225,9 @@ func TestShortError(t *testing.T) {
 		{"read tcp [::1]:5->[::1]:6: i/o timeout", "read tcp ...: i/o timeout"},
 		{"EOF", "EOF"},
 		{strings.Repeat("x", 200), strings.Repeat("x", 117) + "..."},
+		{"\"encrypt\" property is set to \"true\" and \"trustServerCertificate\" property is set to \"true\" but the driver could not establish " +
+			"a secure connection to SQL Server by using Secure Sockets Layer (SSL) encryption: Error: Connection reset.",
+			"...secure connection to SQL Server ... (SSL) encryption: Error: Connection reset."},
 	}
 	for _, tc := range cases {
 		if got := shortError(tc.in); got != tc.want {
@@ -344,5 +349,75 @@ func wantGoPassesDHERule(t *testing.T, row Row) {
 	ev := ruleEvent(row.Also.Record, row.Rule.Name)
 	if ev == nil || ev.Action != "pass" || ev.Phase != proxy.PhaseTLSServerHello || !strings.Contains(ev.Detail, "not DHE") {
 		t.Errorf("go-mssqldb's rule event %+v, want pass at tls.server_hello: not DHE", ev)
+	}
+}
+
+// The lab with every client (--client all): Microsoft's JDBC driver and
+// ODBC Driver 18, tedious and FreeTDS beside go-mssqldb, each with its own
+// error text per scenario (docs/clients.md). A client that is not
+// installed gives skipped rows, which fail the test under
+// TDSPROXY_INTEROP=require; FreeTDS's DHE rows are always skipped (no
+// strict mode in FreeTDS 1.3).
+func TestLabClients(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Options{Clients: []string{ClientAll}})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	var table bytes.Buffer
+	if err := rep.Table(&table); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("lab report:\n%s", table.String())
+	if want := len(faults.ScenarioNames()) * len(ClientNames()); len(rep.Rows) != want {
+		t.Fatalf("%d rows, want %d", len(rep.Rows), want)
+	}
+	require := os.Getenv(interop.EnvRequire) == "require"
+	for _, row := range rep.Rows {
+		dheTSQL := row.Client == ClientTSQL && strings.HasPrefix(row.Scenario, "dhe-")
+		switch {
+		case row.Status == StatusOK:
+		case row.Status == StatusSkipped && dheTSQL && strings.Contains(row.Before.Skipped, "no TDS 8.0 strict mode"):
+		case row.Status == StatusSkipped && !require && row.Client != goClientName && row.Client != "openssl s_client":
+			t.Logf("%s/%s skipped: %s", row.Scenario, row.Client, row.Before.Skipped)
+		default:
+			t.Errorf("%s/%s: status %s: %s %s", row.Scenario, row.Client, row.Status, row.Problem, row.Before.Skipped)
+		}
+	}
+	// The JDBC and ODBC rows carry each driver's own words.
+	for _, row := range rep.Rows {
+		if row.Status != StatusOK {
+			continue
+		}
+		switch {
+		case row.Client == ClientJDBC && row.Scenario == faults.ScenarioDelayedAccept:
+			wantErr(t, row.Before.Error, "Read timed out")
+		case row.Client == ClientJDBC:
+			wantErr(t, row.Before.Error, "could not establish a secure connection to SQL Server", "Error: Connection reset.")
+		case row.Client == ClientODBC && row.Scenario == faults.ScenarioDelayedAccept:
+			wantErr(t, row.Before.Error, "[Microsoft]TCP Provider: Timeout error [258].")
+		case row.Client == ClientODBC:
+			wantErr(t, row.Before.Error, "Driver Error: Client unable to establish connection; DDBC Error: [Microsoft]TCP Provider: Error code 0x68")
+		}
+	}
+}
+
+func TestSelectClients(t *testing.T) {
+	for _, tc := range []struct {
+		in   []string
+		want string
+	}{
+		{nil, "go"},
+		{[]string{"all"}, "go,jdbc,odbc,tedious,tsql"},
+		{[]string{"odbc", "JDBC", " go-mssqldb", "jdbc"}, "go,jdbc,odbc"},
+	} {
+		got, err := selectClients(tc.in)
+		if err != nil || strings.Join(got, ",") != tc.want {
+			t.Errorf("selectClients(%q) = %v, %v; want %s", tc.in, got, err, tc.want)
+		}
+	}
+	if _, err := selectClients([]string{"sqlcmd"}); !errors.Is(err, ErrUnknownClient) {
+		t.Errorf("selectClients(sqlcmd): %v, want ErrUnknownClient", err)
 	}
 }

@@ -1,0 +1,456 @@
+package lab
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tdsproxy/tdsproxy/faults"
+	"github.com/tdsproxy/tdsproxy/internal/emulator"
+	"github.com/tdsproxy/tdsproxy/internal/interop"
+	"github.com/tdsproxy/tdsproxy/proxy"
+	"github.com/tdsproxy/tdsproxy/tlsbridge"
+)
+
+// Client names for Options.Clients and `tdsproxy lab --client`.
+const (
+	ClientGo      = "go" // go-mssqldb, in process: the default, the fastest
+	ClientJDBC    = interop.ClientJDBC
+	ClientODBC    = interop.ClientODBC
+	ClientTedious = interop.ClientTedious
+	ClientTSQL    = interop.ClientTSQL
+	// ClientAll selects every client.
+	ClientAll = "all"
+)
+
+// ClientNames lists the clients in the order rows use.
+func ClientNames() []string {
+	return []string{ClientGo, ClientJDBC, ClientODBC, ClientTedious, ClientTSQL}
+}
+
+// selectClients resolves Options.Clients: empty means go-mssqldb only.
+func selectClients(want []string) ([]string, error) {
+	all := ClientNames()
+	if len(want) == 0 {
+		return []string{ClientGo}, nil
+	}
+	var out []string
+	for _, w := range want {
+		w = strings.ToLower(strings.TrimSpace(w))
+		switch {
+		case w == ClientAll:
+			out = append(out, all...)
+		case w == "go-mssqldb":
+			out = append(out, ClientGo)
+		case slices.Contains(all, w):
+			out = append(out, w)
+		default:
+			return nil, fmt.Errorf("%w %q (one of %s, %s)", ErrUnknownClient, w, strings.Join(all, ", "), ClientAll)
+		}
+	}
+	slices.SortFunc(out, func(a, b string) int { return slices.Index(all, a) - slices.Index(all, b) })
+	return slices.Compact(out), nil
+}
+
+// extShape is how a scenario shapes an external client, in each client's
+// own terms (below).
+type extShape struct {
+	// strict: TDS 8.0 (TLS first); otherwise encrypt ON (the whole session
+	// in TLS inside PRELOGIN).
+	strict bool
+	// tlsMin/tlsMax bound the versions; 0 leaves the client's defaults.
+	tlsMin, tlsMax uint16
+	// suite is the one TLS 1.2 suite offered; 0 leaves the defaults.
+	suite uint16
+	// loginTimeout in seconds; 0 means 5.
+	loginTimeout int
+	// trust is the certificate a strict client pins.
+	trust []byte
+}
+
+// openSSLSuite is the OpenSSL name of the lab's suites.
+var openSSLSuite = map[uint16]string{
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256: "ECDHE-RSA-AES128-GCM-SHA256",
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384: "ECDHE-RSA-AES256-GCM-SHA384",
+}
+
+// jsseVersion and openSSLVersion name TLS versions.
+var (
+	jsseVersion    = map[uint16]string{tls.VersionTLS10: "TLSv1", tls.VersionTLS11: "TLSv1.1", tls.VersionTLS12: "TLSv1.2", tls.VersionTLS13: "TLSv1.3"}
+	openSSLVersion = map[uint16]string{tls.VersionTLS10: "TLSv1", tls.VersionTLS11: "TLSv1.1", tls.VersionTLS12: "TLSv1.2", tls.VersionTLS13: "TLSv1.3"}
+	gnuTLSVersion  = map[uint16]string{tls.VersionTLS10: "tls1.0", tls.VersionTLS11: "tls1.1", tls.VersionTLS12: "tls1.2", tls.VersionTLS13: "tls1.3"}
+)
+
+func (s extShape) timeout() int {
+	if s.loginTimeout == 0 {
+		return 5
+	}
+	return s.loginTimeout
+}
+
+// describe is the shape in words, for a row.
+func (s extShape) describe() string {
+	var parts []string
+	if s.strict {
+		parts = append(parts, "strict (TDS 8.0)")
+	} else {
+		parts = append(parts, "encrypt on")
+	}
+	switch {
+	case s.tlsMin != 0 && s.tlsMax != 0 && s.tlsMin != s.tlsMax:
+		parts = append(parts, tlsbridge.VersionName(s.tlsMin)+"-"+strings.TrimPrefix(tlsbridge.VersionName(s.tlsMax), "TLS "))
+	case s.tlsMax != 0:
+		parts = append(parts, "up to "+tlsbridge.VersionName(s.tlsMax))
+	}
+	if s.suite != 0 {
+		parts = append(parts, "suite "+tlsbridge.CipherSuiteName(s.suite))
+	}
+	parts = append(parts, fmt.Sprintf("login timeout %ds", s.timeout()))
+	return strings.Join(parts, ", ")
+}
+
+// extRun runs one external client, shaped, against port.
+func extRun(ctx context.Context, client string, s extShape, port int) (desc string, res *interop.Result, err error) {
+	switch client {
+	case ClientJDBC:
+		j, err := interop.FindJDBC()
+		if err != nil {
+			return "", nil, err
+		}
+		cfg := interop.JDBCConfig{Port: port, User: labUser, Password: labPassword, Encrypt: "true", LoginTimeout: s.timeout(),
+			Timeout: attemptTimeout + 10*time.Second}
+		if s.strict {
+			cfg.Encrypt, cfg.ServerCertificatePEM = "strict", s.trust
+		}
+		if s.tlsMin != 0 || s.tlsMax != 0 {
+			lo, hi := s.tlsMin, s.tlsMax
+			if lo == 0 {
+				lo = tls.VersionTLS12 // JDK 17's lowest enabled version
+			}
+			if hi == 0 {
+				hi = tls.VersionTLS13
+			}
+			for v := lo; v <= hi; v++ {
+				cfg.Protocols = append(cfg.Protocols, jsseVersion[v])
+			}
+			if s.tlsMin != 0 && s.tlsMin < tls.VersionTLS12 {
+				// JDK 17 disables TLS 1.0/1.1 in java.security, as an old
+				// deployment did not.
+				cfg.SecurityProps = map[string]string{"jdk.tls.disabledAlgorithms": "SSLv3, RC4, DES, MD5withRSA, DH keySize < 1024, EC keySize < 224, 3DES_EDE_CBC, anon, NULL"}
+			}
+		}
+		if s.suite != 0 {
+			cfg.CipherSuites = []string{tlsbridge.CipherSuiteName(s.suite)} // JSSE uses the IANA names
+		}
+		desc = fmt.Sprintf("Microsoft JDBC Driver %s (%s), encrypt=%s", interop.JDBCVersion, j.JavaVersion, cfg.Encrypt)
+		if len(cfg.Protocols) > 0 {
+			desc += ", jdk.tls.client.protocols=" + strings.Join(cfg.Protocols, ",")
+		}
+		if len(cfg.CipherSuites) > 0 {
+			desc += ", jdk.tls.client.cipherSuites=" + strings.Join(cfg.CipherSuites, ",")
+		}
+		res, err := j.Run(ctx, cfg)
+		return desc + fmt.Sprintf(", loginTimeout=%d", s.timeout()), res, err
+	case ClientODBC:
+		o, err := interop.FindODBC()
+		if err != nil {
+			return "", nil, err
+		}
+		cfg := interop.ODBCConfig{Port: port, User: labUser, Password: labPassword, Encrypt: "yes", LoginTimeout: s.timeout(),
+			Timeout: attemptTimeout + 10*time.Second}
+		if s.strict {
+			cfg.Encrypt, cfg.ServerCertificatePEM = "strict", s.trust
+		}
+		cfg.OpenSSL = openSSLLines(s)
+		desc = fmt.Sprintf("ODBC Driver 18 (mssql-python %s), Encrypt=%s", o.Version, cfg.Encrypt)
+		if len(cfg.OpenSSL) > 0 {
+			desc += ", OpenSSL " + strings.Join(cfg.OpenSSL, "; ")
+		}
+		res, err := o.Run(ctx, cfg)
+		return desc + fmt.Sprintf(", login timeout %ds", s.timeout()), res, err
+	case ClientTedious:
+		td, err := interop.FindTedious()
+		if err != nil {
+			return "", nil, err
+		}
+		cfg := interop.TediousConfig{Port: port, User: labUser, Password: labPassword, Encrypt: true, ConnectTimeout: s.timeout() * 1000,
+			Timeout: attemptTimeout + 10*time.Second}
+		cc := &interop.CryptoCredentials{}
+		if s.strict {
+			cfg.Encrypt, cc.CA = "strict", string(s.trust)
+		}
+		if s.tlsMin != 0 {
+			cc.MinVersion = openSSLVersion[s.tlsMin]
+		}
+		if s.tlsMax != 0 {
+			cc.MaxVersion = openSSLVersion[s.tlsMax]
+		}
+		if s.tlsMin != 0 && s.tlsMin < tls.VersionTLS12 {
+			cc.Ciphers = "DEFAULT:@SECLEVEL=0"
+		}
+		if s.suite != 0 {
+			cc.Ciphers = openSSLSuite[s.suite]
+		}
+		if *cc != (interop.CryptoCredentials{}) {
+			cfg.CryptoCredentialsDetails = cc
+		}
+		desc = fmt.Sprintf("tedious %s (Node %s), encrypt=%v", interop.TediousVersion, td.NodeVersion, cfg.Encrypt)
+		if cc.MinVersion != "" || cc.MaxVersion != "" {
+			desc += fmt.Sprintf(", %s-%s", cc.MinVersion, cc.MaxVersion)
+		}
+		if cc.Ciphers != "" {
+			desc += ", ciphers " + cc.Ciphers
+		}
+		res, err := td.Run(ctx, cfg)
+		return desc + fmt.Sprintf(", connectTimeout %d ms", s.timeout()*1000), res, err
+	case ClientTSQL:
+		if _, err := interop.FindTSQL(); err != nil {
+			return "", nil, err
+		}
+		cfg := interop.TSQLConfig{Port: port, User: labUser, Password: labPassword, Encryption: "require",
+			Conf: []string{fmt.Sprintf("connect timeout = %d", s.timeout())}, Timeout: attemptTimeout + 10*time.Second}
+		if s.tlsMin != 0 || s.tlsMax != 0 {
+			for v := uint16(tls.VersionTLS10); v <= tls.VersionTLS13; v++ {
+				if (s.tlsMin != 0 && v < s.tlsMin) || (s.tlsMax != 0 && v > s.tlsMax) {
+					cfg.GnuTLSOverrides = append(cfg.GnuTLSOverrides, "disabled-version = "+gnuTLSVersion[v])
+				}
+			}
+			if s.tlsMin != 0 && s.tlsMin <= tls.VersionTLS10 {
+				cfg.EnableTLSv1 = ptr(true)
+			}
+		}
+		if s.suite == tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 {
+			// GnuTLS priorities name ciphers, not suites: without
+			// AES-256 the server's AES-256 suite is not offered.
+			cfg.GnuTLSOverrides = append(cfg.GnuTLSOverrides, "tls-disabled-cipher = AES-256-GCM", "tls-disabled-cipher = AES-256-CBC",
+				"tls-disabled-cipher = AES-256-CCM")
+		}
+		desc = "FreeTDS tsql, encryption = require"
+		if len(cfg.GnuTLSOverrides) > 0 {
+			desc += ", GnuTLS " + strings.Join(cfg.GnuTLSOverrides, "; ")
+		}
+		res, err := interop.RunTSQL(ctx, cfg)
+		return desc + fmt.Sprintf(", connect timeout = %d", s.timeout()), res, err
+	}
+	return "", nil, fmt.Errorf("%w %q", ErrUnknownClient, client)
+}
+
+func openSSLLines(s extShape) []string {
+	var l []string
+	if s.tlsMin != 0 {
+		l = append(l, "MinProtocol = "+openSSLVersion[s.tlsMin])
+	}
+	if s.tlsMax != 0 {
+		l = append(l, "MaxProtocol = "+openSSLVersion[s.tlsMax])
+	}
+	switch {
+	case s.suite != 0:
+		l = append(l, "CipherString = "+openSSLSuite[s.suite])
+	case s.tlsMin != 0 && s.tlsMin < tls.VersionTLS12:
+		// OpenSSL 3 refuses TLS < 1.2 at its default security level.
+		l = append(l, "CipherString = DEFAULT:@SECLEVEL=0")
+	}
+	return l
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// clientAvailable says why an external client cannot run here ("" when it
+// can).
+func clientAvailable(client string) string {
+	var err error
+	switch client {
+	case ClientJDBC:
+		_, err = interop.FindJDBC()
+	case ClientODBC:
+		_, err = interop.FindODBC()
+	case ClientTedious:
+		_, err = interop.FindTedious()
+	case ClientTSQL:
+		_, err = interop.FindTSQL()
+	}
+	if err != nil {
+		return err.Error() + " (make deps installs it)"
+	}
+	return ""
+}
+
+// extAttempt starts an env (emulator or upstream, rules armed) and runs one
+// shaped external client through its proxy.
+func (r *runner) extAttempt(ctx context.Context, client string, cfg envConfig, server string, s extShape) Attempt {
+	cfg.Logger = r.log
+	e, err := startEnv(cfg)
+	if err != nil {
+		return Attempt{Client: client, Server: server, Error: "lab: " + err.Error()}
+	}
+	defer e.close()
+	desc, res, err := extRun(ctx, client, s, e.proxy.Addr().(*net.TCPAddr).Port)
+	a := Attempt{Client: desc, Server: server}
+	switch {
+	case err != nil && res == nil:
+		a.Error = "lab: " + err.Error()
+		return a
+	case err != nil:
+		a.Error = joinErr(res.Error, "lab: "+err.Error())
+	case res.OK:
+		a.Connected = true
+		a.Result = "SELECT 1 = " + strings.Join(firstCell(res.Rows), "")
+	default:
+		a.Error = res.Error
+		if res.Cause != "" && res.Cause != res.Error && client != ClientODBC {
+			a.Error += " (cause: " + res.Cause + ")"
+		}
+	}
+	if res != nil {
+		a.Elapsed = res.Elapsed
+	}
+	rec, werr := e.recs.wait(ctx, "")
+	if werr != nil {
+		a.Error = joinErr(a.Error, "proxy: "+werr.Error())
+		return a
+	}
+	a.Record = rec
+	return a
+}
+
+func firstCell(rows [][]string) []string {
+	if len(rows) == 0 || len(rows[0]) == 0 {
+		return []string{"(no rows)"}
+	}
+	return rows[0][:1]
+}
+
+// symptom is what an external client's error says for each kind of
+// failure (substrings, all required), from docs/clients.md.
+type symptomText struct{ reset, timeout []string }
+
+var extSymptoms = map[string]symptomText{
+	ClientJDBC:    {reset: []string{"could not establish a secure connection", "Error: Connection reset."}, timeout: []string{"Read timed out"}},
+	ClientODBC:    {reset: []string{"TCP Provider: Error code 0x68"}, timeout: []string{"TCP Provider: Timeout error [258]."}},
+	ClientTedious: {reset: []string{"Failed to connect to ", "read ECONNRESET"}, timeout: []string{"Failed to connect to ", " in 1000ms"}},
+	ClientTSQL:    {reset: []string{"Adaptive Server connection failed"}, timeout: []string{"Adaptive Server connection timed out"}},
+}
+
+// extRow runs one scenario with an external client: before the fix with the
+// scenario's rule, after the fix as the scenario's fix says.
+func (r *runner) extRow(ctx context.Context, name, client string) Row {
+	info := scenarioInfo(name)
+	row := Row{Scenario: name, Summary: info.Summary, Fix: info.Fix, Client: client}
+	if why := clientAvailable(client); why != "" {
+		row.Status = StatusSkipped
+		row.Before = Attempt{Skipped: why}
+		row.After = Attempt{Skipped: why}
+		row.Note = client + " is not installed here: " + why
+		return row
+	}
+	s, err := scenarioSetup(name)
+	if err != nil {
+		row.Status, row.Problem = StatusUnexpected, err.Error()
+		return row
+	}
+	row.Rule = s.rule
+	rules := []faults.RuleSpec{s.rule}
+	sym := extSymptoms[client]
+	switch name {
+	case faults.ScenarioProtocolMismatch:
+		row.Before = r.extAttempt(ctx, client, envConfig{Emulator: s.emu, Rules: rules}, s.server, extShape{tlsMin: tls.VersionTLS10, tlsMax: tls.VersionTLS11})
+		row.After = r.extAttempt(ctx, client, envConfig{Emulator: s.emu, Rules: rules}, s.server, extShape{tlsMin: tls.VersionTLS12, tlsMax: tls.VersionTLS12})
+		row.Note = "The client before the fix offers TLS 1.0 and 1.1 only; the rule plays a TLS 1.2-only server. After the fix (TLS 1.2) the same rule lets it through."
+		judge(&row, expect{phase: proxy.PhaseTLSClientHello, by: proxy.SideProxy, kind: proxy.CloseRST, errText: sym.reset})
+	case faults.ScenarioCipherMismatch:
+		row.Before = r.extAttempt(ctx, client, envConfig{Emulator: s.emu, Rules: rules}, s.server, extShape{tlsMax: tls.VersionTLS12, suite: clientSuite})
+		row.After = r.extAttempt(ctx, client, envConfig{Emulator: s.emu, Rules: rules}, s.server, extShape{tlsMax: tls.VersionTLS12, suite: serverSuite})
+		row.Note = fmt.Sprintf("The client before the fix does not offer %s, the server's only suite; after the fix it does.", tlsbridge.CipherSuiteName(serverSuite))
+		if client == ClientTSQL {
+			row.After = r.extAttempt(ctx, client, envConfig{Emulator: s.emu, Rules: rules}, s.server, extShape{tlsMax: tls.VersionTLS12})
+			row.Note += " (GnuTLS priorities name ciphers, not suites: before the fix AES-256 is disabled; after, GnuTLS's defaults.)"
+		}
+		judge(&row, expect{phase: proxy.PhaseTLSClientHello, by: proxy.SideProxy, kind: proxy.CloseRST, errText: sym.reset})
+	case faults.ScenarioWeakCertHash:
+		row.Before = r.extAttempt(ctx, client, envConfig{Emulator: s.emu, Rules: rules}, s.server, extShape{})
+		row.After = r.extAttempt(ctx, client, envConfig{Emulator: emulator.Config{TLSMax: tls.VersionTLS12}}, "emulator serving its certificate signed with SHA256-RSA; no rule", extShape{})
+		row.Note = "The emulator serves a certificate signed with MD5; the rule closes at the ClientHello because the client lists no RSA/MD5 in signature_algorithms. After the fix the certificate is re-issued with SHA-256."
+		judge(&row, expect{phase: proxy.PhaseTLSClientHello, by: proxy.SideProxy, kind: proxy.CloseRST, errText: sym.reset})
+	case faults.ScenarioDHEEnabled, faults.ScenarioDHELeadingZero:
+		r.extDHE(ctx, &row, client, s)
+	case faults.ScenarioDelayedAccept:
+		row.Before = r.extAttempt(ctx, client, envConfig{Emulator: s.emu, Rules: rules}, s.server, extShape{loginTimeout: beforeTimeout})
+		row.After = r.extAttempt(ctx, client, envConfig{Emulator: s.emu, Rules: rules}, s.server, extShape{loginTimeout: afterTimeout})
+		row.Note = fmt.Sprintf("The proxy holds each accepted connection for %v. The client before the fix gives up after %ds; after the fix (%ds) it waits out the delay.",
+			acceptDelay, beforeTimeout, afterTimeout)
+		judge(&row, expect{phase: proxy.PhaseAccept, by: proxy.SideClient, errText: sym.timeout, afterDelayed: true})
+	default:
+		row.Status, row.Problem = StatusUnexpected, "the lab has no experiment for this scenario"
+	}
+	return row
+}
+
+// extDHE: the driver meets a DHE server in TDS 8.0 strict form (openssl
+// s_server preferring DHE, its certificate pinned), before the fix; after
+// the fix, the emulator (no DHE) with the rule still armed.
+func (r *runner) extDHE(ctx context.Context, row *Row, client string, s setup) {
+	if client == ClientTSQL {
+		row.Status = StatusSkipped
+		row.Before = Attempt{Skipped: "FreeTDS 1.3 has no TDS 8.0 strict mode, and inside PRELOGIN its server would have to be the emulator, which has no DHE"}
+		row.After = row.Before
+		row.Note = row.Before.Skipped + "."
+		return
+	}
+	if r.openssl == "" {
+		row.Status = StatusSkipped
+		row.Before = Attempt{Skipped: "no DHE server here: " + r.noSSL}
+		row.After = row.Before
+		row.Note = "The DHE close needs a DHE-capable server: install openssl (OpenSSL 3) and run the lab again."
+		return
+	}
+	ups, err := r.upstreams()
+	if err != nil {
+		row.Status, row.Problem = StatusUnexpected, err.Error()
+		return
+	}
+	certPEM, err := os.ReadFile(filepath.Join(r.dir, "s_server.pem"))
+	if err != nil {
+		row.Status, row.Problem = StatusUnexpected, "lab: "+err.Error()
+		return
+	}
+	rules := []faults.RuleSpec{s.rule}
+	// A 2 s login timeout: s_server is not TDS, a handshake the rule let
+	// through would end in the driver's timeout.
+	row.Before = r.extAttempt(ctx, client, envConfig{Upstream: ups.dhe.addr, Rules: rules}, ups.dhe.desc+"; rule rate=always",
+		extShape{strict: true, tlsMax: tls.VersionTLS12, trust: certPEM, loginTimeout: 2})
+	emu := emulator.Config{TLSMax: tls.VersionTLS12}
+	after := envConfig{Emulator: emu, Rules: rules}
+	// The emulator's certificate is generated at start: pin it after start.
+	row.After = r.extAttemptEmuStrict(ctx, client, after, "emulator (no DHE: Go TLS chooses ECDHE); rule rate=always")
+	lead := "The server prefers TLS_DHE_RSA_WITH_AES_128_GCM_SHA256 and the driver offers DHE (JSSE and OpenSSL do by default); the rule closes after the client's " +
+		"ClientKeyExchange/ChangeCipherSpec/Finished flight, where Schannel fails. "
+	if row.Scenario == faults.ScenarioDHELeadingZero {
+		lead += "rate=always forces what happens by itself in about 1 DHE handshake in 256 (rate=natural). "
+	}
+	row.Note = lead + "After the fix (no TLS_DHE_* on the server) the server chooses ECDHE and the same rule lets the driver through."
+	judge(row, expect{phase: proxy.PhaseTLSClientFinished, by: proxy.SideProxy, kind: proxy.CloseRST, errText: extSymptoms[client].reset})
+}
+
+// extAttemptEmuStrict is extAttempt for a strict client against the
+// emulator serving a certificate for localhost and 127.0.0.1, which the
+// client pins.
+func (r *runner) extAttemptEmuStrict(ctx context.Context, client string, cfg envConfig, server string) Attempt {
+	cert, certPEM, _, err := tlsbridge.GenerateCertificate(tlsbridge.CertOptions{CommonName: "localhost",
+		DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}})
+	if err != nil {
+		return Attempt{Client: client, Server: server, Error: "lab: " + err.Error()}
+	}
+	cfg.Emulator.Certificate = &cert
+	return r.extAttempt(ctx, client, cfg, server, extShape{strict: true, tlsMax: tls.VersionTLS12, trust: certPEM})
+}
+
+// ErrUnknownClient is returned for a client name that is not one of
+// ClientNames (or ClientAll).
+var ErrUnknownClient = errors.New("unknown client")
