@@ -575,8 +575,15 @@ func (s *session) drainClient() {
 		}
 	}
 	clean := errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
-	if !clean && unreadBytes(c) != 0 {
-		s.amendClose(fmt.Sprintf("FIN sent, then RST: the client was still sending %v after it", time.Since(time.Unix(0, s.finAt.Load())).Round(time.Millisecond)))
+	after := time.Since(time.Unix(0, s.finAt.Load())).Round(time.Millisecond)
+	if !clean {
+		switch unreadBytes(c) {
+		case 0:
+		case -1: // not known on this system
+			s.amendClose(fmt.Sprintf("FIN sent; the client had not closed %v after it, so the close may have ended with an RST", after))
+		default:
+			s.amendClose(fmt.Sprintf("FIN sent, then RST: the client was still sending %v after it", after))
+		}
 	}
 	c.Close()
 }

@@ -236,6 +236,28 @@ func TestEveryClosePathKeepsItsStyle(t *testing.T) {
 		}
 		checkClose(t, rec, proxy.SideProxy, proxy.CloseFIN, "")
 	})
+	t.Run("limit_data upstream/fin, the client pushing on", func(t *testing.T) {
+		// More than the drain takes after the FIN (1 MiB): the close ends
+		// with an RST, and the record owns up to it.
+		s, err := faults.NewLimitData(faults.LimitData{Bytes: 1000})
+		p, recs := wireProxy(t, proxy.Config{Upstream: serveUp(t, discardHandler)}, stage(proxy.ClientToServer, s, err))
+		c, err := net.Dial("tcp", p.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		big := make([]byte, 1<<20)
+		for range 8 {
+			if _, err := c.Write(big); err != nil {
+				break
+			}
+		}
+		rec := nextRecord(t, recs)
+		if c := rec.Close; c == nil || c.Kind != proxy.CloseFIN || !strings.Contains(c.Reason, "then RST") {
+			t.Errorf("close = %+v, want fin with the RST after it in the reason", rec.Close)
+		}
+	})
 	t.Run("reset upstream/rst", func(t *testing.T) {
 		s, err := faults.NewReset(faults.Reset{AfterBytes: 1000})
 		p, recs := wireProxy(t, proxy.Config{Upstream: serveUp(t, discardHandler)}, stage(proxy.ClientToServer, s, err))
