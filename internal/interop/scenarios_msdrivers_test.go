@@ -32,9 +32,11 @@ package interop
 //	  jdbc  "... Error: Remote host terminated the handshake.", cause
 //	        java.io.EOFException: SSL peer shut down incorrectly; no retry
 //	  odbc  "... TCP Provider: Error code 0x2746"
-//	FIN after part of the server's TLS flight (TDS 7.x, TLS inside PRELOGIN
-//	packets): JDBC's "SQL Server returned an incomplete response" is an
-//	intermittent TLS failure to it: it retries silently, 5 times
+//	FIN after a server packet of the handshake was read (TDS 7.x, TLS
+//	inside PRELOGIN packets; mid-flight, or after the client's Finished
+//	where the DHE failures strike): JDBC's "SQL Server returned an
+//	incomplete response" is an intermittent TLS failure to it: it retries
+//	silently, 5 times
 //	(SQLServerConnection.INTERMITTENT_TLS_MAX_RETRY), so a fault that hits
 //	one connection in N is never seen; an RST is reported at once.
 //	alert:handshake_failure at tls.client_hello:
@@ -385,13 +387,23 @@ func TestScenarioDHEMSDrivers(t *testing.T) {
 // times; an RST is reported at once. So a fault hitting 1 connection in
 // 256 is invisible to a JDBC application when the server closes with FIN.
 // ODBC Driver 18 does not retry either close. The cut: a generic
-// limit_data (FIN) or reset (RST) fault passing 100 bytes of the server's
-// TLS flight.
+// limit_data (FIN) or reset (RST) fault on the server's side of the
+// connection.
 func TestJDBCIntermittentTLSRetry(t *testing.T) {
 	t.Parallel()
-	cut := func(action string, first uint64) faults.RuleSpec {
-		return faults.RuleSpec{Name: "cut", Action: action, Direction: "downstream", Phase: string(proxy.PhaseTLSServerHello),
-			Options: map[string]string{"bytes": "100"}, Match: faults.Match{First: first}}
+	// Two cut points: 100 bytes into the server's first flight, and right
+	// after the client's Finished, instead of the server's
+	// ChangeCipherSpec/Finished: where the DHE failures strike (the record
+	// then shows the server's Finished reaching the proxy, not the client).
+	type cutAt struct {
+		phase, closed proxy.Phase
+		bytes         string
+	}
+	midFlight := cutAt{proxy.PhaseTLSServerHello, proxy.PhaseTLSServerHello, "100"}
+	afterFinished := cutAt{proxy.PhaseTLSClientFinished, proxy.PhaseTLSServerFinished, "0"}
+	cut := func(action string, at cutAt, first uint64) faults.RuleSpec {
+		return faults.RuleSpec{Name: "cut", Action: action, Direction: "downstream", Phase: string(at.phase),
+			Options: map[string]string{"bytes": at.bytes}, Match: faults.Match{First: first}}
 	}
 	drain := func(t *testing.T, r *rig) []*proxy.Record {
 		t.Helper()
@@ -406,29 +418,34 @@ func TestJDBCIntermittentTLSRetry(t *testing.T) {
 			return recs
 		}
 	}
+	jdbcIncomplete := func(t *testing.T, res *Result, err error) {
+		assertJDBC(t, res, err, jdbcTLSFailed("true", true, "SQL Server returned an incomplete response. The connection has been closed."),
+			jdbcException, "08S01", "")
+	}
+	jdbcReset := func(t *testing.T, res *Result, err error) {
+		assertJDBC(t, res, err, jdbcTLSFailed("true", true, "Connection reset"), jdbcException, "08S01", "java.net.SocketException: Connection reset")
+	}
+	selectOne := func(t *testing.T, res *Result, err error) { assertSelectOne(t, res, err) } // the application never sees the failure
 	for _, tt := range []struct {
 		name   string
 		action string
+		at     cutAt
 		first  uint64
 		client clientRun
 		// conns is how many connections the driver made.
 		conns int
 		check func(t *testing.T, res *Result, err error)
 	}{
-		{"jdbc/fin every connection", "limit_data", 0, jdbcRun(JDBCConfig{Encrypt: "true"}), 6, func(t *testing.T, res *Result, err error) {
-			assertJDBC(t, res, err, jdbcTLSFailed("true", true, "SQL Server returned an incomplete response. The connection has been closed."),
-				jdbcException, "08S01", "")
-		}},
-		{"jdbc/fin first connection only", "limit_data", 1, jdbcRun(JDBCConfig{Encrypt: "true"}), 2, func(t *testing.T, res *Result, err error) {
-			assertSelectOne(t, res, err) // the application never sees the failure
-		}},
-		{"jdbc/rst", "reset", 1, jdbcRun(JDBCConfig{Encrypt: "true"}), 1, func(t *testing.T, res *Result, err error) {
-			assertJDBC(t, res, err, jdbcTLSFailed("true", true, "Connection reset"), jdbcException, "08S01", "java.net.SocketException: Connection reset")
-		}},
-		{"odbc/fin first connection only", "limit_data", 1, odbcRun(ODBCConfig{Encrypt: "yes"}), 1, func(t *testing.T, res *Result, err error) {
+		{"jdbc/mid-flight/fin every connection", "limit_data", midFlight, 0, jdbcRun(JDBCConfig{Encrypt: "true"}), 6, jdbcIncomplete},
+		{"jdbc/mid-flight/fin first connection only", "limit_data", midFlight, 1, jdbcRun(JDBCConfig{Encrypt: "true"}), 2, selectOne},
+		{"jdbc/mid-flight/rst", "reset", midFlight, 1, jdbcRun(JDBCConfig{Encrypt: "true"}), 1, jdbcReset},
+		{"jdbc/after finished/fin every connection", "limit_data", afterFinished, 0, jdbcRun(JDBCConfig{Encrypt: "true"}), 6, jdbcIncomplete},
+		{"jdbc/after finished/fin first connection only", "limit_data", afterFinished, 1, jdbcRun(JDBCConfig{Encrypt: "true"}), 2, selectOne},
+		{"jdbc/after finished/rst", "reset", afterFinished, 1, jdbcRun(JDBCConfig{Encrypt: "true"}), 1, jdbcReset},
+		{"odbc/mid-flight/fin first connection only", "limit_data", midFlight, 1, odbcRun(ODBCConfig{Encrypt: "yes"}), 1, func(t *testing.T, res *Result, err error) {
 			assertODBC(t, res, err, odbcConnFailed("TCP Provider: Error code 0x2746"), odbcOperational, "08001", "")
 		}},
-		{"odbc/rst", "reset", 1, odbcRun(ODBCConfig{Encrypt: "yes"}), 1, func(t *testing.T, res *Result, err error) {
+		{"odbc/mid-flight/rst", "reset", midFlight, 1, odbcRun(ODBCConfig{Encrypt: "yes"}), 1, func(t *testing.T, res *Result, err error) {
 			assertODBC(t, res, err, odbcConnFailed("TCP Provider: Error code 0x68"), odbcOperational, "08001", "")
 		}},
 	} {
@@ -436,7 +453,7 @@ func TestJDBCIntermittentTLSRetry(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), scenarioTimeout)
 			defer cancel()
-			r := newEmuRig(t, emuConfig(), cut(tt.action, tt.first))
+			r := newEmuRig(t, emuConfig(), cut(tt.action, tt.at, tt.first))
 			res, err := tt.client(ctx, t, r)
 			tt.check(t, res, err)
 			recs := drain(t, r)
@@ -446,8 +463,8 @@ func TestJDBCIntermittentTLSRetry(t *testing.T) {
 			for i, rec := range recs {
 				t.Logf("connection %d: %s", i+1, recordSummary(rec))
 				cutHere := tt.first == 0 || uint64(i) < tt.first
-				if cutHere && (rec.Close == nil || rec.Close.By != proxy.SideProxy || rec.Close.Phase != proxy.PhaseTLSServerHello) {
-					t.Errorf("connection %d: close %+v, want the proxy's at tls.server_hello", i+1, rec.Close)
+				if cutHere && (rec.Close == nil || rec.Close.By != proxy.SideProxy || rec.Close.Phase != tt.at.closed) {
+					t.Errorf("connection %d: close %+v, want the proxy's at %s", i+1, rec.Close, tt.at.closed)
 				}
 			}
 		})
