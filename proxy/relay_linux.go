@@ -155,7 +155,7 @@ func (s *session) relayBursts(dir Direction, src, dst net.Conn) bool {
 				if err != nil {
 					// splice(2) fails alike for its read from src and its
 					// write to dst: blame the socket that failed.
-					if burstWriteFailed(src, dst, err) {
+					if s.burstWriteFailed(src, dst, err) {
 						s.writeFailed(dir, err)
 					} else {
 						s.readEnded(dir, err)
@@ -183,8 +183,8 @@ func (s *session) relayBursts(dir Direction, src, dst net.Conn) bool {
 // by the server). A socket that received an RST is in TCP_CLOSE (RFC 793
 // 3.4, "Reset Processing"); a write error is EPIPE or ECONNRESET on the
 // socket written to.
-func burstWriteFailed(src, dst net.Conn, err error) bool {
-	srcGone, dstGone := tcpClosed(src), tcpClosed(dst)
+func (s *session) burstWriteFailed(src, dst net.Conn, err error) bool {
+	srcGone, dstGone := s.peerReset(src), s.peerReset(dst)
 	switch {
 	case dstGone && !srcGone:
 		return true
@@ -218,6 +218,12 @@ func tcpClosed(c net.Conn) bool {
 	}
 	return state&0xff == tcpStateClose
 }
+
+// tcpReset reports whether c is in TCP_CLOSE, which an RST from its peer
+// leads to, where the peer's FIN leaves it in CLOSE_WAIT. (A FIN exchange
+// the proxy began also ends there, in TIME_WAIT's place: session.peerReset
+// asks only about sockets the proxy has not half-closed.)
+func tcpReset(c net.Conn) bool { return tcpClosed(c) }
 
 // unreadBytes is how many received bytes wait unread on c (SIOCINQ), or -1
 // when unknown.

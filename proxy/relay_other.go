@@ -23,3 +23,7 @@ func (s *session) readChunk(_ Direction, src net.Conn) (bp *[]byte, n int, err e
 // here, so a drained FIN close that ends on its time or byte bound notes a
 // possible RST (session.drainClient).
 func unreadBytes(net.Conn) int { return -1 }
+
+// tcpReset cannot tell here whether an end of stream was an RST whose
+// error a write took first (Linux reads the TCP state, relay_linux.go).
+func tcpReset(net.Conn) bool { return false }

@@ -66,6 +66,9 @@ type session struct {
 	finWait atomic.Bool
 	finAt   atomic.Int64 // UnixNano of the FIN
 	drained atomic.Bool
+	// finSent[0] (client) and [1] (server) are set once the proxy has
+	// half-closed that socket: its TCP state then says nothing of a reset.
+	finSent [2]atomic.Bool
 }
 
 func newSession(p *Proxy, id uint64, client net.Conn) *session {
@@ -545,7 +548,7 @@ func (s *session) finClient() {
 	s.finWait.Store(true)
 	// Bounds the reader's wait whatever it is doing (a hold, the relay).
 	_ = s.client.SetReadDeadline(time.Now().Add(finLinger))
-	closeWrite(s.client)
+	s.closeWrite(s.client)
 }
 
 // drainClient ends a FIN close begun by finClient; only the client's reader
@@ -798,6 +801,13 @@ func (s *session) readEnded(dir Direction, err error) {
 			defer s.cancel()
 		}
 	}
+	if kind == CloseFIN && s.peerReset(src) {
+		// An end of stream from a socket the peer reset: the reset's error
+		// went to a write on this socket (the other direction), and the
+		// read then finds the stream shut. The peer sent an RST, not a FIN.
+		kind = CloseRST
+		err = fmt.Errorf("read %s: %w (the reset's error was taken by a write)", dir, syscall.ECONNRESET)
+	}
 	if s.watching.Load() {
 		s.mu.Lock()
 		s.w.ended(dir)
@@ -813,7 +823,7 @@ func (s *session) readEnded(dir Direction, err error) {
 			}
 		}
 		// Half-close: pass the FIN on and let the other direction finish.
-		closeWrite(dst)
+		s.closeWrite(dst)
 	case CloseRST:
 		// Pass the reset on: an RST from SQL Server must reach the client as
 		// an RST, or 10054 becomes a mere EOF.
@@ -968,6 +978,26 @@ func reasonOf(kind CloseKind, err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// closeWrite half-closes c, one of the session's sockets, and remembers it.
+func (s *session) closeWrite(c net.Conn) {
+	s.finSent[s.index(c)].Store(true)
+	closeWrite(c)
+}
+
+func (s *session) index(c net.Conn) int {
+	if c == s.client {
+		return 0
+	}
+	return 1
+}
+
+// peerReset reports whether c's peer reset it, when the TCP state can say
+// so: only while the proxy has not half-closed c, since a socket whose FIN
+// exchange completes (TIME_WAIT) also reads as closed.
+func (s *session) peerReset(c net.Conn) bool {
+	return !s.finSent[s.index(c)].Load() && tcpReset(c)
 }
 
 // closeWrite half-closes c (sends FIN) when it can, else closes it.
