@@ -124,31 +124,8 @@ func extRun(ctx context.Context, client string, s extShape, port int) (desc stri
 		if err != nil {
 			return "", nil, err
 		}
-		cfg := interop.JDBCConfig{Port: port, User: labUser, Password: labPassword, Encrypt: "true", LoginTimeout: s.timeout(),
-			Timeout: attemptTimeout + 10*time.Second}
-		if s.strict {
-			cfg.Encrypt, cfg.ServerCertificatePEM = "strict", s.trust
-		}
-		if s.tlsMin != 0 || s.tlsMax != 0 {
-			lo, hi := s.tlsMin, s.tlsMax
-			if lo == 0 {
-				lo = tls.VersionTLS12 // JDK 17's lowest enabled version
-			}
-			if hi == 0 {
-				hi = tls.VersionTLS13
-			}
-			for v := lo; v <= hi; v++ {
-				cfg.Protocols = append(cfg.Protocols, jsseVersion[v])
-			}
-			if s.tlsMin != 0 && s.tlsMin < tls.VersionTLS12 {
-				// JDK 17 disables TLS 1.0/1.1 in java.security, as an old
-				// deployment did not.
-				cfg.SecurityProps = map[string]string{"jdk.tls.disabledAlgorithms": "SSLv3, RC4, DES, MD5withRSA, DH keySize < 1024, EC keySize < 224, 3DES_EDE_CBC, anon, NULL"}
-			}
-		}
-		if s.suite != 0 {
-			cfg.CipherSuites = []string{tlsbridge.CipherSuiteName(s.suite)} // JSSE uses the IANA names
-		}
+		cfg := jdbcConfig(s)
+		cfg.Port, cfg.User, cfg.Password, cfg.Timeout = port, labUser, labPassword, attemptTimeout+10*time.Second
 		desc = fmt.Sprintf("Microsoft JDBC Driver %s (%s), encrypt=%s", interop.JDBCVersion, j.JavaVersion, cfg.Encrypt)
 		if len(cfg.Protocols) > 0 {
 			desc += ", jdk.tls.client.protocols=" + strings.Join(cfg.Protocols, ",")
@@ -163,12 +140,8 @@ func extRun(ctx context.Context, client string, s extShape, port int) (desc stri
 		if err != nil {
 			return "", nil, err
 		}
-		cfg := interop.ODBCConfig{Port: port, User: labUser, Password: labPassword, Encrypt: "yes", LoginTimeout: s.timeout(),
-			Timeout: attemptTimeout + 10*time.Second}
-		if s.strict {
-			cfg.Encrypt, cfg.ServerCertificatePEM = "strict", s.trust
-		}
-		cfg.OpenSSL = openSSLLines(s)
+		cfg := odbcConfig(s)
+		cfg.Port, cfg.User, cfg.Password, cfg.Timeout = port, labUser, labPassword, attemptTimeout+10*time.Second
 		desc = fmt.Sprintf("ODBC Driver 18 (mssql-python %s), Encrypt=%s", o.Version, cfg.Encrypt)
 		if len(cfg.OpenSSL) > 0 {
 			desc += ", OpenSSL " + strings.Join(cfg.OpenSSL, "; ")
@@ -240,6 +213,48 @@ func extRun(ctx context.Context, client string, s extShape, port int) (desc stri
 		return desc + fmt.Sprintf(", connect timeout = %d", s.timeout()), res, err
 	}
 	return "", nil, fmt.Errorf("%w %q", ErrUnknownClient, client)
+}
+
+// jdbcOldTLS re-enables TLS 1.0 and 1.1, which JDK 17 disables in
+// java.security (jdk.tls.disabledAlgorithms), as an old deployment did not.
+const jdbcOldTLS = "SSLv3, RC4, DES, MD5withRSA, DH keySize < 1024, EC keySize < 224, 3DES_EDE_CBC, anon, NULL"
+
+// jdbcConfig shapes the JDBC driver: connection properties, and the JVM's
+// jdk.tls.client.* system properties for versions and suites.
+func jdbcConfig(s extShape) interop.JDBCConfig {
+	cfg := interop.JDBCConfig{Encrypt: "true", LoginTimeout: s.timeout()}
+	if s.strict {
+		cfg.Encrypt, cfg.ServerCertificatePEM = "strict", s.trust
+	}
+	if s.tlsMin != 0 || s.tlsMax != 0 {
+		lo, hi := s.tlsMin, s.tlsMax
+		if lo == 0 {
+			lo = tls.VersionTLS12 // JDK 17's lowest enabled version
+		}
+		if hi == 0 {
+			hi = tls.VersionTLS13
+		}
+		for v := lo; v <= hi; v++ {
+			cfg.Protocols = append(cfg.Protocols, jsseVersion[v])
+		}
+		if lo < tls.VersionTLS12 {
+			cfg.SecurityProps = map[string]string{"jdk.tls.disabledAlgorithms": jdbcOldTLS}
+		}
+	}
+	if s.suite != 0 {
+		cfg.CipherSuites = []string{tlsbridge.CipherSuiteName(s.suite)} // JSSE uses the IANA names
+	}
+	return cfg
+}
+
+// odbcConfig shapes ODBC Driver 18: the connection string, and OpenSSL's
+// system defaults (OPENSSL_CONF) for versions and suites.
+func odbcConfig(s extShape) interop.ODBCConfig {
+	cfg := interop.ODBCConfig{Encrypt: "yes", LoginTimeout: s.timeout(), OpenSSL: openSSLLines(s)}
+	if s.strict {
+		cfg.Encrypt, cfg.ServerCertificatePEM = "strict", s.trust
+	}
+	return cfg
 }
 
 func openSSLLines(s extShape) []string {

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -148,10 +149,13 @@ type clientSetup struct {
 	freetds []string
 	// none says why this library cannot be set up this way.
 	none string
+	// ms is how Microsoft's JDBC and ODBC drivers are shaped (nil: their
+	// defaults).
+	ms *extShape
 }
 
-// ConnectionHelp prints what is running and, for go-mssqldb, tedious and
-// FreeTDS, a connection that meets the fault (before the fix) and one that
+// ConnectionHelp prints what is running and, for go-mssqldb, Microsoft's
+// JDBC and ODBC drivers, tedious and FreeTDS, a connection that meets the fault (before the fix) and one that
 // passes (after the fix), with the files it needs written to Dir.
 func (h *Held) ConnectionHelp(w io.Writer) error {
 	rule, _ := json.Marshal(h.Rule)
@@ -204,6 +208,16 @@ func (h *Held) printClients(w io.Writer, tag string, set map[string]clientSetup)
 			if c.goTLS != "" {
 				fmt.Fprintf(w, "    then, after msdsn.Parse: %s\n", c.goTLS)
 			}
+		}
+	}
+	if c, ok := set["jdbc"]; ok {
+		if err := h.printJDBC(w, tag, c); err != nil {
+			return err
+		}
+	}
+	if c, ok := set["odbc"]; ok {
+		if err := h.printODBC(w, tag, c); err != nil {
+			return err
 		}
 	}
 	if c, ok := set["tedious"]; ok {
@@ -265,11 +279,13 @@ func (h *Held) printClients(w io.Writer, tag string, set map[string]clientSetup)
 // setups returns the client set-ups for the held scenario; nil after means
 // the fix is on the server side and no client passes.
 func (h *Held) setups() (before, after map[string]clientSetup, note string) {
-	defaults := map[string]clientSetup{"go-mssqldb": {}, "tedious": {}, "freetds": {}}
+	defaults := map[string]clientSetup{"go-mssqldb": {}, "jdbc": {}, "odbc": {}, "tedious": {}, "freetds": {}}
 	switch h.Scenario.Name {
 	case faults.ScenarioProtocolMismatch:
 		before = map[string]clientSetup{
 			"go-mssqldb": {goTLS: "cfg.TLSConfig.MinVersion, cfg.TLSConfig.MaxVersion = tls.VersionTLS10, tls.VersionTLS11"},
+			"jdbc":       {ms: &extShape{tlsMin: tls.VersionTLS10, tlsMax: tls.VersionTLS11}},
+			"odbc":       {ms: &extShape{tlsMin: tls.VersionTLS10, tlsMax: tls.VersionTLS11}},
 			"tedious":    {tediousCrypto: map[string]any{"minVersion": "TLSv1", "maxVersion": "TLSv1.1", "ciphers": "DEFAULT:@SECLEVEL=0"}},
 			"freetds":    {gnutls: []string{"disabled-version = tls1.3", "disabled-version = tls1.2"}},
 		}
@@ -278,6 +294,8 @@ func (h *Held) setups() (before, after map[string]clientSetup, note string) {
 		before = map[string]clientSetup{
 			"go-mssqldb": {goTLS: "cfg.TLSConfig.MaxVersion = tls.VersionTLS12; cfg.TLSConfig.CipherSuites = []uint16{tls." +
 				tlsbridge.CipherSuiteName(clientSuite) + "}"},
+			"jdbc":    {ms: &extShape{tlsMax: tls.VersionTLS12, suite: clientSuite}},
+			"odbc":    {ms: &extShape{tlsMax: tls.VersionTLS12, suite: clientSuite}},
 			"tedious": {tediousCrypto: map[string]any{"maxVersion": "TLSv1.2", "ciphers": "ECDHE-RSA-AES128-GCM-SHA256"}},
 			"freetds": {gnutls: []string{"disabled-version = tls1.3", "tls-disabled-cipher = AES-256-GCM"}},
 		}
@@ -290,6 +308,8 @@ func (h *Held) setups() (before, after map[string]clientSetup, note string) {
 	case faults.ScenarioDelayedAccept:
 		before = map[string]clientSetup{
 			"go-mssqldb": {goDSN: url.Values{"connection timeout": {"1"}}},
+			"jdbc":       {ms: &extShape{loginTimeout: 1}},
+			"odbc":       {ms: &extShape{loginTimeout: 1}},
 			"tedious":    {tediousOptions: map[string]any{"connectTimeout": 1000}},
 			// Measured with tsql 1.3.17: it waits out the delay whatever
 			// these say.
@@ -298,6 +318,8 @@ func (h *Held) setups() (before, after map[string]clientSetup, note string) {
 		}
 		after = map[string]clientSetup{
 			"go-mssqldb": {goDSN: url.Values{"connection timeout": {"15"}}},
+			"jdbc":       {ms: &extShape{loginTimeout: 15}},
+			"odbc":       {ms: &extShape{loginTimeout: 15}},
 			"tedious":    {tediousOptions: map[string]any{"connectTimeout": 15000}},
 			"freetds":    {},
 		}
@@ -312,6 +334,9 @@ func (h *Held) setups() (before, after map[string]clientSetup, note string) {
 		}
 		before = map[string]clientSetup{
 			"go-mssqldb": noGo,
+			// JSSE and OpenSSL offer TLS_DHE_* by default.
+			"jdbc": {ms: &extShape{strict: true, tlsMax: tls.VersionTLS12}},
+			"odbc": {ms: &extShape{strict: true, tlsMax: tls.VersionTLS12}},
 			"tedious": {tediousOptions: map[string]any{"encrypt": "strict"},
 				tediousCrypto: map[string]any{"minVersion": "TLSv1.2", "maxVersion": "TLSv1.2", "ciphers": "DHE-RSA-AES128-GCM-SHA256"}},
 			"freetds": {none: "cannot meet it here: FreeTDS 1.3 has no TDS 8.0 strict mode, and the upstream (openssl s_server) is not a TDS server"},
@@ -322,4 +347,90 @@ func (h *Held) setups() (before, after map[string]clientSetup, note string) {
 			"strict form:\n  " + sc + "\n  (tedious with encrypt: 'strict' below gets as far as the same close.)"
 	}
 	return nil, nil, ""
+}
+
+// printJDBC prints a JDBC URL and the JVM options for a set-up; a
+// java.security override, when one is needed, is written to Dir.
+func (h *Held) printJDBC(w io.Writer, tag string, c clientSetup) error {
+	fmt.Fprintf(w, "  Microsoft JDBC Driver (DriverManager.getConnection):\n")
+	if c.none != "" {
+		fmt.Fprintf(w, "    %s\n", c.none)
+		return nil
+	}
+	host, port, err := net.SplitHostPort(h.Proxy)
+	if err != nil {
+		return err
+	}
+	var shape extShape
+	if c.ms != nil {
+		shape = *c.ms
+	}
+	cfg := jdbcConfig(shape)
+	u := fmt.Sprintf("jdbc:sqlserver://%s:%s;user=%s;password=%s;encrypt=%s", host, port, labUser, labPassword, cfg.Encrypt)
+	if cfg.Encrypt == "strict" {
+		u += ";serverCertificate=" + h.CertFile
+	} else {
+		u += ";trustServerCertificate=true"
+	}
+	u += fmt.Sprintf(";loginTimeout=%d", cfg.LoginTimeout)
+	fmt.Fprintf(w, "    %s\n", u)
+	var jvm []string
+	if len(cfg.Protocols) > 0 {
+		jvm = append(jvm, "-Djdk.tls.client.protocols="+strings.Join(cfg.Protocols, ","))
+	}
+	if len(cfg.CipherSuites) > 0 {
+		jvm = append(jvm, "-Djdk.tls.client.cipherSuites="+strings.Join(cfg.CipherSuites, ","))
+	}
+	if v, ok := cfg.SecurityProps["jdk.tls.disabledAlgorithms"]; ok {
+		f := filepath.Join(h.Dir, "java-"+tag+".security")
+		if err := os.WriteFile(f, []byte("jdk.tls.disabledAlgorithms="+v+"\n"), 0o600); err != nil {
+			return fmt.Errorf("lab: %w", err)
+		}
+		jvm = append(jvm, "-Djava.security.properties="+f)
+	}
+	if len(jvm) > 0 {
+		fmt.Fprintf(w, "    java %s ...\n", strings.Join(jvm, " "))
+	}
+	return nil
+}
+
+// printODBC prints an ODBC Driver 18 connection string and, when the TLS
+// settings differ from OpenSSL's defaults, an OPENSSL_CONF written to Dir.
+func (h *Held) printODBC(w io.Writer, tag string, c clientSetup) error {
+	fmt.Fprintf(w, "  ODBC Driver 18 (SQLDriverConnect, pyodbc, mssql-python):\n")
+	if c.none != "" {
+		fmt.Fprintf(w, "    %s\n", c.none)
+		return nil
+	}
+	host, port, err := net.SplitHostPort(h.Proxy)
+	if err != nil {
+		return err
+	}
+	var shape extShape
+	if c.ms != nil {
+		shape = *c.ms
+	}
+	cfg := odbcConfig(shape)
+	cs := fmt.Sprintf("Driver={ODBC Driver 18 for SQL Server};Server=tcp:%s,%s;UID=%s;PWD=%s;Encrypt=%s", host, port, labUser, labPassword, cfg.Encrypt)
+	if cfg.Encrypt == "strict" {
+		cs += ";ServerCertificate=" + h.CertFile
+	} else {
+		cs += ";TrustServerCertificate=yes"
+	}
+	env := ""
+	if len(cfg.OpenSSL) > 0 {
+		f := filepath.Join(h.Dir, "openssl-"+tag+".cnf")
+		conf := "openssl_conf = openssl_init\n[openssl_init]\nssl_conf = ssl_sect\n[ssl_sect]\nsystem_default = system_default_sect\n[system_default_sect]\n" +
+			strings.Join(cfg.OpenSSL, "\n") + "\n"
+		if err := os.WriteFile(f, []byte(conf), 0o600); err != nil {
+			return fmt.Errorf("lab: %w", err)
+		}
+		env = "OPENSSL_CONF=" + f + " "
+	}
+	fmt.Fprintf(w, "    %s%q\n", env, cs)
+	fmt.Fprintf(w, "    login timeout %d s (SQL_ATTR_LOGIN_TIMEOUT; mssql-python and pyodbc: connect(..., timeout=%d))\n", cfg.LoginTimeout, cfg.LoginTimeout)
+	if len(cfg.OpenSSL) > 0 {
+		fmt.Fprintf(w, "    OpenSSL [system_default_sect]: %s\n", strings.Join(cfg.OpenSSL, "; "))
+	}
+	return nil
 }

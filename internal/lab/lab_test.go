@@ -252,7 +252,9 @@ func TestHold(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{h.Proxy, "sqlserver://sa:", "tls.VersionTLS11", `"maxVersion":"TLSv1.1"`, "tsql -S tdsproxy-lab-before",
-		"disabled-version = tls1.2", "BEFORE THE FIX", "AFTER THE FIX"} {
+		"disabled-version = tls1.2", "BEFORE THE FIX", "AFTER THE FIX",
+		"jdbc:sqlserver://127.0.0.1:", "-Djdk.tls.client.protocols=TLSv1,TLSv1.1", "-Djava.security.properties=",
+		"Driver={ODBC Driver 18 for SQL Server};Server=tcp:127.0.0.1,", "OPENSSL_CONF=", "MaxProtocol = TLSv1.1"} {
 		if !strings.Contains(help.String(), want) {
 			t.Errorf("help lacks %q:\n%s", want, help.String())
 		}
