@@ -794,12 +794,17 @@ func (s *session) readEnded(dir Direction, err error) {
 		s.mu.Lock()
 		holding := s.held != nil
 		s.mu.Unlock()
-		if holding {
-			// The client left while the server's bytes are held: end the
-			// hold now, so the record says when the client left and the
-			// upstream is released at once.
+		if holding || kind != CloseFIN || s.watching.Load() {
+			// The client left while the server's bytes may be held (a
+			// delay, a latency stage): end the holds now, so the record
+			// says when the client left and the upstream is released at
+			// once. Only a FIN after negotiation may be a half-close with
+			// answers still to come.
 			defer s.cancel()
 		}
+	} else if kind != CloseFIN {
+		// The server reset: nothing held for it can be delivered.
+		defer s.cancel()
 	}
 	if kind == CloseFIN && s.peerReset(src) {
 		// An end of stream from a socket the peer reset: the reset's error

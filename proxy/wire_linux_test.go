@@ -358,14 +358,18 @@ func waitLive(t *testing.T, p *proxy.Proxy, n int) uint64 {
 func TestClientLeavingDuringHold(t *testing.T) {
 	const hold = 6 * time.Second
 	cases := []struct {
-		name  string
-		phase Phase
-		dial  bool // whether the upstream was dialled before the hold
-		want  Phase
+		name    string
+		phase   Phase
+		dial    bool // whether the upstream was dialled before the hold
+		want    Phase
+		latency bool // the hold is a downstream latency stage instead
 	}{
-		{"accept hold", proxy.PhaseAccept, false, proxy.PhaseAccept},
-		{"client bytes held", proxy.PhasePreloginRequest, true, proxy.PhaseAccept},
-		{"server answer held", proxy.PhasePreloginResponse, true, proxy.PhasePreloginRequest},
+		{"accept hold", proxy.PhaseAccept, false, proxy.PhaseAccept, false},
+		{"client bytes held", proxy.PhasePreloginRequest, true, proxy.PhaseAccept, false},
+		{"server answer held", proxy.PhasePreloginResponse, true, proxy.PhasePreloginRequest, false},
+		// The stage holds bytes the watcher has already seen: the record
+		// shows the response's phase reached.
+		{"downstream latency", "", true, proxy.PhasePreloginResponse, true},
 	}
 	for _, tc := range cases {
 		for _, how := range []string{"fin", "rst"} {
@@ -375,8 +379,16 @@ func TestClientLeavingDuringHold(t *testing.T) {
 					answerPrelogin(tds.EncryptNotSup)(c)
 					upEnded <- time.Now()
 				})
-				p, recs := wireProxy(t, proxy.Config{Upstream: up},
-					verdictAt{phase: tc.phase, v: proxy.Verdict{Delay: hold, Rule: "hold", Action: "delay"}})
+				var d proxy.Decider = verdictAt{phase: tc.phase, v: proxy.Verdict{Delay: hold, Rule: "hold", Action: "delay"}}
+				if tc.latency {
+					lag, err := faults.NewLatency(faults.Latency{Delay: hold})
+					if err != nil {
+						t.Fatal(err)
+					}
+					d = verdictAt{phase: proxy.PhaseAccept, v: proxy.Verdict{Rule: "lag", Action: "latency",
+						Stages: []proxy.DirectedStage{{Dir: proxy.ServerToClient, Stage: lag}}}}
+				}
+				p, recs := wireProxy(t, proxy.Config{Upstream: up}, d)
 				c, err := net.Dial("tcp", p.Addr().String())
 				if err != nil {
 					t.Fatal(err)
