@@ -91,8 +91,8 @@ Exit status: 0 when every row behaved as documented (skipped rows included),
 
 With --hold, one scenario is kept running for your own clients: the emulator
 (openssl s_server for the DHE scenarios) behind a proxy on --listen with the
-rule armed. tdsproxy prints connection strings for go-mssqldb, tedious and
-FreeTDS, before and after the fix, and logs each connection's record until
+rule armed. tdsproxy prints connection strings for go-mssqldb, the JDBC
+driver, ODBC Driver 18, tedious and FreeTDS, before and after the fix, and logs each connection's record until
 SIGINT or SIGTERM.`,
 		Example: `  # Every scenario, a table; exit status 0 when all behaved as documented
   tdsproxy lab
