@@ -73,7 +73,8 @@ type Message struct {
 
 // Result is what one client run produced.
 type Result struct {
-	// Client is ClientTedious, ClientTSQL or ClientGoMSSQLDB.
+	// Client is ClientTedious, ClientTSQL, ClientGoMSSQLDB, ClientJDBC or
+	// ClientODBC.
 	Client string
 	// OK is true when the client connected, logged in and ran the query
 	// without an error.
@@ -85,11 +86,16 @@ type Result struct {
 	// own text form; NULL is "NULL".
 	Rows [][]string
 	// Error is the client's own error text: tedious's err.message,
-	// go-mssqldb's err.Error(), FreeTDS tsql's stderr. Empty when OK.
+	// go-mssqldb's err.Error(), FreeTDS tsql's stderr, the JDBC
+	// exception's message (without its ClientConnectionId), str() of the
+	// mssql_python exception for ODBC. Empty when OK.
 	Error string
 	// Cause is the innermost cause the client reported under Error, when it
 	// keeps a chain: tedious's err.cause ("read ECONNRESET"), the innermost
-	// wrapped error of go-mssqldb. Empty otherwise.
+	// wrapped error of go-mssqldb, the innermost Java cause ("class:
+	// message") for JDBC, the ODBC driver's own diagnostic text
+	// ("[Microsoft][ODBC Driver 18 for SQL Server]...") for ODBC. Empty
+	// otherwise.
 	Cause string
 	// Code is a client-specific error code: tedious's err.code (ESOCKET,
 	// ELOGIN, ...), the first FreeTDS library error number for tsql, the
@@ -106,14 +112,15 @@ type Result struct {
 	// connection errors, cut from Error so that Error is the same on every
 	// run.
 	ConnectionID string
-	// Phase is where tedious failed: "connect" or "query".
+	// Phase is where tedious, JDBC or ODBC failed: "connect" or "query".
 	Phase string
 	// Messages are the server messages and library errors the client reported.
 	Messages []Message
 	// ExitCode is the child process's exit status (-1 when killed; 0 for
 	// in-process clients).
 	ExitCode int
-	// Raw is the client's raw output: tedious's JSON line, tsql's stdout.
+	// Raw is the client's raw output: tedious's, the JDBC runner's or the
+	// ODBC runner's JSON line, tsql's stdout.
 	Raw string
 	// Stderr is the child's standard error.
 	Stderr string
