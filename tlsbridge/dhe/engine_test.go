@@ -1,0 +1,38 @@
+package dhe
+
+import (
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// TestEngineEveryVersionSuite runs the engine against itself for each
+// version and each suite usable at it.
+func TestEngineEveryVersionSuite(t *testing.T) {
+	cert, _, _ := testCert(t)
+	for _, v := range []uint16{VersionTLS10, VersionTLS11, VersionTLS12} {
+		for _, s := range suites {
+			if !s.usable(v) {
+				continue
+			}
+			t.Run(fmt.Sprintf("%04x/%s", v, s.name), func(t *testing.T) {
+				var keylog bytes.Buffer
+				scfg := &Config{Certificates: []tls.Certificate{cert}, MinVersion: VersionTLS10, MaxVersion: v, Group: groupMODP1024}
+				ccfg := clientTrusting(cert)
+				ccfg.MinVersion, ccfg.MaxVersion, ccfg.CipherSuites, ccfg.KeyLogWriter = VersionTLS10, v, []uint16{s.id}, &keylog
+				r := runPair(t, scfg, ccfg)
+				if r.serverErr != nil || r.clientErr != nil {
+					t.Fatalf("server: %v; client: %v", r.serverErr, r.clientErr)
+				}
+				if r.client.Version != v || r.client.CipherSuite != s.id || !r.client.ExtendedMasterSecret || !r.server.SecureRenegotiation {
+					t.Errorf("client state %+v", r.client)
+				}
+				if !strings.HasPrefix(keylog.String(), "CLIENT_RANDOM ") || len(keylog.String()) != len("CLIENT_RANDOM ")+64+1+96+1 {
+					t.Errorf("key log %q", keylog.String())
+				}
+			})
+		}
+	}
+}
