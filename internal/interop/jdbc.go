@@ -223,7 +223,15 @@ type jvm struct {
 	done   chan struct{}
 	stderr *lockedBuf
 	dir    string // security properties and certificates
+	// idle ends the JVM when it has waited jvmIdle in the pool; set and
+	// stopped under JDBC.mu.
+	idle *time.Timer
 }
+
+// jvmIdle is how long an idle JVM is kept for the next run with the same
+// settings: long enough for a test package's runs, short enough that a
+// long test binary does not keep a JVM per setting it ever used.
+const jvmIdle = 30 * time.Second
 
 // lockedBuf keeps the last stderr of a JVM, bounded.
 type lockedBuf struct {
@@ -271,7 +279,7 @@ func (j *JDBC) start(cfg JDBCConfig) (*jvm, error) {
 		return nil, fmt.Errorf("interop: %w", err)
 	}
 	// Quick start-up: the runner is short-lived work, C1 is enough.
-	args := []string{"-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xshare:auto"}
+	args := []string{"-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xshare:auto", "-Xmx128m"}
 	if len(cfg.Protocols) > 0 {
 		args = append(args, "-Djdk.tls.client.protocols="+strings.Join(cfg.Protocols, ","))
 	}
@@ -348,6 +356,9 @@ func (j *JDBC) get(cfg JDBCConfig) (*jvm, error) {
 	for n := len(j.idle[key]); n > 0; n = len(j.idle[key]) {
 		v := j.idle[key][n-1]
 		j.idle[key] = j.idle[key][:n-1]
+		if v.idle != nil {
+			v.idle.Stop()
+		}
 		select {
 		case <-v.done: // died while idle
 			delete(j.all, v)
@@ -377,7 +388,23 @@ func (j *JDBC) put(v *jvm) {
 		return
 	}
 	j.idle[v.key] = append(j.idle[v.key], v)
+	v.idle = time.AfterFunc(jvmIdle, func() { j.retire(v) })
 	j.mu.Unlock()
+}
+
+// retire ends v if it is still idle.
+func (j *JDBC) retire(v *jvm) {
+	j.mu.Lock()
+	list := j.idle[v.key]
+	i := slices.Index(list, v)
+	if i < 0 {
+		j.mu.Unlock() // taken by a run meanwhile
+		return
+	}
+	j.idle[v.key] = slices.Delete(list, i, i+1)
+	delete(j.all, v)
+	j.mu.Unlock()
+	v.kill()
 }
 
 // drop forgets and ends a JVM.

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tdsproxy/tdsproxy/tds"
 )
 
 // Microsoft's drivers as the tests shape them: the JDBC driver (JSSE) and
@@ -171,4 +174,39 @@ func TestConnIDCut(t *testing.T) {
 	if got := connIDRe.ReplaceAllString(msg, ""); got != "Error: Connection reset." {
 		t.Errorf("cut %q", got)
 	}
+}
+
+// TestJDBCPool checks that runs with the same JVM-wide settings share a
+// JVM, that other settings get their own, and that an idle JVM is ended.
+func TestJDBCPool(t *testing.T) {
+	j, err := FindJDBC()
+	Require(t, ClientJDBC, err)
+	_, port := startEmulator(t, tds.EncryptOff)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	idle := func(key string) []*jvm {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		return slices.Clone(j.idle[key])
+	}
+	cfg := JDBCConfig{Port: port, User: emuUser, Password: emuPassword, Encrypt: "true", Protocols: []string{"TLSv1.2"}, CipherSuites: []string{"TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"}}
+	for range 3 {
+		res, err := j.Run(ctx, cfg)
+		assertSelectOne(t, res, err)
+	}
+	pool := idle(jvmKey(cfg))
+	if len(pool) != 1 {
+		t.Fatalf("%d idle JVMs for one setting after 3 sequential runs, want 1", len(pool))
+	}
+	j.retire(pool[0])
+	select {
+	case <-pool[0].done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a retired JVM did not exit")
+	}
+	if n := len(idle(jvmKey(cfg))); n != 0 {
+		t.Errorf("%d idle JVMs after retiring the only one", n)
+	}
+	res, err := j.Run(ctx, cfg) // a fresh JVM
+	assertSelectOne(t, res, err)
 }
