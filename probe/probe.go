@@ -1,0 +1,528 @@
+// Package probe examines a SQL Server's TLS over TDS and says which of the
+// causes of error 10054 (docs/protocol.md, "The failures behind error
+// 10054") it is exposed to: what `tdsproxy probe` runs (docs/probe.md).
+//
+// It speaks PRELOGIN (MS-TDS §2.2.6.5) with each ENCRYPTION value, sends
+// crafted ClientHellos inside PRELOGIN packets and in TDS 8.0 strict form
+// (MS-TDS §3.3.5.1), one version at a time, enumerates cipher suites by
+// removing the chosen one and offering again, reads the certificate chain
+// and the DHE parameters, replays known clients' offers, times connect
+// and PRELOGIN, and turns the evidence into one verdict per scenario of
+// faults.Scenarios(). A ServerHello (or an alert, or the close) is enough
+// for every question but the TLS 1.3 certificate, so handshakes are not
+// completed; every connection is closed before Run returns.
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/tdsproxy/tdsproxy/tds"
+	"github.com/tdsproxy/tdsproxy/tlsbridge"
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultTimeout       = 5 * time.Second
+	DefaultConcurrency   = 4
+	DefaultSamples       = 3
+	DefaultSlowThreshold = time.Second
+	// maxEnumeration bounds the offer-remove-offer rounds per version.
+	maxEnumeration = 64
+)
+
+// Config says what to probe and how hard.
+type Config struct {
+	// Target is host:port.
+	Target string
+	// Instance is sent in PRELOGIN INSTOPT; "" sends none (MSSQLServer).
+	Instance string
+	// Timeout bounds each connection (connect plus every exchange on it);
+	// 0 means DefaultTimeout.
+	Timeout time.Duration
+	// Concurrency caps the connections open to the target at once; 0
+	// means DefaultConcurrency.
+	Concurrency int
+	// Profiles names the client profiles to report (ProfileNames); none
+	// means all. Verdicts always weigh every profile.
+	Profiles []string
+	// Samples is the number of connect/PRELOGIN timings; 0 means
+	// DefaultSamples.
+	Samples int
+	// SlowThreshold is the PRELOGIN round trip (or connect time) above
+	// which the delayed-accept verdict is a risk; 0 means
+	// DefaultSlowThreshold.
+	SlowThreshold time.Duration
+	// Progress receives one line per step while the probe runs; nil
+	// means silent. It may be called from several goroutines, one at a
+	// time.
+	Progress func(line string)
+	// Dial opens connections; nil means a net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Now is the clock for certificate validity; nil means time.Now.
+	Now func() time.Time
+}
+
+// ErrUnreachable wraps every error that means the target could not be
+// probed at all: refused, silent, or not TDS. Its message is one line.
+var ErrUnreachable = errors.New("target unreachable or not TDS")
+
+type unreachableError struct{ line string }
+
+func (e *unreachableError) Error() string { return e.line }
+func (e *unreachableError) Is(t error) bool {
+	return t == ErrUnreachable
+}
+
+type prober struct {
+	cfg     Config
+	host    string
+	timeout time.Duration
+	sem     chan struct{}
+	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	now     func() time.Time
+
+	progMu sync.Mutex
+	noteMu sync.Mutex
+	notes  []string
+}
+
+func (p *prober) progress(format string, a ...any) {
+	if p.cfg.Progress == nil {
+		return
+	}
+	p.progMu.Lock()
+	defer p.progMu.Unlock()
+	p.cfg.Progress(fmt.Sprintf(format, a...))
+}
+
+func (p *prober) note(format string, a ...any) {
+	p.noteMu.Lock()
+	defer p.noteMu.Unlock()
+	p.notes = append(p.notes, fmt.Sprintf(format, a...))
+}
+
+// allVersions are the versions probed one at a time.
+var allVersions = []uint16{tlsbridge.VersionTLS10, tlsbridge.VersionTLS11, tlsbridge.VersionTLS12, tlsbridge.VersionTLS13}
+
+// Run probes cfg.Target. An error wrapping ErrUnreachable means nothing
+// could be learnt (refused, silent, not TDS); other errors are bad
+// arguments or a cancelled context.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	host, _, err := net.SplitHostPort(cfg.Target)
+	if err != nil {
+		return nil, fmt.Errorf("probe: target %q: %w", cfg.Target, err)
+	}
+	for _, n := range cfg.Profiles {
+		if _, ok := profileByName(n); !ok {
+			return nil, fmt.Errorf("probe: unknown client profile %q (known: %v)", n, ProfileNames())
+		}
+	}
+	p := &prober{cfg: cfg, host: host, timeout: cfg.Timeout, dial: cfg.Dial, now: cfg.Now}
+	if p.timeout <= 0 {
+		p.timeout = DefaultTimeout
+	}
+	conc := cfg.Concurrency
+	if conc <= 0 {
+		conc = DefaultConcurrency
+	}
+	p.sem = make(chan struct{}, conc)
+	if p.dial == nil {
+		p.dial = (&net.Dialer{}).DialContext
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	res := &Result{
+		Target:         cfg.Target,
+		Versions:       []string{},
+		CipherSuites:   map[string][]string{},
+		VersionAnswers: map[string]string{},
+		CipherOrder:    map[string]string{},
+		KeyExchange:    map[string]string{},
+		Certificates:   []CertResult{},
+		Profiles:       []ProfileResult{},
+		Verdicts:       []Verdict{},
+		Strict:         StrictResult{Versions: []string{}, Answers: map[string]string{}},
+		Notes:          []string{},
+	}
+
+	// 1. Reachability: the first PRELOGIN is also the first timing sample.
+	p.progress("connecting to %s", cfg.Target)
+	first, err := p.timedPrelogin(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		var de *dialError
+		k := classify(err)
+		if errors.As(err, &de) || (k != answerClosed && k != answerReset) {
+			return nil, &unreachableError{reason(cfg.Target, p.timeout, err)}
+		}
+		// Closed on a plaintext PRELOGIN: perhaps a server that takes
+		// TDS 8.0 only. Try that before giving up.
+		pl, serr := p.strictPrelogin(ctx)
+		if serr != nil {
+			return nil, &unreachableError{reason(cfg.Target, p.timeout, err)}
+		}
+		p.progress("plaintext PRELOGIN refused; PRELOGIN inside TDS 8.0 strict works")
+		p.fillPrelogin(&res.Prelogin, pl)
+		res.Prelogin.Via = "strict"
+		res.Prelogin.Encryption = "strict only"
+		res.Prelogin.Answers = map[string]string{"OFF": "closed"}
+	} else {
+		p.fillPrelogin(&res.Prelogin, first.pl)
+		res.Prelogin.Via = "tds7"
+		res.Timing.ConnectMS = append(res.Timing.ConnectMS, ms(first.connect))
+		res.Timing.PreloginMS = append(res.Timing.PreloginMS, ms(first.rtt))
+		p.progress("PRELOGIN: server %s, answer to ENCRYPT_OFF %s (connect %v, round trip %v)",
+			res.Prelogin.Version, res.Prelogin.Answers["OFF"], first.connect.Round(time.Microsecond), first.rtt.Round(time.Microsecond))
+	}
+
+	// 2. Independent questions, in parallel under the concurrency cap.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	tds7 := map[uint16]answer{}
+	strict := map[uint16]answer{}
+	if res.Prelogin.Via == "tds7" {
+		for _, enc := range []tds.Encryption{tds.EncryptOn, tds.EncryptNotSup} {
+			wg.Go(func() {
+				ans := p.encryptionAnswer(ctx, enc)
+				mu.Lock()
+				res.Prelogin.Answers[enc.String()] = ans
+				mu.Unlock()
+			})
+		}
+		wg.Go(func() { p.timings(ctx, res) })
+		for _, v := range allVersions {
+			wg.Go(func() {
+				a := p.hello(ctx, modeTDS7, helloSpec{Versions: []uint16{v}, Suites: suitesFor(v)})
+				p.progress("%s %s: %s", tlsbridge.VersionName(v), modeTDS7, a)
+				mu.Lock()
+				tds7[v] = a
+				mu.Unlock()
+			})
+		}
+	}
+	for _, v := range allVersions {
+		wg.Go(func() {
+			a := p.hello(ctx, modeStrict, helloSpec{Versions: []uint16{v}, Suites: suitesFor(v)})
+			p.progress("%s %s: %s", tlsbridge.VersionName(v), modeStrict, a)
+			mu.Lock()
+			strict[v] = a
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p.fillEncryption(&res.Prelogin)
+
+	var v7, v8 []uint16
+	for _, v := range allVersions {
+		if a, ok := tds7[v]; ok {
+			res.VersionAnswers[tlsbridge.VersionName(v)] = a.String()
+			if a.accepted() && a.ServerHello.Version() == v {
+				v7 = append(v7, v)
+			}
+		}
+		a := strict[v]
+		res.Strict.Answers[tlsbridge.VersionName(v)] = a.String()
+		if a.accepted() && a.ServerHello.Version() == v {
+			v8 = append(v8, v)
+			if res.Strict.ALPN == "" {
+				res.Strict.ALPN = a.ServerHello.ALPN
+			}
+		}
+	}
+	res.Versions = versionNames(v7)
+	res.Strict.Versions = versionNames(v8)
+	res.Strict.Supported = len(v8) > 0
+
+	// 3. Cipher suites per version, in the mode that has TLS.
+	enumMode, enumVersions := modeTDS7, v7
+	if len(v7) == 0 && len(v8) > 0 {
+		enumMode, enumVersions = modeStrict, v8
+		p.note("no TLS inside PRELOGIN: cipher suites were enumerated in TDS 8.0 strict mode (cipher_suites holds those)")
+	}
+	enums := make(map[uint16]enumeration)
+	for _, v := range enumVersions {
+		wg.Go(func() {
+			e := p.enumerate(ctx, enumMode, v)
+			p.progress("cipher suites %s %s: %d (%s order)", tlsbridge.VersionName(v), enumMode, len(e.suites), e.order)
+			mu.Lock()
+			enums[v] = e
+			mu.Unlock()
+		})
+	}
+	// Signature algorithm sensitivity and the profiles need only the
+	// versions, so they run beside the enumeration.
+	var sig sigAlgProbe
+	if slices.Contains(enumVersions, tlsbridge.VersionTLS12) {
+		wg.Go(func() { sig = p.sigAlgs(ctx, enumMode) })
+	}
+	var profs []profileRun
+	if len(v7) > 0 {
+		wg.Go(func() { profs = p.runProfiles(ctx) })
+	} else {
+		p.note("client profiles not run: the server has no TLS inside PRELOGIN")
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	var allSuites []uint16
+	var dheAnswers []answer
+	var chain [][]byte
+	for _, v := range enumVersions {
+		e := enums[v]
+		name := tlsbridge.VersionName(v)
+		res.CipherSuites[name] = suiteNames(e.suites)
+		res.CipherOrder[name] = e.order
+		for _, s := range e.suites {
+			res.KeyExchange[tlsbridge.CipherSuiteName(s)] = tlsbridge.SuiteKeyExchange(s)
+			if !slices.Contains(allSuites, s) {
+				allSuites = append(allSuites, s)
+			}
+		}
+		dheAnswers = append(dheAnswers, e.dhe...)
+		if chain == nil && len(e.chain) > 0 {
+			chain = e.chain
+		}
+	}
+
+	// 4. Certificate: plaintext in TLS 1.0-1.2, else one TLS 1.3 handshake.
+	if chain == nil {
+		for _, a := range tds7 {
+			if len(a.Chain) > 0 {
+				chain = a.Chain
+			}
+		}
+	}
+	if chain == nil {
+		switch {
+		case slices.Contains(v7, tlsbridge.VersionTLS13):
+			chain, err = p.handshake13(ctx, modeTDS7, tlsbridge.VersionTLS13)
+		case slices.Contains(v8, tlsbridge.VersionTLS13):
+			chain, err = p.handshake13(ctx, modeStrict, tlsbridge.VersionTLS13)
+		case len(v8) > 0:
+			for _, a := range strict {
+				if len(a.Chain) > 0 {
+					chain = a.Chain
+				}
+			}
+		}
+		if err != nil {
+			p.note("certificate: the TLS 1.3 handshake to read it failed: %v", err)
+		}
+	}
+	res.Certificates = p.certificates(chain)
+	p.progress("certificate chain: %d certificate(s)", len(res.Certificates))
+
+	// 5. DHE.
+	res.DHE = p.dhe(ctx, enumMode, allSuites, dheAnswers)
+
+	// 6. Signature algorithms.
+	res.SignatureAlgs = sig.result(enumMode)
+	res.SignatureAlgs.ClientMustList = mustList(res.Certificates)
+
+	// 7. Profiles and verdicts.
+	ev := &evidence{res: res, v7: v7, v8: v8, tds7: tds7, strict: strict, suites: allSuites, enums: enums, profiles: profs, slow: p.slowThreshold()}
+	res.Verdicts = verdicts(ev)
+	res.Profiles = selectProfiles(ev.profiles, cfg.Profiles)
+	res.Timing.Samples = len(res.Timing.PreloginMS)
+	res.Timing.SlowThreshold = ms(ev.slow)
+	if res.Timing.ConnectMS == nil {
+		res.Timing.ConnectMS, res.Timing.PreloginMS = []float64{}, []float64{}
+	}
+	if res.Timing.Failures == nil {
+		res.Timing.Failures = []string{}
+	}
+	p.noteMu.Lock()
+	res.Notes = append(res.Notes, p.notes...)
+	p.noteMu.Unlock()
+	return res, nil
+}
+
+func (p *prober) slowThreshold() time.Duration {
+	if p.cfg.SlowThreshold > 0 {
+		return p.cfg.SlowThreshold
+	}
+	return DefaultSlowThreshold
+}
+
+type timedPL struct {
+	pl           *tds.Prelogin
+	connect, rtt time.Duration
+}
+
+// timedPrelogin connects, sends PRELOGIN with ENCRYPT_OFF and times both.
+func (p *prober) timedPrelogin(ctx context.Context) (timedPL, error) {
+	var t timedPL
+	start := time.Now()
+	err := p.conn(ctx, func(c net.Conn) error {
+		t.connect = time.Since(start)
+		s := time.Now()
+		pl, err := p.exchangePrelogin(c, tds.EncryptOff)
+		t.rtt = time.Since(s)
+		t.pl = pl
+		return err
+	})
+	return t, err
+}
+
+// timings takes the remaining connect/PRELOGIN samples one after another,
+// so they do not queue behind each other on the server.
+func (p *prober) timings(ctx context.Context, res *Result) {
+	n := p.cfg.Samples
+	if n <= 0 {
+		n = DefaultSamples
+	}
+	var connect, rtt []float64
+	var fails []string
+	for range n - 1 {
+		t, err := p.timedPrelogin(ctx)
+		if err != nil {
+			fails = append(fails, reason(p.cfg.Target, p.timeout, err))
+			continue
+		}
+		connect = append(connect, ms(t.connect))
+		rtt = append(rtt, ms(t.rtt))
+	}
+	// res.Timing already holds the first sample; only this goroutine
+	// appends to it until Run's wg.Wait.
+	res.Timing.ConnectMS = append(res.Timing.ConnectMS, connect...)
+	res.Timing.PreloginMS = append(res.Timing.PreloginMS, rtt...)
+	res.Timing.Failures = append(res.Timing.Failures, fails...)
+	p.progress("timing: connect %v ms, PRELOGIN round trip %v ms", res.Timing.ConnectMS, res.Timing.PreloginMS)
+}
+
+// encryptionAnswer sends PRELOGIN with enc and returns the answer's
+// ENCRYPTION, or "closed".
+func (p *prober) encryptionAnswer(ctx context.Context, enc tds.Encryption) string {
+	var ans string
+	err := p.conn(ctx, func(c net.Conn) error {
+		pl, err := p.exchangePrelogin(c, enc)
+		if err != nil {
+			return err
+		}
+		e, _ := pl.Encryption()
+		ans = e.Base().String()
+		return nil
+	})
+	if err != nil {
+		return "closed"
+	}
+	return ans
+}
+
+func (p *prober) fillPrelogin(r *PreloginResult, pl *tds.Prelogin) {
+	if v, ok := pl.Version(); ok {
+		r.Version = v.String()
+	}
+	r.Answers = map[string]string{}
+	if e, ok := pl.Encryption(); ok {
+		r.Answers["OFF"] = e.Base().String()
+	}
+	if d, ok := pl.Get(tds.PreloginInstance); ok && p.cfg.Instance != "" {
+		// MS-TDS §2.2.6.5 INSTOPT: the server answers 0x00 when the
+		// instance name matched, 0x01 when it did not.
+		if len(d) > 0 && d[0] == 0 {
+			r.Instance = "ok"
+		} else {
+			r.Instance = "mismatch"
+		}
+	}
+	if b, ok := pl.FedAuthRequired(); ok {
+		r.FedAuthRequired = b
+	}
+	if b, ok := pl.MARS(); ok {
+		r.MARS = b
+	}
+}
+
+// fillEncryption infers the server's setting from its answers (MS-TDS
+// §2.2.6.5 table): REQ to OFF means it forces encryption.
+func (p *prober) fillEncryption(r *PreloginResult) {
+	if r.Via != "tds7" {
+		return
+	}
+	switch r.Answers["OFF"] {
+	case tds.EncryptReq.String(), tds.EncryptOn.String():
+		r.Encryption, r.ForcesEncryption = tds.EncryptOn.String(), true
+	case tds.EncryptNotSup.String():
+		r.Encryption = tds.EncryptNotSup.String()
+	default:
+		r.Encryption = tds.EncryptOff.String()
+	}
+}
+
+// enumeration is the cipher suites one version accepts.
+type enumeration struct {
+	suites []uint16
+	order  string // server, client, unknown
+	dhe    []answer
+	chain  [][]byte
+}
+
+// enumerate offers every known suite for version v, takes the chosen one
+// out and offers the rest again, until the server refuses (bounded by
+// maxEnumeration). Then it offers the accepted suites reversed: the same
+// first pick means the server orders by its own preference, and the
+// enumeration order is that preference.
+func (p *prober) enumerate(ctx context.Context, m mode, v uint16) enumeration {
+	var e enumeration
+	offer := suitesFor(v)
+	for range maxEnumeration {
+		if len(offer) == 0 || ctx.Err() != nil {
+			break
+		}
+		a := p.hello(ctx, m, helloSpec{Versions: []uint16{v}, Suites: offer})
+		if !a.accepted() {
+			break
+		}
+		s := a.ServerHello.CipherSuite
+		if a.ServerHello.Version() != v || !slices.Contains(offer, s) {
+			p.note("%s %s: the server chose %s, which was not offered", tlsbridge.VersionName(v), m, tlsbridge.CipherSuiteName(s))
+			break
+		}
+		e.suites = append(e.suites, s)
+		if e.chain == nil && len(a.Chain) > 0 {
+			e.chain = a.Chain
+		}
+		if a.SKE != nil && a.SKE.Kind == tlsbridge.KindDHE {
+			e.dhe = append(e.dhe, a)
+		}
+		offer = slices.DeleteFunc(offer, func(x uint16) bool { return x == s })
+	}
+	e.order = "unknown"
+	if len(e.suites) >= 2 {
+		// In code point order the first pick could be the client's order
+		// by chance; reversing the offer tells the two apart.
+		fwd := slices.Clone(e.suites)
+		sort.Slice(fwd, func(i, j int) bool { return fwd[i] < fwd[j] })
+		rev := slices.Clone(fwd)
+		slices.Reverse(rev)
+		a1 := p.hello(ctx, m, helloSpec{Versions: []uint16{v}, Suites: fwd})
+		a2 := p.hello(ctx, m, helloSpec{Versions: []uint16{v}, Suites: rev})
+		switch {
+		case !a1.accepted() || !a2.accepted():
+		case a1.ServerHello.CipherSuite == a2.ServerHello.CipherSuite:
+			e.order = "server"
+		case a1.ServerHello.CipherSuite == fwd[0] && a2.ServerHello.CipherSuite == rev[0]:
+			e.order = "client"
+			// No preference of its own: report the suites in code
+			// point order rather than in the order of our offer.
+			e.suites = fwd
+		}
+	}
+	return e
+}

@@ -1,0 +1,157 @@
+package probe
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/tdsproxy/tdsproxy/tlsbridge"
+)
+
+// WriteText writes the readable report `tdsproxy probe` prints.
+func (r *Result) WriteText(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "tdsproxy probe %s\n\n", r.Target)
+
+	pl := r.Prelogin
+	fmt.Fprintf(&b, "PRELOGIN (via %s)\n", pl.Via)
+	fmt.Fprintf(&b, "  server version     %s\n", pl.Version)
+	fmt.Fprintf(&b, "  encryption         %s", pl.Encryption)
+	if pl.ForcesEncryption {
+		b.WriteString(" (forced)")
+	}
+	b.WriteString("\n")
+	for _, k := range []string{"OFF", "ON", "NOT_SUP"} {
+		if a, ok := pl.Answers[k]; ok {
+			fmt.Fprintf(&b, "    asked %-8s -> %s\n", k, a)
+		}
+	}
+	if pl.Instance != "" {
+		fmt.Fprintf(&b, "  instance           %s\n", pl.Instance)
+	}
+	fmt.Fprintf(&b, "  FEDAUTHREQUIRED    %v\n  MARS               %v\n", pl.FedAuthRequired, pl.MARS)
+	fmt.Fprintf(&b, "  TDS 8.0 strict     %v", r.Strict.Supported)
+	if r.Strict.Supported {
+		fmt.Fprintf(&b, " (%s; ALPN %q)", strings.Join(r.Strict.Versions, ", "), r.Strict.ALPN)
+	}
+	b.WriteString("\n\n")
+
+	b.WriteString("TLS versions (one version per hello)\n")
+	tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  version\tinside PRELOGIN\tstrict\n")
+	for _, v := range allVersions {
+		n := tlsbridge.VersionName(v)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", n, orDash(r.VersionAnswers[n]), orDash(r.Strict.Answers[n]))
+	}
+	tw.Flush()
+	b.WriteString("\n")
+
+	b.WriteString("Cipher suites\n")
+	for _, v := range allVersions {
+		n := tlsbridge.VersionName(v)
+		suites, ok := r.CipherSuites[n]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(&b, "  %s (%s order)\n", n, r.CipherOrder[n])
+		for _, s := range suites {
+			fmt.Fprintf(&b, "    %-48s %s\n", s, r.KeyExchange[s])
+		}
+	}
+	b.WriteString("\n")
+
+	d := r.DHE
+	b.WriteString("DHE\n")
+	if len(d.Suites) == 0 {
+		b.WriteString("  no DHE suite accepted\n")
+	} else {
+		fmt.Fprintf(&b, "  suites             %s\n  prime bits         %v\n", strings.Join(d.Suites, ", "), d.GroupsBits)
+	}
+	fmt.Fprintf(&b, "  leading zero       %s", d.LeadingZero)
+	if d.LeadingZeroReason != "" {
+		fmt.Fprintf(&b, " (%s)", d.LeadingZeroReason)
+	}
+	b.WriteString("\n\n")
+
+	b.WriteString("Certificate chain\n")
+	if len(r.Certificates) == 0 {
+		b.WriteString("  none seen\n")
+	}
+	for i, c := range r.Certificates {
+		fmt.Fprintf(&b, "  [%d] %s\n", i, c.Subject)
+		fmt.Fprintf(&b, "      issuer %s; %s; key %s-%d\n", c.Issuer, c.SignatureAlgorithm, c.KeyType, c.KeyBits)
+		fmt.Fprintf(&b, "      thumbprint %s\n", c.ThumbprintSHA1)
+		state := "valid"
+		switch {
+		case c.Expired:
+			state = "EXPIRED (or not yet valid)"
+		case c.ExpiresSoon:
+			state = "expires within 30 days"
+		}
+		fmt.Fprintf(&b, "      %s .. %s, %s", c.NotBefore, c.NotAfter, state)
+		if c.HostNameMatch != nil {
+			fmt.Fprintf(&b, "; host name match %v", *c.HostNameMatch)
+		}
+		b.WriteString("\n")
+	}
+	sa := r.SignatureAlgs
+	if sa.Tested != "" {
+		fmt.Fprintf(&b, "  one signature scheme per hello (%s): accepted %s; refused %s\n", sa.Tested, listOrNone(sa.AcceptedAlone), listOrNone(sa.RefusedAlone))
+	}
+	if len(sa.ClientMustList) > 0 {
+		fmt.Fprintf(&b, "  a TLS 1.2 client must list %s\n", strings.Join(sa.ClientMustList, ", "))
+	}
+	b.WriteString("\n")
+
+	fmt.Fprintf(&b, "Timing (%d samples)\n  connect ms         %v\n  PRELOGIN ms        %v\n", r.Timing.Samples, r.Timing.ConnectMS, r.Timing.PreloginMS)
+	for _, f := range r.Timing.Failures {
+		fmt.Fprintf(&b, "  failed: %s\n", f)
+	}
+	b.WriteString("\n")
+
+	if len(r.Profiles) > 0 {
+		b.WriteString("Client profiles\n")
+		tw = tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
+		for _, p := range r.Profiles {
+			res := "fails"
+			if p.Connects {
+				res = "connects " + p.Version + " " + p.CipherSuite
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", p.Name, res, orDash(p.Scenario), p.Why)
+		}
+		tw.Flush()
+		b.WriteString("\n")
+	}
+
+	b.WriteString("Verdicts\n")
+	for _, v := range r.Verdicts {
+		fmt.Fprintf(&b, "  %s: %s — %s\n", v.Scenario, v.Status, v.Why)
+		if v.Status == StatusRisk {
+			fmt.Fprintf(&b, "      Fix: %s\n", v.Fix)
+		}
+	}
+	if len(r.Notes) > 0 {
+		b.WriteString("\nNotes\n")
+		for _, n := range r.Notes {
+			fmt.Fprintf(&b, "  %s\n", n)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func listOrNone(xs []string) string {
+	if len(xs) == 0 {
+		return "none"
+	}
+	return strings.Join(slices.Clone(xs), ", ")
+}
