@@ -794,12 +794,12 @@ func (s *session) readEnded(dir Direction, err error) {
 		s.mu.Lock()
 		holding := s.held != nil
 		s.mu.Unlock()
-		if holding || kind != CloseFIN || s.watching.Load() {
-			// The client left while the server's bytes may be held (a
-			// delay, a latency stage): end the holds now, so the record
-			// says when the client left and the upstream is released at
-			// once. Only a FIN after negotiation may be a half-close with
-			// answers still to come.
+		if holding || kind != CloseFIN {
+			// The client left while the server's bytes are held (a delay
+			// verdict), or reset (latency stages too): end the holds now,
+			// so the record says when the client left and the upstream is
+			// released at once. A FIN otherwise may be a half-close, with
+			// what a stage holds still owed to the client.
 			defer s.cancel()
 		}
 	} else if kind != CloseFIN {
