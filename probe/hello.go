@@ -179,17 +179,21 @@ func marshalHello(h helloSpec) ([]byte, error) {
 			if minV < tlsbridge.VersionTLS13 {
 				addExt(b, tlsbridge.ExtExtendedMasterSecret, func(*cryptobyte.Builder) {})
 			}
-			if tls13 {
-				addExt(b, tlsbridge.ExtSupportedVersions, func(b *cryptobyte.Builder) {
-					b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) {
-						vs := slices.Clone(h.Versions)
-						slices.Sort(vs)
-						slices.Reverse(vs)
-						for _, v := range vs {
-							b.AddUint16(v)
-						}
-					})
+			// supported_versions even below TLS 1.3: a TLS 1.3 server then
+			// negotiates from this list (RFC 8446 §4.2.1), so a hello means
+			// "only these versions"; an older server picks at most
+			// legacy_version and the caller checks what it chose.
+			addExt(b, tlsbridge.ExtSupportedVersions, func(b *cryptobyte.Builder) {
+				b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) {
+					vs := slices.Clone(h.Versions)
+					slices.Sort(vs)
+					slices.Reverse(vs)
+					for _, v := range vs {
+						b.AddUint16(v)
+					}
 				})
+			})
+			if tls13 {
 				addExt(b, tlsbridge.ExtPSKModes, func(b *cryptobyte.Builder) {
 					b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddUint8(1) }) // psk_dhe_ke
 				})

@@ -149,7 +149,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Certificates:   []CertResult{},
 		Profiles:       []ProfileResult{},
 		Verdicts:       []Verdict{},
-		Strict:         StrictResult{Versions: []string{}, Answers: map[string]string{}},
+		Strict:         StrictResult{Versions: []string{}, Answers: map[string]string{}, CipherSuites: map[string][]string{}},
 		Notes:          []string{},
 	}
 
@@ -161,21 +161,33 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, ctx.Err()
 		}
 		var de *dialError
-		k := classify(err)
-		if errors.As(err, &de) || (k != answerClosed && k != answerReset) {
+		if errors.As(err, &de) || classify(err) == answerTimeout {
 			return nil, &unreachableError{reason(cfg.Target, p.timeout, err)}
 		}
-		// Closed on a plaintext PRELOGIN: perhaps a server that takes
-		// TDS 8.0 only. Try that before giving up.
+		// Refused a plaintext PRELOGIN: perhaps a server that takes
+		// TDS 8.0 only (MS-TDS §3.3.5.1). Try that before giving up.
 		pl, serr := p.strictPrelogin(ctx)
-		if serr != nil {
-			return nil, &unreachableError{reason(cfg.Target, p.timeout, err)}
+		switch {
+		case serr == nil:
+			p.progress("plaintext PRELOGIN refused; PRELOGIN inside TDS 8.0 strict works")
+			p.fillPrelogin(&res.Prelogin, pl)
+			res.Prelogin.Via = "strict"
+			res.Prelogin.Encryption = "strict only"
+			res.Prelogin.Answers["OFF"] = "closed"
+		default:
+			// PRELOGIN inside TLS failed too (crypto/tls has no DHE, or
+			// the TLS service is not TDS inside): if a crafted strict
+			// hello is answered, the TLS findings still stand.
+			legacy, tls13 := knownSuites()
+			a := p.hello(ctx, modeStrict, helloSpec{Versions: allVersions, Suites: append(slices.Clone(tls13), legacy...)})
+			if !a.accepted() {
+				return nil, &unreachableError{reason(cfg.Target, p.timeout, err)}
+			}
+			p.progress("plaintext PRELOGIN refused, PRELOGIN inside TLS failed (%v); a TLS-first hello works: probing TLS only", serr)
+			p.note("PRELOGIN could not be run: in plaintext (%s), nor inside TDS 8.0 TLS (%v); the findings are TLS only", reason(cfg.Target, p.timeout, err), serr)
+			res.Prelogin.Via = "none"
+			res.Prelogin.Answers = map[string]string{}
 		}
-		p.progress("plaintext PRELOGIN refused; PRELOGIN inside TDS 8.0 strict works")
-		p.fillPrelogin(&res.Prelogin, pl)
-		res.Prelogin.Via = "strict"
-		res.Prelogin.Encryption = "strict only"
-		res.Prelogin.Answers = map[string]string{"OFF": "closed"}
 	} else {
 		p.fillPrelogin(&res.Prelogin, first.pl)
 		res.Prelogin.Via = "tds7"
@@ -250,7 +262,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	enumMode, enumVersions := modeTDS7, v7
 	if len(v7) == 0 && len(v8) > 0 {
 		enumMode, enumVersions = modeStrict, v8
-		p.note("no TLS inside PRELOGIN: cipher suites were enumerated in TDS 8.0 strict mode (cipher_suites holds those)")
+		p.note("no TLS inside PRELOGIN: cipher suites were enumerated in TDS 8.0 strict mode (strict.cipher_suites)")
 	}
 	enums := make(map[uint16]enumeration)
 	for _, v := range enumVersions {
@@ -285,7 +297,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for _, v := range enumVersions {
 		e := enums[v]
 		name := tlsbridge.VersionName(v)
-		res.CipherSuites[name] = suiteNames(e.suites)
+		if enumMode == modeStrict {
+			res.Strict.CipherSuites[name] = suiteNames(e.suites)
+		} else {
+			res.CipherSuites[name] = suiteNames(e.suites)
+		}
 		res.CipherOrder[name] = e.order
 		for _, s := range e.suites {
 			res.KeyExchange[tlsbridge.CipherSuiteName(s)] = tlsbridge.SuiteKeyExchange(s)

@@ -51,11 +51,15 @@ func (r *Result) WriteText(w io.Writer) error {
 	b.WriteString("Cipher suites\n")
 	for _, v := range allVersions {
 		n := tlsbridge.VersionName(v)
+		where := "inside PRELOGIN"
 		suites, ok := r.CipherSuites[n]
 		if !ok {
-			continue
+			if suites, ok = r.Strict.CipherSuites[n]; !ok {
+				continue
+			}
+			where = "strict"
 		}
-		fmt.Fprintf(&b, "  %s (%s order)\n", n, r.CipherOrder[n])
+		fmt.Fprintf(&b, "  %s %s (%s order)\n", n, where, r.CipherOrder[n])
 		for _, s := range suites {
 			fmt.Fprintf(&b, "    %-48s %s\n", s, r.KeyExchange[s])
 		}

@@ -58,6 +58,9 @@ type StrictResult struct {
 	// ALPN is the protocol the server selected ("tds/8.0" or "").
 	ALPN    string            `json:"alpn"`
 	Answers map[string]string `json:"answers"`
+	// CipherSuites is filled only when the server has no TLS inside
+	// PRELOGIN: the suites per version in strict mode.
+	CipherSuites map[string][]string `json:"cipher_suites"`
 }
 
 // DHEResult is the finite-field Diffie-Hellman findings.

@@ -143,7 +143,11 @@ func (p *prober) preloginRequest(enc tds.Encryption) []byte {
 	pl.Set(tds.PreloginVersion, []byte{0, 0, 0, 0, 0, 0})
 	pl.Set(tds.PreloginEncryption, []byte{byte(enc)})
 	pl.Set(tds.PreloginInstance, append([]byte(p.cfg.Instance), 0))
-	pl.Set(tds.PreloginThreadID, []byte{0, 0, 0, 0})
+	// THREADID is informational (the client's thread, little-endian); its
+	// bytes are CR LF CR LF so that a line-oriented text server (HTTP)
+	// sees the end of a line and answers at once instead of waiting for
+	// one, and the probe can say what it is.
+	pl.Set(tds.PreloginThreadID, []byte("\r\n\r\n"))
 	pl.Set(tds.PreloginMARS, []byte{0})
 	pl.Set(tds.PreloginFedAuthRequired, []byte{1})
 	return pl.Marshal()

@@ -67,7 +67,7 @@ func refusal(a answer) string {
 	case a.Kind == answerAlert:
 		return "refused with alert " + tlsbridge.AlertName(a.Alert.Description) + " (a named TLS error, not 10054)"
 	case a.accepted():
-		return "answered " + a.String()
+		return "answered " + a.String() + " (a version or suite the client did not offer: it gives up)"
 	}
 	return a.String()
 }
