@@ -372,7 +372,11 @@ func TestProbeBadTargets(t *testing.T) {
 	}{
 		{"refused", refused, "connection refused"},
 		{"silent", func(t *testing.T) string {
-			return serve(t, func(c net.Conn) { _ = c.SetReadDeadline(time.Now().Add(5 * time.Second)); _, _ = c.Read(make([]byte, 1)); time.Sleep(3 * timeout) })
+			return serve(t, func(c net.Conn) {
+				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				_, _ = c.Read(make([]byte, 1))
+				time.Sleep(3 * timeout)
+			})
 		}, "no answer to PRELOGIN within 500ms"},
 		{"HTTP", func(t *testing.T) string {
 			s := httptest.NewServer(http.NotFoundHandler())
