@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -86,9 +85,7 @@ Client profiles: ` + strings.Join(probe.ProfileNames(), ", ") + `.`,
 				Progress:    func(line string) { fmt.Fprintln(stderr, "probe:", line) },
 			})
 			if err != nil {
-				if errors.Is(err, probe.ErrUnreachable) {
-					return err // one line; exit 1
-				}
+				// probe.ErrUnreachable and a cancelled run: one line, exit 1.
 				return err
 			}
 			out := cmd.OutOrStdout()
