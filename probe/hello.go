@@ -27,6 +27,9 @@ type helloSpec struct {
 	// SigAlgs is signature_algorithms (RFC 5246 §7.4.1.4.1, RFC 8446
 	// §4.2.3); nil means defaultSigAlgs. Not sent below TLS 1.2.
 	SigAlgs []uint16
+	// SigAlgsCert is signature_algorithms_cert (RFC 8446 §4.2.3), sent
+	// when not nil: the schemes a client accepts in certificates only.
+	SigAlgsCert []uint16
 	// Groups is supported_groups (RFC 8422 §5.1.1, RFC 7919); nil means
 	// defaultGroups.
 	Groups []uint16
@@ -164,6 +167,15 @@ func marshalHello(h helloSpec) ([]byte, error) {
 				addExt(b, tlsbridge.ExtSignatureAlgorithms, func(b *cryptobyte.Builder) {
 					b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
 						for _, s := range sigAlgs {
+							b.AddUint16(s)
+						}
+					})
+				})
+			}
+			if maxV >= tlsbridge.VersionTLS12 && h.SigAlgsCert != nil {
+				addExt(b, tlsbridge.ExtSignatureAlgorithmsCert, func(b *cryptobyte.Builder) {
+					b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+						for _, s := range h.SigAlgsCert {
 							b.AddUint16(s)
 						}
 					})

@@ -139,6 +139,22 @@ func TestProbeVersions(t *testing.T) {
 	}
 }
 
+// TLS 1.3 only, inside PRELOGIN: the certificate is encrypted, so the
+// probe completes one handshake with crypto/tls to read it.
+func TestProbeTLS13Certificate(t *testing.T) {
+	cert, _, _ := testCert(t, tlsbridge.CertOptions{Hash: "sha384"})
+	r := probeEmu(t, emulator.Config{TLSMin: tls.VersionTLS13, TLSMax: tls.VersionTLS13, Certificate: &cert}, nil)
+	if !slices.Equal(r.Versions, []string{"TLS 1.3"}) || len(r.CipherSuites["TLS 1.3"]) == 0 {
+		t.Errorf("versions %v suites %v", r.Versions, r.CipherSuites)
+	}
+	if len(r.Certificates) != 1 || r.Certificates[0].SignatureAlgorithm != "SHA384-RSA" {
+		t.Errorf("certificates %+v, want the SHA384-RSA leaf", r.Certificates)
+	}
+	if r.KeyExchange["TLS_AES_128_GCM_SHA256"] != "TLS13" {
+		t.Errorf("key exchange %v", r.KeyExchange)
+	}
+}
+
 // A restricted suite list is enumerated exactly, in the server's order
 // (Go's server orders the configured suites by its own preference, which
 // for these is the order written here).

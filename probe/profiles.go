@@ -18,6 +18,7 @@ type profile struct {
 	versions          []uint16
 	suites            []string // IANA names, in the client's order
 	sigAlgs           []uint16 // nil below TLS 1.2
+	sigAlgsCert       []uint16 // signature_algorithms_cert; nil if not sent
 	groups            []uint16
 }
 
@@ -67,7 +68,9 @@ var profiles = []profile{
 			"TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA", "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
 		},
 		sigAlgs: []uint16{0x0804, 0x0403, 0x0807, 0x0805, 0x0503, 0x0806, 0x0603, 0x0401, 0x0501, 0x0601},
-		groups:  []uint16{0x001d, 0x0017, 0x0018, 0x0019},
+		// Go lists SHA-1 for certificates only (docs/protocol.md).
+		sigAlgsCert: []uint16{0x0804, 0x0403, 0x0807, 0x0805, 0x0503, 0x0806, 0x0603, 0x0401, 0x0501, 0x0601, 0x0201, 0x0203},
+		groups:      []uint16{0x001d, 0x0017, 0x0018, 0x0019},
 	},
 	{
 		name:        "openssl3",
@@ -170,7 +173,7 @@ func (p *prober) runProfiles(ctx context.Context) []profileRun {
 	var wg sync.WaitGroup
 	for i, pr := range profiles {
 		wg.Go(func() {
-			a := p.hello(ctx, modeTDS7, helloSpec{Versions: pr.versions, Suites: pr.suiteIDs(), SigAlgs: pr.sigAlgs, Groups: pr.groups})
+			a := p.hello(ctx, modeTDS7, helloSpec{Versions: pr.versions, Suites: pr.suiteIDs(), SigAlgs: pr.sigAlgs, SigAlgsCert: pr.sigAlgsCert, Groups: pr.groups})
 			p.progress("client profile %s: %s", pr.name, a)
 			out[i] = profileRun{prof: pr, ans: a}
 		})

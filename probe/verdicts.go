@@ -293,7 +293,9 @@ func missesHash(ev *evidence, pr profile) bool {
 	}
 	for _, n := range need {
 		listed := false
-		for _, s := range pr.sigAlgs {
+		// A scheme in either list counts (RFC 8446 §4.2.3), as in the
+		// weak-cert-hash scenario's own decision.
+		for _, s := range append(slices.Clone(pr.sigAlgs), pr.sigAlgsCert...) {
 			listed = listed || tlsbridge.SignatureSchemeName(s) == n
 		}
 		if !listed {
