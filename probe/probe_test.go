@@ -278,7 +278,10 @@ func TestProbeCertificateValidity(t *testing.T) {
 // front that closes connections starting with a TLS record).
 func TestProbeStrict(t *testing.T) {
 	t.Run("on", func(t *testing.T) {
-		r := probeEmu(t, emulator.Config{Encrypt: tds.EncryptOn}, nil)
+		r := probeEmu(t, emulator.Config{Encrypt: tds.EncryptOn}, func(c *Config) { c.Instance = "MSSQLSERVER" })
+		if r.Prelogin.Instance != "ok" {
+			t.Errorf("instance answer %q, want ok (INSTOPT 0x00)", r.Prelogin.Instance)
+		}
 		if !r.Strict.Supported || r.Strict.ALPN != "tds/8.0" || !slices.Equal(r.Strict.Versions, []string{"TLS 1.2", "TLS 1.3"}) {
 			t.Errorf("strict %+v", r.Strict)
 		}
