@@ -1,7 +1,6 @@
 package tlsbridge
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -326,8 +325,9 @@ func (c *FramedConn) SetWriteDeadline(t time.Time) error { return c.raw.SetWrite
 // after it are plaintext TDS. tc must run over fc, and the handshake must be
 // done and fc switched to raw. On return the TLS layer is spent; keep using
 // fc (not tc, not fc.Raw()) for plaintext TDS. maxMessage caps the payload;
-// 0 means tds.DefaultMaxMessage.
-func ReadLoginOnly(tc *tls.Conn, fc *FramedConn, maxMessage int) (tds.Message, error) {
+// 0 means tds.DefaultMaxMessage. tc is a *tls.Conn or any TLS conn that
+// reads through fc (the DHE engine, tlsbridge/dhe).
+func ReadLoginOnly(tc io.Reader, fc *FramedConn, maxMessage int) (tds.Message, error) {
 	if maxMessage <= 0 {
 		maxMessage = tds.DefaultMaxMessage
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/tdsproxy/tdsproxy/configs"
 	"github.com/tdsproxy/tdsproxy/internal/emulator"
 	"github.com/tdsproxy/tdsproxy/tds"
+	"github.com/tdsproxy/tdsproxy/tlsbridge/dhe"
 )
 
 func init() { subcommands = append(subcommands, newEmulateCmd) }
@@ -38,6 +40,11 @@ type emulateFlags struct {
 	largeRowBytes int
 	serverName    string
 	logLevel      string
+	dhe           string
+	dheGroup      string
+	dheZ          string
+	dheY          string
+	dheFail       string
 }
 
 func newEmulateCmd() *cobra.Command {
@@ -68,6 +75,11 @@ FreeTDS, then serves until interrupted (SIGINT or SIGTERM).`,
   # An old server: TLS 1.0 only, one CBC cipher suite
   tdsproxy emulate --tls-min 1.0 --tls-max 1.0 --cipher-suites TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA
 
+  # A server that prefers TLS_DHE_RSA and pads the DH shared secret, as an
+  # unpatched Windows server does (KB4557473): clients that strip it (OpenSSL,
+  # GnuTLS, JSSE) fail about 1 handshake in 256 (docs/dhe.md)
+  tdsproxy emulate --encrypt on --dhe prefer --dhe-z pad --dhe-fail rst
+
   # Your own certificate; write the served certificate for clients to trust
   tdsproxy emulate --cert server.pem --key server.key
   tdsproxy emulate --cert-out /tmp/emulator.pem`,
@@ -96,6 +108,11 @@ FreeTDS, then serves until interrupted (SIGINT or SIGTERM).`,
 	fl.IntVar(&f.largeRowBytes, "large-row-bytes", emulator.DefaultLargeRowBytes, "bytes per row of SELECT large (1..8000)")
 	fl.StringVar(&f.serverName, "server-name", emulator.DefaultServerName, "server name in messages and @@VERSION")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.StringVar(&f.dhe, "dhe", "off", "TLS_DHE_RSA with the DHE engine (TLS 1.0-1.2): off; prefer (a client that offers DHE gets it); only (every client, others refused)")
+	fl.StringVar(&f.dheGroup, "dhe-group", dhe.DefaultGroup, "DH group: "+strings.Join(dhe.Groups(), ", "))
+	fl.StringVar(&f.dheZ, "dhe-z", "strip", "DH shared secret as pre-master secret: strip (RFC 5246 8.1.2, patched Windows) or pad (unpatched Windows)")
+	fl.StringVar(&f.dheY, "dhe-y", "minimal", "server DH public value on the wire: minimal or padded (to the length of p)")
+	fl.StringVar(&f.dheFail, "dhe-fail", "alert", "when the client's Finished does not decrypt: fin (close, no alert), rst (abort: 10054) or alert (bad_record_mac)")
 	return cmd
 }
 
@@ -149,6 +166,25 @@ func (f emulateFlags) emulatorConfig() (emulator.Config, error) {
 	}
 	if f.largeRowBytes < 1 || f.largeRowBytes > tds.MaxVarLen {
 		return cfg, usagef("--large-row-bytes %d: must be 1..%d", f.largeRowBytes, tds.MaxVarLen)
+	}
+	if cfg.DHE, err = emulator.ParseDHEMode(f.dhe); err != nil {
+		return cfg, usagef("--dhe: %v", err)
+	}
+	if _, err := dhe.GroupByName(f.dheGroup); err != nil {
+		return cfg, usagef("--dhe-group: %v", err)
+	}
+	cfg.DHEGroup = f.dheGroup
+	if cfg.DHEZ, err = dhe.ParseZEncoding(f.dheZ); err != nil {
+		return cfg, usagef("--dhe-z: %v", err)
+	}
+	if cfg.DHEY, err = dhe.ParseYEncoding(f.dheY); err != nil {
+		return cfg, usagef("--dhe-y: %v", err)
+	}
+	if cfg.DHEFail, err = dhe.ParseFailMode(f.dheFail); err != nil {
+		return cfg, usagef("--dhe-fail: %v", err)
+	}
+	if cfg.DHE != emulator.DHEOff && cfg.TLSMin > tls.VersionTLS12 {
+		return cfg, usagef("--dhe %s needs TLS 1.2 or lower, but --tls-min is %s", f.dhe, f.tlsMin)
 	}
 	switch f.logLevel {
 	case "debug", "info", "warn", "error":
@@ -260,8 +296,13 @@ func printConnectionHelp(w io.Writer, srv *emulator.Server, cfg emulator.Config,
 	}
 	u := url.URL{Scheme: "sqlserver", User: url.UserPassword(user, password), Host: addr,
 		RawQuery: url.Values{"encrypt": {goEnc}, "TrustServerCertificate": {"true"}}.Encode()}
-	fmt.Fprintf(w, "tdsproxy SQL Server emulator listening on %s (encrypt %s; %s..%s in PRELOGIN, up to %s for TDS 8.0)\n\n",
+	fmt.Fprintf(w, "tdsproxy SQL Server emulator listening on %s (encrypt %s; %s..%s in PRELOGIN, up to %s for TDS 8.0)\n",
 		addr, cfg.Encrypt, tls.VersionName(minV), tls.VersionName(max7), tls.VersionName(max8))
+	if cfg.DHE != emulator.DHEOff {
+		fmt.Fprintf(w, "TLS_DHE_RSA: %s (group %s, Z %s, Y %s, fail %s; TLS 1.2 at most with DHE)\n",
+			cfg.DHE, cmp.Or(cfg.DHEGroup, dhe.DefaultGroup), cfg.DHEZ, cfg.DHEY, cfg.DHEFail)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "go-mssqldb:\n  %s\n", u.String())
 	if certPath != "" {
 		su := u
@@ -294,6 +335,6 @@ func shellQuote(s string) string {
 type statsString emulator.Stats
 
 func (s statsString) String() string {
-	return fmt.Sprintf("connections=%d logins_ok=%d logins_failed=%d batches=%d tls_handshakes=%d tls_failures=%d protocol_errors=%d",
-		s.Connections, s.LoginsOK, s.LoginsFailed, s.Batches, s.TLSHandshakes, s.TLSFailures, s.ProtocolErrors)
+	return fmt.Sprintf("connections=%d logins_ok=%d logins_failed=%d batches=%d tls_handshakes=%d tls_failures=%d protocol_errors=%d dhe_handshakes=%d",
+		s.Connections, s.LoginsOK, s.LoginsFailed, s.Batches, s.TLSHandshakes, s.TLSFailures, s.ProtocolErrors, s.DHEHandshakes)
 }

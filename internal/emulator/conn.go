@@ -2,7 +2,6 @@ package emulator
 
 import (
 	"crypto/subtle"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -137,7 +136,10 @@ func (ss *session) runTDS7(pc net.Conn) error {
 	}
 
 	fc := tlsbridge.NewFramedConn(pc, tlsbridge.RoleServer, tds.DefaultPacketSize)
-	tc := tls.Server(fc, ss.s.tlsCfg)
+	tc, err := ss.tlsServer(fc, false)
+	if err != nil {
+		return err
+	}
 	if err := ss.handshake(tc, fc); err != nil {
 		return err
 	}
@@ -158,7 +160,10 @@ func (ss *session) runTDS7(pc net.Conn) error {
 // runStrict negotiates TDS 8.0: TLS on the TCP connection first, then
 // PRELOGIN and LOGIN7 inside it.
 func (ss *session) runStrict(pc net.Conn) error {
-	tc := tls.Server(pc, ss.s.strict)
+	tc, err := ss.tlsServer(pc, true)
+	if err != nil {
+		return err
+	}
 	if err := ss.handshake(tc, nil); err != nil {
 		return err
 	}
@@ -181,7 +186,7 @@ func (ss *session) runStrict(pc net.Conn) error {
 // handshake runs the server side of TLS. fc, when not nil, is the framing
 // conn under tc: after the handshake it is switched to raw records, and
 // after a failure the pending alert is flushed to the client.
-func (ss *session) handshake(tc *tls.Conn, fc *tlsbridge.FramedConn) error {
+func (ss *session) handshake(tc tlsServerConn, fc *tlsbridge.FramedConn) error {
 	if err := tc.Handshake(); err != nil {
 		ss.s.stats.tlsFailures.Add(1)
 		if fc != nil {
@@ -199,9 +204,13 @@ func (ss *session) handshake(tc *tls.Conn, fc *tlsbridge.FramedConn) error {
 		}
 	}
 	ss.s.stats.tlsHandshakes.Add(1)
-	st := tc.ConnectionState()
-	ss.log.Debug("TLS handshake done", zap.String("version", tls.VersionName(st.Version)),
-		zap.String("cipher_suite", tls.CipherSuiteName(st.CipherSuite)), zap.String("alpn", st.NegotiatedProtocol))
+	st := summarize(tc)
+	fields := []zap.Field{zap.String("version", st.version), zap.String("cipher_suite", st.suite), zap.String("alpn", st.alpn)}
+	if st.dhe {
+		ss.s.stats.dheHandshakes.Add(1)
+		fields = append(fields, zap.String("dhe_group", st.group), zap.Int("dhe_prime_bits", st.primeBits))
+	}
+	ss.log.Debug("TLS handshake done", fields...)
 	return nil
 }
 
@@ -394,3 +403,7 @@ func (c *prefixConn) Read(b []byte) (int, error) {
 	}
 	return c.Conn.Read(b)
 }
+
+// NetConn returns the wrapped conn, so that the DHE engine can reach the
+// TCP conn to abort with an RST (dhe.FailRST).
+func (c *prefixConn) NetConn() net.Conn { return c.Conn }

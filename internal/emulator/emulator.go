@@ -26,6 +26,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tdsproxy/tdsproxy/tds"
+	"github.com/tdsproxy/tdsproxy/tlsbridge/dhe"
 )
 
 // Defaults for zero Config fields.
@@ -87,6 +89,26 @@ type Config struct {
 	LoginTimeout time.Duration
 	// Logger receives connection events; nil means zap.NewNop().
 	Logger *zap.Logger
+
+	// DHE says when TLS_DHE_RSA is negotiated, with the DHE engine
+	// (tlsbridge/dhe; crypto/tls has no DHE), in TDS 7.x and strict:
+	// DHEOff (zero), DHEPrefer or DHEOnly. With DHE the TLS versions are
+	// capped at 1.2 and Config.CipherSuites does not apply; the engine
+	// offers its six DHE_RSA suites.
+	DHE DHEMode
+	// DHEGroup names the DH group (dhe.Groups()); "" means ffdhe2048.
+	DHEGroup string
+	// DHEZ, DHEY and DHEFail are the engine's knobs (docs/dhe.md): how
+	// the shared secret becomes the pre-master secret (ZStrip as RFC 5246
+	// §8.1.2; ZPad as unpatched Windows), how the server's public value is
+	// encoded, and how the server fails when the client's Finished does
+	// not decrypt (FailAlert, FailFIN, FailRST).
+	DHEZ    dhe.ZEncoding
+	DHEY    dhe.YEncoding
+	DHEFail dhe.FailMode
+	// DHEKeyLog, when set, receives the DHE master secrets in NSS key log
+	// format.
+	DHEKeyLog io.Writer
 }
 
 // Stats counts what a Server has seen since it started.
@@ -98,10 +120,11 @@ type Stats struct {
 	LoginsFailed   uint64 // credential mismatches (error 18456)
 	Batches        uint64 // SQL batches and RPCs answered
 	ProtocolErrors uint64 // connections closed because of bad input
+	DHEHandshakes  uint64 // completed handshakes with a DHE_RSA suite (Config.DHE)
 }
 
 type counters struct {
-	connections, tlsHandshakes, tlsFailures, loginsOK, loginsFailed, batches, protocolErrors atomic.Uint64
+	connections, tlsHandshakes, tlsFailures, loginsOK, loginsFailed, batches, protocolErrors, dheHandshakes atomic.Uint64
 }
 
 // Server is a running (or ready to run) SQL Server emulator.
@@ -111,6 +134,8 @@ type Server struct {
 	cert    tls.Certificate
 	tlsCfg  *tls.Config // TDS 7.x: TLS inside PRELOGIN
 	strict  *tls.Config // TDS 8.0: TLS first, ALPN tds/8.0
+	dhe7    *dhe.Config // TDS 7.x with Config.DHE; nil when off
+	dhe8    *dhe.Config // strict with Config.DHE; nil when off
 	version tds.ProductVersion
 	stats   counters
 	nextID  atomic.Uint64
@@ -212,6 +237,9 @@ func New(cfg Config) (*Server, error) {
 	s.strict.MaxVersion = max8
 	// TDS 8.0 (MS-TDS §3.3.5.1): the client offers ALPN "tds/8.0".
 	s.strict.NextProtos = []string{"tds/8.0"}
+	if err := s.dheConfigs(max7, max8); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -253,7 +281,8 @@ func (s *Server) Start() error {
 		zap.Stringer("encrypt", s.cfg.Encrypt),
 		zap.String("tls_min", tls.VersionName(s.tlsCfg.MinVersion)),
 		zap.String("tls_max_tds7", tls.VersionName(s.tlsCfg.MaxVersion)),
-		zap.String("tls_max_strict", tls.VersionName(s.strict.MaxVersion)))
+		zap.String("tls_max_strict", tls.VersionName(s.strict.MaxVersion)),
+		zap.Stringer("dhe", s.cfg.DHE))
 	s.wg.Add(1)
 	go s.acceptLoop(ln)
 	return nil
@@ -290,6 +319,7 @@ func (s *Server) Stats() Stats {
 		LoginsFailed:   s.stats.loginsFailed.Load(),
 		Batches:        s.stats.batches.Load(),
 		ProtocolErrors: s.stats.protocolErrors.Load(),
+		DHEHandshakes:  s.stats.dheHandshakes.Load(),
 	}
 }
 
