@@ -83,6 +83,7 @@ func probeTarget(t *testing.T, addr string, mod func(*Config)) *Result {
 	if d, c := cc.dials.Load(), cc.closes.Load(); d != c || d == 0 {
 		t.Errorf("probe opened %d connections and closed %d", d, c)
 	}
+	t.Logf("probe of %s: %d connections", addr, cc.dials.Load())
 	waitNoSockets(t, addr)
 	return res
 }

@@ -219,7 +219,10 @@ func describeBytes(b []byte, r io.Reader) string {
 			line = line[:i]
 		}
 		kind := "a text protocol"
-		if bytes.HasPrefix(line, []byte("HTTP/")) {
+		// An HTTP/1.x server answers with a status line; one that takes
+		// the bytes for an HTTP/0.9 request sends a bare HTML error page.
+		lower := bytes.ToLower(line)
+		if bytes.HasPrefix(line, []byte("HTTP/")) || bytes.HasPrefix(lower, []byte("<!doctype html")) || bytes.HasPrefix(lower, []byte("<html")) {
 			kind = "an HTTP server"
 		}
 		return fmt.Sprintf("the server answered %q (%s)", string(line), kind)
@@ -442,8 +445,8 @@ func reason(target string, timeout time.Duration, err error) string {
 	return target + ": " + strings.TrimSpace(err.Error())
 }
 
-// ms rounds a duration to milliseconds with one decimal, for the JSON.
+// ms rounds a duration to milliseconds with two decimals, for the JSON.
 func ms(d time.Duration) float64 {
-	f, _ := strconv.ParseFloat(strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64), 64)
+	f, _ := strconv.ParseFloat(strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64), 64)
 	return f
 }
