@@ -383,9 +383,8 @@ type timedPL struct {
 // timedPrelogin connects, sends PRELOGIN with ENCRYPT_OFF and times both.
 func (p *prober) timedPrelogin(ctx context.Context) (timedPL, error) {
 	var t timedPL
-	start := time.Now()
-	err := p.conn(ctx, func(c net.Conn) error {
-		t.connect = time.Since(start)
+	err := p.connTimed(ctx, func(c net.Conn, connect time.Duration) error {
+		t.connect = connect
 		s := time.Now()
 		pl, err := p.exchangePrelogin(c, tds.EncryptOff)
 		t.rtt = time.Since(s)

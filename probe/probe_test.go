@@ -304,6 +304,27 @@ func TestProbeStrict(t *testing.T) {
 	})
 }
 
+// A server with encryption NOT_SUP has no TLS inside PRELOGIN; the TLS
+// findings come from strict mode (the emulator takes TDS 8.0 anyway).
+func TestProbeNoEncryption(t *testing.T) {
+	r := probeEmu(t, emulator.Config{Encrypt: tds.EncryptNotSup}, nil)
+	if r.Prelogin.Encryption != "NOT_SUP" || len(r.Versions) != 0 || len(r.CipherSuites) != 0 {
+		t.Errorf("prelogin %+v versions %v suites %v: want NOT_SUP and nothing inside PRELOGIN", r.Prelogin, r.Versions, r.CipherSuites)
+	}
+	if a := r.VersionAnswers["TLS 1.2"]; a != "PRELOGIN refused encryption" {
+		t.Errorf("TLS 1.2 inside PRELOGIN: %q", a)
+	}
+	if len(r.Strict.CipherSuites["TLS 1.2"]) == 0 || len(r.Certificates) != 1 {
+		t.Errorf("strict suites %v, certificates %d: want the strict findings", r.Strict.CipherSuites, len(r.Certificates))
+	}
+	if v := verdictOf(t, r, faults.ScenarioCipherMismatch); v.Status != StatusNA {
+		t.Errorf("cipher-mismatch %+v: want n/a without profiles", v)
+	}
+	if len(r.Profiles) != 0 || len(r.Notes) == 0 {
+		t.Errorf("profiles %v notes %v", r.Profiles, r.Notes)
+	}
+}
+
 // A server whose accepts come late: every PRELOGIN round trip includes
 // the delay, and delayed-accept is a risk.
 func TestProbeAcceptDelay(t *testing.T) {

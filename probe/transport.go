@@ -107,6 +107,12 @@ func (a answer) silent() bool { return a.Kind == answerClosed || a.Kind == answe
 // connection is always closed before conn returns, so a probe never
 // leaves one open on the target.
 func (p *prober) conn(ctx context.Context, f func(c net.Conn) error) error {
+	return p.connTimed(ctx, func(c net.Conn, _ time.Duration) error { return f(c) })
+}
+
+// connTimed is conn that also passes f how long the TCP connect took
+// (without the wait for a slot under the concurrency limit).
+func (p *prober) connTimed(ctx context.Context, f func(c net.Conn, connect time.Duration) error) error {
 	select {
 	case p.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -115,10 +121,12 @@ func (p *prober) conn(ctx context.Context, f func(c net.Conn) error) error {
 	defer func() { <-p.sem }()
 	dctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
+	start := time.Now()
 	c, err := p.dial(dctx, "tcp", p.cfg.Target)
 	if err != nil {
 		return &dialError{err}
 	}
+	connect := time.Since(start)
 	defer c.Close()
 	// A cancelled probe must not wait for a full timeout on a read.
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
@@ -126,7 +134,7 @@ func (p *prober) conn(ctx context.Context, f func(c net.Conn) error) error {
 	if err := c.SetDeadline(time.Now().Add(p.timeout)); err != nil {
 		return err
 	}
-	return f(c)
+	return f(c, connect)
 }
 
 // dialError marks a failure to connect at all.
