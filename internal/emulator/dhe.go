@@ -172,7 +172,7 @@ func peekClientHello(r io.Reader) (*tlsbridge.ClientHello, []byte, error) {
 		raw = append(append(raw, hdr[:]...), body...)
 		msg = append(msg, body...)
 		if len(msg) >= 4 {
-			want := 4 + int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3])
+			want := 4 + (int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3]))
 			if len(msg) >= want {
 				h, err := tlsbridge.ParseClientHello(msg[:want])
 				if err != nil {

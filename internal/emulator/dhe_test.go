@@ -2,12 +2,14 @@ package emulator
 
 import (
 	"bytes"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -262,4 +264,43 @@ func TestNewValidatesDHEConfig(t *testing.T) {
 	if _, err := ParseDHEMode("always"); err == nil {
 		t.Error("ParseDHEMode accepted always")
 	}
+}
+
+// TestPeekClientHello: a ClientHello split over two records is read whole
+// and replayed byte for byte, whatever its length (its 24-bit length is
+// added to the 4-byte header, not OR-ed into it).
+func TestPeekClientHello(t *testing.T) {
+	for n := 1; n <= 8; n++ {
+		hello := goClientHello(t, strings.Repeat("a", n)+".example")
+		body := hello[5:]
+		split := append([]byte{0x16, 3, 1, 0, 10}, body[:10]...)
+		rest := body[10:]
+		split = append(split, 0x16, 3, 1, byte(len(rest)>>8), byte(len(rest)))
+		split = append(split, rest...)
+		h, raw, err := peekClientHello(bytes.NewReader(append(split, 0xEE)))
+		if err != nil {
+			t.Fatalf("%d-byte hello: %v", len(body), err)
+		}
+		if !bytes.Equal(raw, split) || h.ServerName != strings.Repeat("a", n)+".example" {
+			t.Fatalf("%d-byte hello: replay %d bytes of %d, SNI %q", len(body), len(raw), len(split), h.ServerName)
+		}
+	}
+}
+
+// goClientHello returns the first record crypto/tls sends as a client.
+func goClientHello(t *testing.T, sni string) []byte {
+	t.Helper()
+	c, s := net.Pipe()
+	defer c.Close()
+	defer s.Close()
+	go tls.Client(c, &tls.Config{ServerName: sni}).Handshake()
+	hdr := make([]byte, 5)
+	if _, err := io.ReadFull(s, hdr); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, int(hdr[3])<<8|int(hdr[4]))
+	if _, err := io.ReadFull(s, body); err != nil {
+		t.Fatal(err)
+	}
+	return append(hdr, body...)
 }

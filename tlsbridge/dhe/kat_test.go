@@ -185,7 +185,7 @@ func TestRecordKnownAnswers(t *testing.T) {
 			r, _ := newHalfConn(c.version, s, key, c.macKey, c.iv)
 			r.seq = c.seq
 			for rec := got; len(rec) > 0; {
-				n := recordHeaderLen + int(rec[3])<<8 | int(rec[4])
+				n := recordHeaderLen + (int(rec[3])<<8 | int(rec[4]))
 				body := append([]byte(nil), rec[recordHeaderLen:n]...)
 				open, err := r.open(recordApplicationData, body)
 				if err != nil || !bytes.Equal(open, pt) {
@@ -196,7 +196,7 @@ func TestRecordKnownAnswers(t *testing.T) {
 			// One flipped bit anywhere is bad_record_mac.
 			r2, _ := newHalfConn(c.version, s, key, c.macKey, c.iv)
 			r2.seq = c.seq
-			first := recordHeaderLen + int(want[3])<<8 | int(want[4])
+			first := recordHeaderLen + (int(want[3])<<8 | int(want[4]))
 			body := append([]byte(nil), want[recordHeaderLen:first]...)
 			body[len(body)/2] ^= 1
 			if _, err := r2.open(recordApplicationData, body); err != errBadRecordMAC {
