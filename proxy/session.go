@@ -591,6 +591,15 @@ func (s *session) drainClient() {
 	c.Close()
 }
 
+// sentText says what a limit's close sends, for a record whose kind says
+// why it closed (limit, timeout).
+func sentText(style CloseStyle) string {
+	if style == StyleFIN {
+		return "closed with a FIN"
+	}
+	return "closed with an RST"
+}
+
 // amendClose adds to the recorded close's reason.
 func (s *session) amendClose(note string) {
 	s.mu.Lock()
@@ -701,7 +710,8 @@ func (s *session) negotiationTimedOut() {
 		return
 	}
 	d := s.p.cfg.negotiationTimeout()
-	s.setClose(SideProxy, CloseTimeout, fmt.Sprintf("negotiation not over after %v (negotiation_timeout)", d))
+	// The kind says why; the reason also says what went on the wire.
+	s.setClose(SideProxy, CloseTimeout, fmt.Sprintf("negotiation not over after %v (negotiation_timeout); %s", d, sentText(s.p.cfg.limitStyle())))
 	s.mu.Lock()
 	s.w.note("negotiation timeout")
 	s.mu.Unlock()
@@ -713,7 +723,7 @@ func (s *session) negotiationTimedOut() {
 // It runs on the accept loop; a FIN close drains the client on its own
 // goroutine.
 func (s *session) refuse(reason string, style CloseStyle) {
-	s.setClose(SideProxy, CloseLimit, reason)
+	s.setClose(SideProxy, CloseLimit, reason+"; "+sentText(style))
 	s.cancel()
 	if style == StyleFIN {
 		s.finClient()

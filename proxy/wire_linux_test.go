@@ -208,7 +208,7 @@ func checkClose(t *testing.T, rec *proxy.Record, by proxy.Side, kind proxy.Close
 	if c == nil || c.By != by || c.Kind != kind || phase != "" && c.Phase != phase {
 		t.Fatalf("close = %+v, want by %s kind %s in %q", c, by, kind, phase)
 	}
-	if strings.Contains(c.Reason, "RST") && kind != proxy.CloseRST {
+	if strings.Contains(c.Reason, "then RST") || strings.Contains(c.Reason, "ended with an RST") {
 		t.Errorf("close reason %q: the FIN close ended in an RST", c.Reason)
 	}
 }
@@ -293,6 +293,9 @@ func TestEveryClosePathKeepsItsStyle(t *testing.T) {
 				t.Errorf("the refused client got %s, want %s", wire, st.wire)
 			}
 			checkClose(t, rec, proxy.SideProxy, proxy.CloseLimit, proxy.PhaseAccept)
+			if !strings.Contains(rec.Close.Reason, "with "+map[string]string{"fin": "a FIN", "rst": "an RST"}[st.wire]) {
+				t.Errorf("reason %q does not say what was sent", rec.Close.Reason)
+			}
 		})
 		t.Run("negotiation_timeout/"+string(st.style), func(t *testing.T) {
 			p, recs := wireProxy(t, proxy.Config{Upstream: serveUp(t, discardHandler), NegotiationTimeout: 300 * time.Millisecond, LimitStyle: st.style}, nil)
@@ -304,6 +307,9 @@ func TestEveryClosePathKeepsItsStyle(t *testing.T) {
 				t.Errorf("the slow client got %s, want %s", wire, st.wire)
 			}
 			checkClose(t, rec, proxy.SideProxy, proxy.CloseTimeout, "")
+			if !strings.Contains(rec.Close.Reason, "with "+map[string]string{"fin": "a FIN", "rst": "an RST"}[st.wire]) {
+				t.Errorf("reason %q does not say what was sent", rec.Close.Reason)
+			}
 		})
 		kind := proxy.CloseKind(st.wire)
 		for _, during := range []struct {
