@@ -344,7 +344,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	p.progress("certificate chain: %d certificate(s)", len(res.Certificates))
 
 	// 5. DHE.
-	res.DHE = p.dhe(ctx, enumMode, allSuites, dheAnswers)
+	res.DHE = p.dhe(ctx, enumMode, enums, allSuites, dheAnswers)
 
 	// 6. Signature algorithms.
 	res.SignatureAlgs = sig.result(enumMode)

@@ -362,13 +362,15 @@ func TestProbeOpenSSLDHE(t *testing.T) {
 	if len(r.Versions) != 0 {
 		t.Errorf("versions inside PRELOGIN %v, want none", r.Versions)
 	}
-	if !slices.Equal(r.DHE.GroupsBits, []int{2048}) || r.DHE.LeadingZero != LeadingZeroNA || !strings.Contains(r.DHE.LeadingZeroReason, "DHE engine") {
-		t.Errorf("dhe %+v: want 2048 bits, leading zero n/a (needs the DHE engine)", r.DHE)
+	// OpenSSL strips the leading zero (RFC 5246 §8.1.2).
+	if !slices.Equal(r.DHE.GroupsBits, []int{2048}) || r.DHE.LeadingZero != LeadingZeroStrip {
+		t.Errorf("dhe %+v: want 2048 bits, leading zero strip", r.DHE)
 	}
-	for _, sc := range []string{faults.ScenarioDHEEnabled, faults.ScenarioDHELeadingZero} {
-		if v := verdictOf(t, r, sc); v.Status != StatusRisk {
-			t.Errorf("%s %+v, want risk", sc, v)
-		}
+	if v := verdictOf(t, r, faults.ScenarioDHEEnabled); v.Status != StatusRisk {
+		t.Errorf("dhe-enabled %+v, want risk", v)
+	}
+	if v := verdictOf(t, r, faults.ScenarioDHELeadingZero); v.Status != StatusOK {
+		t.Errorf("dhe-leading-zero %+v, want ok (strips)", v)
 	}
 	if len(r.Certificates) != 1 || r.Certificates[0].SignatureAlgorithm != "SHA256-RSA" {
 		t.Errorf("certificates %+v", r.Certificates)

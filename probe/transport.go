@@ -113,13 +113,18 @@ func (p *prober) conn(ctx context.Context, f func(c net.Conn) error) error {
 // connTimed is conn that also passes f how long the TCP connect took
 // (without the wait for a slot under the concurrency limit).
 func (p *prober) connTimed(ctx context.Context, f func(c net.Conn, connect time.Duration) error) error {
+	return p.connFor(ctx, p.timeout, f)
+}
+
+// connFor is connTimed with its own bound on the connection.
+func (p *prober) connFor(ctx context.Context, timeout time.Duration, f func(c net.Conn, connect time.Duration) error) error {
 	select {
 	case p.sem <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	defer func() { <-p.sem }()
-	dctx, cancel := context.WithTimeout(ctx, p.timeout)
+	dctx, cancel := context.WithTimeout(ctx, p.timeout) // the connect alone
 	defer cancel()
 	start := time.Now()
 	c, err := p.dial(dctx, "tcp", p.cfg.Target)
@@ -131,7 +136,7 @@ func (p *prober) connTimed(ctx context.Context, f func(c net.Conn, connect time.
 	// A cancelled probe must not wait for a full timeout on a read.
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
 	defer stop()
-	if err := c.SetDeadline(time.Now().Add(p.timeout)); err != nil {
+	if err := c.SetDeadline(time.Now().Add(timeout)); err != nil {
 		return err
 	}
 	return f(c, connect)
