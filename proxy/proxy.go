@@ -370,7 +370,7 @@ func (p *Proxy) handle(c net.Conn) {
 	p.mu.Unlock()
 	if p.ctx.Err() != nil {
 		// Close ran between the reservation and the registration.
-		s.abort(CloseShutdown, false, shutdownReason)
+		s.abort(CloseShutdown, false, shutdownReason(false))
 	}
 	// The session releases the WaitGroup slot when its last direction
 	// ends (session.finish).
@@ -424,8 +424,14 @@ func (p *Proxy) Connections() []*Record {
 	return out
 }
 
-// shutdownReason is the recorded reason of a close by Shutdown or Close.
-const shutdownReason = "proxy closed the connection"
+// shutdownReason is the recorded reason of a close by Shutdown or Close:
+// the kind (shutdown) says why, the reason also what went on the wire.
+func shutdownReason(reset bool) string {
+	if reset {
+		return "proxy closed the connection; " + sentText(StyleRST)
+	}
+	return "proxy closed the connection; " + sentText(StyleFIN)
+}
 
 // CloseConnection closes one live connection in style: StyleRST (the
 // client sees a reset) or StyleFIN (anything else: a FIN, the client's
@@ -494,6 +500,6 @@ func (p *Proxy) closeAll(reset bool) {
 	}
 	p.mu.Unlock()
 	for _, s := range ss {
-		s.abort(CloseShutdown, reset, shutdownReason)
+		s.abort(CloseShutdown, reset, shutdownReason(reset))
 	}
 }

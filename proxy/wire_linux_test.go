@@ -11,6 +11,7 @@ package proxy_test
 // instead of FIN (RFC 1122 4.2.2.13).
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -310,6 +311,27 @@ func TestEveryClosePathKeepsItsStyle(t *testing.T) {
 			if !strings.Contains(rec.Close.Reason, "with "+map[string]string{"fin": "a FIN", "rst": "an RST"}[st.wire]) {
 				t.Errorf("reason %q does not say what was sent", rec.Close.Reason)
 			}
+		})
+		t.Run("shutdown/"+string(st.style), func(t *testing.T) {
+			p, recs := wireProxy(t, proxy.Config{Upstream: serveUp(t, discardHandler)}, nil)
+			done := make(chan error, 1)
+			wire, _ := rawClient(t, p.Addr().String(), func(c net.Conn) {
+				_, _ = c.Write(preloginRequest(tds.EncryptOff))
+				_, _ = c.Write(tail)
+				waitLive(t, p, 1)
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel() // no drain time: close what is open now
+				go func() { done <- p.Shutdown(ctx, st.style == proxy.StyleRST) }()
+			})
+			rec := nextRecord(t, recs)
+			if wire != st.wire {
+				t.Errorf("the client got %s, want %s", wire, st.wire)
+			}
+			checkClose(t, rec, proxy.SideProxy, proxy.CloseShutdown, "")
+			if !strings.Contains(rec.Close.Reason, "with "+map[string]string{"fin": "a FIN", "rst": "an RST"}[st.wire]) {
+				t.Errorf("reason %q does not say what was sent", rec.Close.Reason)
+			}
+			<-done
 		})
 		kind := proxy.CloseKind(st.wire)
 		for _, during := range []struct {
