@@ -281,10 +281,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		wg.Go(func() { sig = p.sigAlgs(ctx, enumMode) })
 	}
 	var profs []profileRun
-	if len(v7) > 0 {
-		wg.Go(func() { profs = p.runProfiles(ctx) })
-	} else {
-		p.note("client profiles not run: the server has no TLS inside PRELOGIN")
+	if len(enumVersions) > 0 {
+		if enumMode == modeStrict {
+			p.note("client profiles were sent in TDS 8.0 strict form: the server has no TLS inside PRELOGIN")
+		}
+		wg.Go(func() { profs = p.runProfiles(ctx, enumMode) })
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {

@@ -317,11 +317,15 @@ func TestProbeNoEncryption(t *testing.T) {
 	if len(r.Strict.CipherSuites["TLS 1.2"]) == 0 || len(r.Certificates) != 1 {
 		t.Errorf("strict suites %v, certificates %d: want the strict findings", r.Strict.CipherSuites, len(r.Certificates))
 	}
-	if v := verdictOf(t, r, faults.ScenarioCipherMismatch); v.Status != StatusNA {
-		t.Errorf("cipher-mismatch %+v: want n/a without profiles", v)
+	// The profiles go in strict form instead.
+	if p := profileOf(t, r, "go-mssqldb"); !p.Connects {
+		t.Errorf("go-mssqldb in strict form: %+v", p)
 	}
-	if len(r.Profiles) != 0 || len(r.Notes) == 0 {
-		t.Errorf("profiles %v notes %v", r.Profiles, r.Notes)
+	if v := verdictOf(t, r, faults.ScenarioCipherMismatch); v.Status != StatusOK {
+		t.Errorf("cipher-mismatch %+v", v)
+	}
+	if len(r.Notes) == 0 {
+		t.Errorf("no note says the findings come from strict mode")
 	}
 }
 
@@ -374,6 +378,17 @@ func TestProbeOpenSSLDHE(t *testing.T) {
 	}
 	if len(r.Certificates) != 1 || r.Certificates[0].SignatureAlgorithm != "SHA256-RSA" {
 		t.Errorf("certificates %+v", r.Certificates)
+	}
+	// Profiles go TLS first here: DHE-first Windows connects with DHE, Go
+	// (no DHE) shares no suite.
+	if p := profileOf(t, r, "win2012r2"); !p.Connects || p.Scenario != faults.ScenarioDHELeadingZero {
+		t.Errorf("win2012r2 %+v", p)
+	}
+	if p := profileOf(t, r, "go-mssqldb"); p.Connects || p.Scenario != faults.ScenarioCipherMismatch {
+		t.Errorf("go-mssqldb %+v", p)
+	}
+	if v := verdictOf(t, r, faults.ScenarioCipherMismatch); v.Status != StatusRisk {
+		t.Errorf("cipher-mismatch %+v", v)
 	}
 }
 

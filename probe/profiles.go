@@ -166,14 +166,15 @@ type profileRun struct {
 	result ProfileResult // filled in by verdicts
 }
 
-// runProfiles sends each profile's hello inside PRELOGIN (TDS 7.x, where
-// these drivers negotiate TLS).
-func (p *prober) runProfiles(ctx context.Context) []profileRun {
+// runProfiles sends each profile's hello in mode m: inside PRELOGIN
+// (TDS 7.x, where these drivers negotiate TLS) unless the server has TLS
+// only in strict form.
+func (p *prober) runProfiles(ctx context.Context, m mode) []profileRun {
 	out := make([]profileRun, len(profiles))
 	var wg sync.WaitGroup
 	for i, pr := range profiles {
 		wg.Go(func() {
-			a := p.hello(ctx, modeTDS7, helloSpec{Versions: pr.versions, Suites: pr.suiteIDs(), SigAlgs: pr.sigAlgs, SigAlgsCert: pr.sigAlgsCert, Groups: pr.groups})
+			a := p.hello(ctx, m, helloSpec{Versions: pr.versions, Suites: pr.suiteIDs(), SigAlgs: pr.sigAlgs, SigAlgsCert: pr.sigAlgsCert, Groups: pr.groups})
 			p.progress("client profile %s: %s", pr.name, a)
 			out[i] = profileRun{prof: pr, ans: a}
 		})

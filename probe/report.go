@@ -17,8 +17,8 @@ func (r *Result) WriteText(w io.Writer) error {
 
 	pl := r.Prelogin
 	fmt.Fprintf(&b, "PRELOGIN (via %s)\n", pl.Via)
-	fmt.Fprintf(&b, "  server version     %s\n", pl.Version)
-	fmt.Fprintf(&b, "  encryption         %s", pl.Encryption)
+	fmt.Fprintf(&b, "  server version     %s\n", orDash(pl.Version))
+	fmt.Fprintf(&b, "  encryption         %s", orDash(pl.Encryption))
 	if pl.ForcesEncryption {
 		b.WriteString(" (forced)")
 	}

@@ -183,7 +183,7 @@ func weakHashVerdict(ev *evidence) (string, string) {
 func delayVerdict(ev *evidence) (string, string) {
 	t := ev.res.Timing
 	if len(t.PreloginMS) == 0 {
-		return StatusNA, "no timing sample (PRELOGIN went through TDS 8.0 strict)"
+		return StatusNA, "no PRELOGIN timing: plaintext PRELOGIN was refused (prelogin.via " + ev.res.Prelogin.Via + ")"
 	}
 	cMed, cMax := stats(t.ConnectMS)
 	pMed, pMax := stats(t.PreloginMS)
