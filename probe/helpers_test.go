@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tdsproxy/tdsproxy/internal/emulator"
+	"github.com/tdsproxy/tdsproxy/internal/interop"
 	"github.com/tdsproxy/tdsproxy/tlsbridge"
 )
 
@@ -263,14 +264,12 @@ func testCert(t *testing.T, opts tlsbridge.CertOptions) (tls.Certificate, []byte
 
 // startOpenSSL runs `openssl s_server` TLS first (TDS 8.0 form) with
 // ffdhe2048 DHE parameters, TLS 1.2 only, the given OpenSSL cipher list
-// and ALPN tds/8.0, until the test ends. It skips the test when openssl
-// is missing.
+// and ALPN tds/8.0, until the test ends. A missing openssl skips the test
+// (fails it under make test, TDSPROXY_INTEROP=require).
 func startOpenSSL(t *testing.T, ciphers string) string {
 	t.Helper()
 	bin, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Skip("openssl not installed")
-	}
+	interop.Require(t, "openssl", err) // skips, or fails under TDSPROXY_INTEROP=require
 	dir := t.TempDir()
 	_, certPEM, keyPEM := testCert(t, tlsbridge.CertOptions{KeyBits: 2048})
 	certFile, keyFile, dhFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "dh.pem")
