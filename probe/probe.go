@@ -167,7 +167,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		// Refused a plaintext PRELOGIN: perhaps a server that takes
 		// TDS 8.0 only (MS-TDS §3.3.5.1). Try that before giving up.
 		pl, serr := p.strictPrelogin(ctx)
+		var inner *notTDSError
 		switch {
+		case errors.As(serr, &inner):
+			// A TLS service (HTTPS, say) that answers inside TLS with
+			// something else than TDS.
+			return nil, &unreachableError{cfg.Target + ": a TLS service, but inside TLS " + inner.Error()}
 		case serr == nil:
 			p.progress("plaintext PRELOGIN refused; PRELOGIN inside TDS 8.0 strict works")
 			p.fillPrelogin(&res.Prelogin, pl)
@@ -181,7 +186,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			legacy, tls13 := knownSuites()
 			a := p.hello(ctx, modeStrict, helloSpec{Versions: allVersions, Suites: append(slices.Clone(tls13), legacy...)})
 			if !a.accepted() {
-				return nil, &unreachableError{reason(cfg.Target, p.timeout, err)}
+				line := reason(cfg.Target, p.timeout, err)
+				var nt *notTDSError
+				if !errors.As(err, &nt) {
+					// Closed on PRELOGIN: say how TLS first fared too.
+					line += "; a TDS 8.0 (TLS-first) hello got " + a.String()
+				}
+				return nil, &unreachableError{line}
 			}
 			p.progress("plaintext PRELOGIN refused, PRELOGIN inside TLS failed (%v); a TLS-first hello works: probing TLS only", serr)
 			p.note("PRELOGIN could not be run: in plaintext (%s), nor inside TDS 8.0 TLS (%v); the findings are TLS only", reason(cfg.Target, p.timeout, err), serr)

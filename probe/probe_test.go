@@ -441,6 +441,11 @@ func TestProbeBadTargets(t *testing.T) {
 			t.Cleanup(s.Close)
 			return s.Listener.Addr().String()
 		}, "HTTP server"},
+		{"HTTPS", func(t *testing.T) string {
+			s := httptest.NewTLSServer(http.NotFoundHandler())
+			t.Cleanup(s.Close)
+			return s.Listener.Addr().String()
+		}, "a TDS 8.0 (TLS-first) hello got alert fatal no_application_protocol(120)"},
 		{"garbage", func(t *testing.T) string {
 			return serve(t, func(c net.Conn) { _, _ = c.Write([]byte{0xFF, 0xEE, 0xDD, 0xCC, 0xBB, 0xAA, 0x99, 0x88, 0x77}) })
 		}, "not a TDS packet header"},

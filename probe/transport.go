@@ -46,7 +46,8 @@ const (
 	answerReset   // RST without an alert: the client's 10054
 	answerTimeout // nothing within the timeout
 	answerNoTLS   // TDS 7.x: the PRELOGIN reply refused encryption
-	answerError   // anything else (dial failure, garbage)
+	answerNotTLS  // bytes that are not TLS records
+	answerError   // anything else (dial failure)
 )
 
 // answer is what one crafted ClientHello got back.
@@ -93,6 +94,8 @@ func (a answer) String() string {
 		return "no answer within the timeout"
 	case answerNoTLS:
 		return "PRELOGIN refused encryption"
+	case answerNotTLS:
+		return "an answer that is not TLS"
 	}
 	if a.Err != nil {
 		return "error: " + a.Err.Error()
@@ -350,7 +353,7 @@ func readAnswer(r io.Reader) answer {
 			if a.ServerHello != nil {
 				return a
 			}
-			return answer{Kind: answerError, Err: fmt.Errorf("not TLS: %w", ferr)}
+			return answer{Kind: answerNotTLS, Err: fmt.Errorf("not TLS: %w", ferr)}
 		}
 		if rerr != nil {
 			if a.ServerHello != nil {
