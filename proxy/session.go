@@ -54,6 +54,9 @@ type session struct {
 	deadline *time.Timer
 	// held is set while a delay verdict holds the bytes of a phase.
 	held *heldPhase
+	// waiting is set while a delay holds the server's bytes (a delay
+	// before a close included), for the client's reader to end it.
+	waiting atomic.Bool
 
 	// early is what the client sent while a hold watched it (holdClient);
 	// the client's direction forwards it before reading again. Only that
@@ -456,9 +459,10 @@ func (s *session) stagesFor(dir Direction) []Stage {
 // forwarded: delay, attach stages, or close. It reports false when the
 // connection was closed.
 func (s *session) applyBeforeForward(v Verdict, dir Direction) bool {
-	if v.Delay > 0 && !v.Close && dir == ClientToServer {
+	if v.Delay > 0 && dir == ClientToServer {
 		// This goroutine is the client's reader: hold while reading the
-		// client, so a client giving up is seen when it leaves.
+		// client, so a client giving up is seen when it leaves (a delay
+		// before a close included).
 		more, ok := s.holdClient(v.Delay)
 		if !ok {
 			return false
@@ -468,9 +472,11 @@ func (s *session) applyBeforeForward(v Verdict, dir Direction) bool {
 	} else if v.Delay > 0 {
 		// The client-to-server direction watches the client meanwhile and
 		// cancels s.ctx if it leaves (readEnded).
+		s.waiting.Store(true)
 		t := time.NewTimer(v.Delay)
 		select {
 		case <-t.C:
+			s.waiting.Store(false)
 		case <-s.ctx.Done():
 			t.Stop()
 			return false
@@ -802,7 +808,7 @@ func (s *session) readEnded(dir Direction, err error) {
 	}
 	if dir == ClientToServer {
 		s.mu.Lock()
-		holding := s.held != nil
+		holding := s.held != nil || s.waiting.Load()
 		s.mu.Unlock()
 		if holding || kind != CloseFIN {
 			// The client left while the server's bytes are held (a delay

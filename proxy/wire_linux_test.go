@@ -391,13 +391,19 @@ func TestClientLeavingDuringHold(t *testing.T) {
 		dial    bool // whether the upstream was dialled before the hold
 		want    Phase
 		latency bool // the hold is a downstream latency stage instead
+		close   bool // the hold comes before an injected close
 	}{
-		{"accept hold", proxy.PhaseAccept, false, proxy.PhaseAccept, false},
-		{"client bytes held", proxy.PhasePreloginRequest, true, proxy.PhaseAccept, false},
-		{"server answer held", proxy.PhasePreloginResponse, true, proxy.PhasePreloginRequest, false},
+		{"accept hold", proxy.PhaseAccept, false, proxy.PhaseAccept, false, false},
+		{"accept hold before a close", proxy.PhaseAccept, false, proxy.PhaseAccept, false, true},
+		{"client bytes held", proxy.PhasePreloginRequest, true, proxy.PhaseAccept, false, false},
+		// A delay before a close: the phase is reached (the fault acts
+		// there), but the client still leaves during the hold.
+		{"client bytes held before a close", proxy.PhasePreloginRequest, true, proxy.PhasePreloginRequest, false, true},
+		{"server answer held", proxy.PhasePreloginResponse, true, proxy.PhasePreloginRequest, false, false},
+		{"server answer held before a close", proxy.PhasePreloginResponse, true, proxy.PhasePreloginResponse, false, true},
 		// The stage holds bytes the watcher has already seen: the record
 		// shows the response's phase reached.
-		{"downstream latency", "", true, proxy.PhasePreloginResponse, true},
+		{"downstream latency", "", true, proxy.PhasePreloginResponse, true, false},
 	}
 	for _, tc := range cases {
 		for _, how := range []string{"fin", "rst"} {
@@ -412,7 +418,7 @@ func TestClientLeavingDuringHold(t *testing.T) {
 					answerPrelogin(tds.EncryptNotSup)(c)
 					upEnded <- time.Now()
 				})
-				var d proxy.Decider = verdictAt{phase: tc.phase, v: proxy.Verdict{Delay: hold, Rule: "hold", Action: "delay"}}
+				var d proxy.Decider = verdictAt{phase: tc.phase, v: proxy.Verdict{Delay: hold, Close: tc.close, Rule: "hold", Action: "delay"}}
 				if tc.latency {
 					lag, err := faults.NewLatency(faults.Latency{Delay: hold})
 					if err != nil {
