@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"io"
 	"net/http"
 	"strings"
@@ -79,7 +80,7 @@ func wantStatus(t *testing.T, status int, body []byte, wantCode int, want string
 
 // Every endpoint, with its error cases, against a running instance.
 func TestAdminAPIEndpoints(t *testing.T) {
-	emu := startEmulator(t, emulator.Config{})
+	emu := testkit.StartEmulator(t, emulator.Config{})
 	in := newInstance(t, control.Options{})
 	mainAddr := addProxy(t, in, "main", emu.Addr())
 	base := serveAdmin(t, in, "")
@@ -347,7 +348,7 @@ func TestAdminListenNeedsToken(t *testing.T) {
 // the login in plaintext (encrypt=disable).
 func TestAdminAPINeverShowsPassword(t *testing.T) {
 	const user, password = "app", "Pa55-w0rd-Never-Shown!"
-	emu := startEmulator(t, emulator.Config{User: user, Password: password})
+	emu := testkit.StartEmulator(t, emulator.Config{User: user, Password: password})
 	in := newInstance(t, control.Options{})
 	addr := addProxy(t, in, "main", emu.Addr())
 	base := serveAdmin(t, in, "")

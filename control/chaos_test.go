@@ -3,6 +3,7 @@ package control_test
 import (
 	"bufio"
 	"context"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"net"
 	"slices"
 	"strconv"
@@ -55,7 +56,7 @@ func TestChaos(t *testing.T) {
 		t.Skip("chaos test: about 8 s")
 	}
 	const clients = 50
-	emu := startEmulator(t, emulator.Config{})
+	emu := testkit.StartEmulator(t, emulator.Config{})
 	// The test's own count of injections, called in the same chain as the
 	// metrics (New keeps an OnInject already set): the metric series of a
 	// rule go when the rule goes (reset below), so the counts are checked

@@ -19,23 +19,8 @@ import (
 
 	"github.com/tdsproxy/tdsproxy/control"
 	"github.com/tdsproxy/tdsproxy/control/client"
-	"github.com/tdsproxy/tdsproxy/internal/emulator"
 	"github.com/tdsproxy/tdsproxy/proxy"
 )
-
-// startEmulator runs a SQL Server emulator on loopback until the test ends.
-func startEmulator(t *testing.T, cfg emulator.Config) *emulator.Server {
-	t.Helper()
-	s, err := emulator.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
 
 // newInstance returns an Instance closed when the test ends.
 func newInstance(t *testing.T, opts control.Options) *control.Instance {

@@ -3,6 +3,7 @@ package control_test
 import (
 	"context"
 	"errors"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"net"
 	"strings"
 	"sync"
@@ -68,8 +69,8 @@ func (s *streamer) run(ctx context.Context, c *sqlClient, stop <-chan struct{}, 
 // invalid ones.
 func TestApplyUnderLoad(t *testing.T) {
 	const clients = 50
-	emu1 := startEmulator(t, emulator.Config{})
-	emu2 := startEmulator(t, emulator.Config{ServerName: "EMU2"})
+	emu1 := testkit.StartEmulator(t, emulator.Config{})
+	emu2 := testkit.StartEmulator(t, emulator.Config{ServerName: "EMU2"})
 	in := newInstance(t, control.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -214,7 +215,7 @@ func metricsText(t *testing.T, in *control.Instance) string {
 // Apply keeps rules changed through the API unless the file changed them,
 // and a proxy's rules in the file are swapped as a set.
 func TestApplyRules(t *testing.T) {
-	emu := startEmulator(t, emulator.Config{})
+	emu := testkit.StartEmulator(t, emulator.Config{})
 	in := newInstance(t, control.Options{})
 	rule := func(name string) map[string]any {
 		return map[string]any{"name": name, "action": "latency", "options": map[string]any{"latency": "1ms"}}

@@ -3,6 +3,7 @@ package control_test
 import (
 	"context"
 	"errors"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,7 +20,7 @@ import (
 // drain timeout, and Shutdown returns nil.
 func TestShutdownDrains(t *testing.T) {
 	const clients = 10
-	emu := startEmulator(t, emulator.Config{})
+	emu := testkit.StartEmulator(t, emulator.Config{})
 	in := newInstance(t, control.Options{})
 	addr := addProxy(t, in, "main", emu.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -91,7 +92,7 @@ func TestShutdownDrains(t *testing.T) {
 // Connections still open when the drain timeout ends are closed, and
 // Shutdown says so.
 func TestShutdownDrainTimeout(t *testing.T) {
-	emu := startEmulator(t, emulator.Config{})
+	emu := testkit.StartEmulator(t, emulator.Config{})
 	in := newInstance(t, control.Options{})
 	addr := addProxy(t, in, "main", emu.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tdsproxy/tdsproxy/internal/emulator"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"github.com/tdsproxy/tdsproxy/tds"
 )
 
@@ -21,7 +22,7 @@ type chunk struct {
 // chunks its watcher saw, in order, with the record it built.
 func captureSession(t *testing.T, encrypt string, server tds.Encryption, emuMax uint16) ([]chunk, *Record) {
 	t.Helper()
-	emu := startEmulator(t, emulator.Config{Encrypt: server, TLSMax: emuMax})
+	emu := testkit.StartEmulator(t, emulator.Config{Encrypt: server, TLSMax: emuMax})
 	p, rs := startProxy(t, emu.Addr(), Options{})
 	var mu sync.Mutex
 	var chunks []chunk
@@ -34,7 +35,7 @@ func captureSession(t *testing.T, encrypt string, server tds.Encryption, emuMax 
 	if encrypt == "strict" {
 		extra = strictParams(t, emu)
 	}
-	if _, err := selectOne(t, goDSN(p.Addr().String(), encrypt, extra), nil, 0); err != nil {
+	if _, err := testkit.SelectOne(t, testkit.GoDSN(p.Addr().String(), encrypt, extra), testkit.Query{}); err != nil {
 		t.Fatal(err)
 	}
 	rec := rs.next(t)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tdsproxy/tdsproxy/internal/emulator"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"github.com/tdsproxy/tdsproxy/tds"
 )
 
@@ -63,9 +64,9 @@ func TestServerMisbehavesInPhase(t *testing.T) {
 	}
 	for _, tc := range held {
 		t.Run(tc.name, func(t *testing.T) {
-			emu := startEmulator(t, startEmuCfg(tds.EncryptOff))
+			emu := testkit.StartEmulator(t, startEmuCfg(tds.EncryptOff))
 			p, rs := startProxy(t, emu.Addr(), Options{Decider: phaseDecider{phase: tc.phase, v: Verdict{Delay: 3 * time.Second, Rule: "hold"}}})
-			_, err := selectOne(t, goDSN(p.Addr().String(), tc.encrypt, url.Values{"connection timeout": {"1"}}), nil, 0)
+			_, err := testkit.SelectOne(t, testkit.GoDSN(p.Addr().String(), tc.encrypt, url.Values{"connection timeout": {"1"}}), testkit.Query{})
 			if err == nil || !strings.Contains(err.Error(), "timeout") {
 				t.Fatalf("client error = %v, want a timeout", err)
 			}
@@ -84,14 +85,14 @@ func TestServerMisbehavesInPhase(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			emu := startEmulator(t, startEmuCfg(tds.EncryptOff))
+			emu := testkit.StartEmulator(t, startEmuCfg(tds.EncryptOff))
 			v := Verdict{Close: true, Style: tc.style, Rule: "test"}
 			if tc.silent {
 				v = Verdict{Delay: 4 * time.Second, Rule: "test"}
 			}
 			bad, _ := startProxy(t, emu.Addr(), Options{Decider: phaseDecider{phase: tc.phase, v: v}})
 			p, rs := startProxy(t, bad.Addr().String(), Options{})
-			_, err := selectOne(t, goDSN(p.Addr().String(), tc.encrypt, url.Values{"connection timeout": {"1"}}), nil, 0)
+			_, err := testkit.SelectOne(t, testkit.GoDSN(p.Addr().String(), tc.encrypt, url.Values{"connection timeout": {"1"}}), testkit.Query{})
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("client error = %v, want it to contain %q", err, tc.wantErr)
 			}

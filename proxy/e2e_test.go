@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
-	"database/sql"
 	"fmt"
 	"hash"
 	"io"
@@ -15,12 +14,9 @@ import (
 	"slices"
 	"sync"
 	"testing"
-	"time"
-
-	mssql "github.com/microsoft/go-mssqldb"
-	"github.com/microsoft/go-mssqldb/msdsn"
 
 	"github.com/tdsproxy/tdsproxy/internal/emulator"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"github.com/tdsproxy/tdsproxy/tds"
 )
 
@@ -140,64 +136,6 @@ func startUpstreamTap(t *testing.T, target string) *upstreamTap {
 	return ut
 }
 
-func startEmulator(t *testing.T, cfg emulator.Config) *emulator.Server {
-	t.Helper()
-	if cfg.Listen == "" {
-		cfg.Listen = "127.0.0.1:0"
-	}
-	s, err := emulator.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-// goDSN builds a go-mssqldb connection string for addr.
-func goDSN(addr, encrypt string, extra url.Values) string {
-	host, port, _ := net.SplitHostPort(addr)
-	q := url.Values{}
-	q.Set("database", "master")
-	q.Set("encrypt", encrypt)
-	q.Set("TrustServerCertificate", "true")
-	q.Set("connection timeout", "5")
-	q.Set("dial timeout", "5")
-	q.Set("app name", "tdsproxy-test")
-	for k, v := range extra {
-		q[k] = v
-	}
-	u := url.URL{Scheme: "sqlserver", User: url.UserPassword("sa", "Secret-Pa55"), Host: net.JoinHostPort(host, port), RawQuery: q.Encode()}
-	return u.String()
-}
-
-// selectOne logs in through a connector and runs SELECT 1.
-func selectOne(t *testing.T, dsn string, dialer mssql.Dialer, tlsMax uint16) (int, error) {
-	t.Helper()
-	cfg, err := msdsn.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tlsMax != 0 && cfg.TLSConfig != nil {
-		// msdsn builds the TLS config from the DSN; a test narrows it.
-		cfg.TLSConfig.MaxVersion = tlsMax
-	}
-	conn := mssql.NewConnectorConfig(cfg)
-	if dialer != nil {
-		conn.Dialer = dialer
-	}
-	db := sql.OpenDB(conn)
-	defer db.Close()
-	db.SetMaxIdleConns(0)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	var v int
-	err = db.QueryRowContext(ctx, "SELECT 1").Scan(&v)
-	return v, err
-}
-
 // strictParams makes go-mssqldb verify the emulator's certificate: in strict
 // mode it ignores TrustServerCertificate (msdsn parseTLS).
 func strictParams(t *testing.T, emu *emulator.Server) url.Values {
@@ -253,7 +191,7 @@ func TestGoMSSQLThroughProxy(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			emu := startEmulator(t, emulator.Config{Encrypt: tc.server, User: "sa", Password: "Secret-Pa55", TLSMax: tc.emuMax})
+			emu := testkit.StartEmulator(t, emulator.Config{Encrypt: tc.server, User: "sa", Password: "Secret-Pa55", TLSMax: tc.emuMax})
 			tap := startUpstreamTap(t, emu.Addr())
 			p, rs := startProxy(t, tap.ln.Addr().String(), Options{})
 			d := &hashingDialer{}
@@ -261,7 +199,7 @@ func TestGoMSSQLThroughProxy(t *testing.T) {
 			if tc.encrypt == "strict" {
 				extra = strictParams(t, emu)
 			}
-			v, err := selectOne(t, goDSN(p.Addr().String(), tc.encrypt, extra), d, tc.tlsMax)
+			v, err := testkit.SelectOne(t, testkit.GoDSN(p.Addr().String(), tc.encrypt, extra), testkit.Query{Dialer: d, TLS: testkit.MaxTLS(tc.tlsMax)})
 			if err != nil {
 				t.Fatalf("SELECT 1 through the proxy: %v", err)
 			}

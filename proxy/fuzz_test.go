@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/tdsproxy/tdsproxy/internal/emulator"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"github.com/tdsproxy/tdsproxy/tds"
 )
 
@@ -275,7 +275,7 @@ func captureConversations(f testing.TB) map[string][]byte {
 		if m.password != "" {
 			pw = m.password
 		}
-		dsn := strings.Replace(goDSN(emu.Addr(), m.encrypt, nil), "Secret-Pa55", pw, 1)
+		dsn := testkit.GoMSSQL{Encrypt: m.encrypt, Password: pw}.DSN(emu.Addr())
 		cfg, err := msdsn.Parse(dsn)
 		if err != nil {
 			f.Fatal(err)

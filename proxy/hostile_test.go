@@ -20,8 +20,6 @@ package proxy_test
 
 import (
 	"bytes"
-	"context"
-	"database/sql"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -41,11 +39,9 @@ import (
 	"testing"
 	"time"
 
-	mssql "github.com/microsoft/go-mssqldb"
-	"github.com/microsoft/go-mssqldb/msdsn"
-
 	"github.com/tdsproxy/tdsproxy/faults"
 	"github.com/tdsproxy/tdsproxy/internal/emulator"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"github.com/tdsproxy/tdsproxy/proxy"
 	"github.com/tdsproxy/tdsproxy/tds"
 )
@@ -592,37 +588,15 @@ func helloWithExtensions(n int) []byte {
 // ---------------------------------------------------------------------------
 // Health check: a real client through the same proxy.
 
-func hostileDSN(addr, encrypt string) string {
-	q := url.Values{}
-	q.Set("database", "master")
-	q.Set("encrypt", encrypt)
-	q.Set("TrustServerCertificate", "true")
-	q.Set("connection timeout", "10")
-	q.Set("dial timeout", "5")
-	q.Set("app name", "tdsproxy-hostile")
-	u := url.URL{Scheme: "sqlserver", User: url.UserPassword(hostileUser, hostilePassword), Host: addr, RawQuery: q.Encode()}
-	return u.String()
-}
-
 // querySelectOne runs SELECT 1 through the proxy and returns the error.
 func querySelectOne(addr, encrypt string) error {
-	cfg, err := msdsn.Parse(hostileDSN(addr, encrypt))
-	if err != nil {
-		return err
+	dsn := testkit.GoMSSQL{User: hostileUser, Password: hostilePassword, Encrypt: encrypt, AppName: "tdsproxy-hostile",
+		Timeout: 10 * time.Second, Params: url.Values{"dial timeout": {"5"}}}.DSN(addr)
+	v, err := testkit.QuerySelectOne(dsn, testkit.Query{Timeout: 20 * time.Second})
+	if err == nil && v != 1 {
+		err = fmt.Errorf("SELECT 1 = %d", v)
 	}
-	db := sql.OpenDB(mssql.NewConnectorConfig(cfg))
-	defer db.Close()
-	db.SetMaxIdleConns(0)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var v int
-	if err := db.QueryRowContext(ctx, "SELECT 1").Scan(&v); err != nil {
-		return err
-	}
-	if v != 1 {
-		return fmt.Errorf("SELECT 1 = %d", v)
-	}
-	return nil
+	return err
 }
 
 func healthy(t *testing.T, env *hostileEnv) {

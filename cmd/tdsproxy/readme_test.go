@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"io"
 	"net"
 	"net/http"
@@ -245,7 +246,7 @@ func startReadmeEmulator(t *testing.T, blocks []readmeBlock) string {
 	}
 	args = replaceFlag(args, "--listen", "127.0.0.1:0")
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &lockedBuffer{}
+	out := &testkit.LockedBuffer{}
 	done := make(chan error, 1)
 	go func() { done <- readmeExec(ctx, out, args...) }()
 	t.Cleanup(func() {

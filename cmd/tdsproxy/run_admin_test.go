@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"io"
 	"net"
 	"net/http"
@@ -61,7 +62,7 @@ func TestRunAdminNeedsToken(t *testing.T) {
 // drain, finish by themselves, and runProxies returns nil without cutting
 // anything.
 func TestRunProxiesDrainsInFlight(t *testing.T) {
-	upstream := startEcho(t)
+	upstream := testkit.StartEcho(t)
 	core, logs := observer.New(zapcore.InfoLevel)
 	cfg := &configs.Config{
 		Admin:    configs.AdminConfig{Listen: configs.AdminDisabled},
@@ -142,7 +143,7 @@ func waitForLogWhere(t *testing.T, path string, runErr <-chan error, what string
 // SIGHUP reloads too.
 func TestRunReload(t *testing.T) {
 	clearEnv(t)
-	upstream := startEcho(t)
+	upstream := testkit.StartEcho(t)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "tdsproxy.yaml")
 	logFile := filepath.Join(dir, "tdsproxy.log")

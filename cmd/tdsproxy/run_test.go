@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"io"
 	"net"
 	"os"
@@ -211,30 +212,6 @@ proxies:
 	})
 }
 
-// startEcho runs a TCP echo server on loopback until the test ends.
-func startEcho(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // logLines parses the JSON lines of a log file written so far.
 func logLines(t *testing.T, path string) []map[string]any {
 	t.Helper()
@@ -287,7 +264,7 @@ func readAll(t *testing.T, path string) string {
 // a real upstream on loopback, the JSON log line out, shutdown by context.
 func TestRunEndToEnd(t *testing.T) {
 	clearEnv(t)
-	upstream := startEcho(t)
+	upstream := testkit.StartEcho(t)
 	logFile := filepath.Join(t.TempDir(), "tdsproxy.log")
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -351,7 +328,7 @@ func TestRunEndToEnd(t *testing.T) {
 // Connections still open when the drain timeout ends are closed, and
 // runProxies returns.
 func TestRunProxiesDrainTimeout(t *testing.T) {
-	upstream := startEcho(t)
+	upstream := testkit.StartEcho(t)
 	core, logs := observer.New(zapcore.DebugLevel)
 	cfg := &configs.Config{
 		Admin:    configs.AdminConfig{Listen: configs.AdminDisabled},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"io"
 	"net"
 	"strings"
@@ -17,7 +18,7 @@ import (
 // API: its proxies and rules, the open connection, the finished one and
 // the fault injected into it.
 func TestTopOnce(t *testing.T) {
-	upstream := startEcho(t)
+	upstream := testkit.StartEcho(t)
 	in, err := control.New(control.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"net/http"
 	"os"
 	"os/exec"
@@ -134,7 +135,7 @@ func TestMakefileDistPlatforms(t *testing.T) {
 // command prints (and tdsproxy_build_info carries it).
 func TestRunServesVersion(t *testing.T) {
 	clearEnv(t)
-	logFile, runErr, _ := startRun(t, "run", "--listen", "127.0.0.1:0", "--upstream", startEcho(t), "--admin", "127.0.0.1:0")
+	logFile, runErr, _ := startRun(t, "run", "--listen", "127.0.0.1:0", "--upstream", testkit.StartEcho(t), "--admin", "127.0.0.1:0")
 	admin, _ := waitForLog(t, logFile, "admin API listening", "", runErr)["listen"].(string)
 	httpc := &http.Client{Timeout: 10 * time.Second}
 	_, body := readmeRequest(t, httpc, "GET", "http://"+admin+"/version", "")

@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"io"
 	"net"
 	"strings"
@@ -14,33 +15,9 @@ import (
 	"github.com/tdsproxy/tdsproxy/faults"
 )
 
-// startEcho runs a TCP echo server on loopback until the test ends.
-func startEcho(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // Every client method against a running instance.
 func TestClient(t *testing.T) {
-	echo := startEcho(t)
+	echo := testkit.StartEcho(t)
 	in, err := control.New(control.Options{Version: "test-1"})
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"os"
 	"strings"
 	"testing"
@@ -49,7 +50,7 @@ func TestReadmeClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer in.Close()
-	if err := in.AddProxy(proxy.Config{Name: "default", Listen: "127.0.0.1:0", Upstream: startEcho(t)}, nil); err != nil {
+	if err := in.AddProxy(proxy.Config{Name: "default", Listen: "127.0.0.1:0", Upstream: testkit.StartEcho(t)}, nil); err != nil {
 		t.Fatal(err)
 	}
 	addr, err := in.ServeAdmin("127.0.0.1:0", "")

@@ -3,14 +3,13 @@ package interop
 import (
 	"context"
 	"fmt"
-	"net"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tdsproxy/tdsproxy/internal/emulator"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"github.com/tdsproxy/tdsproxy/tds"
 )
 
@@ -26,23 +25,8 @@ const (
 // test credentials until the test ends.
 func startEmulator(t *testing.T, enc tds.Encryption) (*emulator.Server, int) {
 	t.Helper()
-	s, err := emulator.New(emulator.Config{Listen: "127.0.0.1:0", Encrypt: enc, User: emuUser, Password: emuPassword})
-	if err != nil {
-		t.Fatalf("emulator.New: %v", err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatalf("emulator Start: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	_, p, err := net.SplitHostPort(s.Addr())
-	if err != nil {
-		t.Fatalf("emulator Addr %q: %v", s.Addr(), err)
-	}
-	port, err := strconv.Atoi(p)
-	if err != nil {
-		t.Fatalf("emulator port %q: %v", p, err)
-	}
-	return s, port
+	s := testkit.StartEmulator(t, emulator.Config{Encrypt: enc, User: emuUser, Password: emuPassword})
+	return s, testkit.Port(t, s.Addr())
 }
 
 // clientMode is one client in one encryption mode.

@@ -2,12 +2,12 @@ package interop
 
 import (
 	"context"
-	"net"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tdsproxy/tdsproxy/internal/testkit/proxykit"
 	"github.com/tdsproxy/tdsproxy/proxy"
 	"github.com/tdsproxy/tdsproxy/tds"
 )
@@ -16,28 +16,14 @@ import (
 // port and the channel its finished records arrive on.
 func startProxyTo(t *testing.T, upstream string) (int, <-chan *proxy.Record) {
 	t.Helper()
-	recs := make(chan *proxy.Record, 16)
-	p, err := proxy.New(proxy.Config{Name: "interop", Listen: "127.0.0.1:0", Upstream: upstream},
-		proxy.Options{Sink: func(r *proxy.Record) { recs <- r }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return p.Addr().(*net.TCPAddr).Port, recs
+	sink, recs := proxykit.Records(16)
+	p := proxykit.Start(t, proxy.Config{Name: "interop", Upstream: upstream}, proxy.Options{Sink: sink})
+	return proxykit.Port(p), recs
 }
 
 func nextRecord(t *testing.T, recs <-chan *proxy.Record) *proxy.Record {
 	t.Helper()
-	select {
-	case r := <-recs:
-		return r
-	case <-time.After(15 * time.Second):
-		t.Fatal("no connection record within 15s")
-		return nil
-	}
+	return proxykit.Next(t, recs, 15*time.Second)
 }
 
 func recPhases(r *proxy.Record) []proxy.Phase {

@@ -14,9 +14,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
+	"github.com/tdsproxy/tdsproxy/internal/testkit/proxykit"
 
 	"github.com/tdsproxy/tdsproxy/faults"
 	"github.com/tdsproxy/tdsproxy/internal/emulator"
@@ -53,7 +55,7 @@ func newRig(t *testing.T, upstream string, rules ...faults.RuleSpec) *rig {
 	if err := r.engine.SetRules(rigName, rules); err != nil {
 		t.Fatalf("SetRules: %v", err)
 	}
-	p, err := proxy.New(proxy.Config{Name: rigName, Listen: "127.0.0.1:0", Upstream: upstream, DialTimeout: 5 * time.Second},
+	p := proxykit.Start(t, proxy.Config{Name: rigName, Upstream: upstream, DialTimeout: 5 * time.Second},
 		proxy.Options{Decider: r.engine.Decider(rigName), Sink: func(rec *proxy.Record) {
 			// Never block the session: a test that reads no records
 			// simply loses the surplus.
@@ -62,15 +64,8 @@ func newRig(t *testing.T, upstream string, rules ...faults.RuleSpec) *rig {
 			default:
 			}
 		}})
-	if err != nil {
-		t.Fatalf("proxy.New: %v", err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatalf("proxy Start: %v", err)
-	}
-	t.Cleanup(func() { p.Close() })
 	r.proxy = p
-	r.port = p.Addr().(*net.TCPAddr).Port
+	r.port = proxykit.Port(p)
 	return r
 }
 
@@ -295,7 +290,7 @@ func startOpenSSLDHE(t *testing.T) *opensslServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out lockedBuffer
+	var out testkit.LockedBuffer
 	cmd.Stderr = &out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("openssl s_server: %v", err)
@@ -339,24 +334,6 @@ func startOpenSSLDHE(t *testing.T) *opensslServer {
 		t.Fatalf("openssl s_server printed no ACCEPT line in 10s: %s", out.String())
 	}
 	return &opensslServer{addr: addr, certPEM: certPEM}
-}
-
-// lockedBuffer collects a child's output from its copying goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // recordSummary is one line about a record for test logs: phases, close,

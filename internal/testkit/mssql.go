@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"database/sql"
 	"errors"
+	"fmt"
 	"net/url"
 	"strconv"
 	"testing"
@@ -19,6 +20,8 @@ import (
 const (
 	User     = "sa"
 	Password = "Secret-Pa55"
+	// AppName is the LOGIN7 application name tests send by default.
+	AppName = "tdsproxy-test"
 )
 
 // GoMSSQL is one go-mssqldb connection's settings; the zero value is a
@@ -33,7 +36,7 @@ type GoMSSQL struct {
 	// Verify, when true, sends TrustServerCertificate=false (strict mode
 	// verifies whatever this says: msdsn parseTLS).
 	Verify bool
-	// AppName, when set, is the DSN's "app name".
+	// AppName is the DSN's "app name"; "" means AppName below.
 	AppName string
 	// Timeout is the "connection timeout" and "dial timeout" in whole
 	// seconds; 0 means 5 s.
@@ -66,9 +69,11 @@ func (g GoMSSQL) DSN(addr string) string {
 	q.Set("TrustServerCertificate", strconv.FormatBool(!g.Verify))
 	q.Set("connection timeout", secs)
 	q.Set("dial timeout", secs)
-	if g.AppName != "" {
-		q.Set("app name", g.AppName)
+	app := g.AppName
+	if app == "" {
+		app = AppName
 	}
+	q.Set("app name", app)
 	for k, v := range g.Params {
 		q[k] = v
 	}
@@ -99,9 +104,18 @@ type Query struct {
 // printing the DSN (it holds the password).
 func SelectOne(t testing.TB, dsn string, q Query) (int, error) {
 	t.Helper()
+	if _, err := msdsn.Parse(dsn); err != nil {
+		t.Fatalf("DSN: %v", errors.Unwrap(err))
+	}
+	return QuerySelectOne(dsn, q)
+}
+
+// QuerySelectOne is SelectOne for a goroutine that may not fail the test:
+// a DSN that does not parse is an error too (without the DSN's text).
+func QuerySelectOne(dsn string, q Query) (int, error) {
 	cfg, err := msdsn.Parse(dsn)
 	if err != nil {
-		t.Fatalf("DSN: %v", errors.Unwrap(err))
+		return 0, fmt.Errorf("DSN: %w", errors.Unwrap(err))
 	}
 	if q.TLS != nil && cfg.TLSConfig != nil {
 		q.TLS(cfg.TLSConfig)
