@@ -5,12 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -223,11 +224,10 @@ func TestAdminAPIEndpoints(t *testing.T) {
 
 		// The record reaches the ring once the session has ended.
 		var page control.RecordPage
-		deadline := time.Now().Add(10 * time.Second)
-		for len(page.Records) == 0 && time.Now().Before(deadline) {
+		testkit.WaitFor(t, func() bool {
 			page = in.Records(control.RecordQuery{})
-			time.Sleep(10 * time.Millisecond)
-		}
+			return len(page.Records) > 0
+		}, 10*time.Second, "the closed connection's record")
 		if len(page.Records) != 1 || itoa(page.Records[0].ID) != id || page.Records[0].Close == nil ||
 			page.Records[0].Close.By != proxy.SideProxy {
 			t.Fatalf("records = %+v, want connection %s closed by the proxy", page.Records, id)
@@ -367,10 +367,8 @@ func TestAdminAPINeverShowsPassword(t *testing.T) {
 	if _, err := query(ctx, live, "SELECT @@VERSION", 0); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(in.Records(control.RecordQuery{}).Records) == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(t, func() bool { return len(in.Records(control.RecordQuery{}).Records) > 0 },
+		10*time.Second, "the first connection's record")
 	var seenUser bool
 	for _, path := range []string{"/proxies", "/connections", "/records", "/metrics", "/connections/2", "/version"} {
 		st, b := call(t, "GET", base+path, "", "")

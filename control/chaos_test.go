@@ -3,7 +3,6 @@ package control_test
 import (
 	"bufio"
 	"context"
-	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"net"
 	"slices"
 	"strconv"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 
 	"github.com/tdsproxy/tdsproxy/control"
 	"github.com/tdsproxy/tdsproxy/faults"
@@ -100,10 +101,36 @@ func TestChaos(t *testing.T) {
 		})
 	}
 
-	// The chaos, through the API.
+	// The chaos, through the API. Before each change every client has
+	// finished two more connections under the rules as they are, so each
+	// state of the rules is exercised by every client group (no pacing by
+	// the clock).
+	perClient := func() []int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := make([]int, clients)
+		for _, a := range attempts {
+			n[a.client]++
+		}
+		return n
+	}
+	seen := perClient()
+	settle := func(what string) {
+		t.Helper()
+		testkit.WaitFor(t, func() bool {
+			now := perClient()
+			for i := range now {
+				if now[i] < seen[i]+2 {
+					return false
+				}
+			}
+			seen = now
+			return true
+		}, 40*time.Second, "every client to finish two connections before "+what)
+	}
 	step := func(what string, f func() error) {
 		t.Helper()
-		time.Sleep(600 * time.Millisecond)
+		settle(what)
 		if err := f(); err != nil {
 			t.Errorf("%s: %v", what, err)
 		}
@@ -138,15 +165,14 @@ func TestChaos(t *testing.T) {
 		return err
 	})
 	step("reset", func() error { return api.Reset(ctx) })
-	time.Sleep(600 * time.Millisecond)
+	settle("stopping")
 	close(stop)
 	wg.Wait()
 
 	// Every finished connection's record, through the API, paging.
 	var recs []proxy.Record
-	deadline := time.Now().Add(15 * time.Second)
 	var next uint64
-	for len(recs) < len(attempts) && time.Now().Before(deadline) {
+	testkit.Poll(func() bool {
 		page, err := api.Records(ctx, control.RecordQuery{After: next, Limit: 500})
 		if err != nil {
 			t.Fatal(err)
@@ -155,11 +181,9 @@ func TestChaos(t *testing.T) {
 			t.Fatalf("the ring dropped %d records", page.Missed)
 		}
 		recs = append(recs, page.Records...)
-		if len(page.Records) == 0 {
-			time.Sleep(20 * time.Millisecond)
-		}
 		next = page.Next
-	}
+		return len(recs) >= len(attempts)
+	}, 15*time.Second)
 	if len(recs) != len(attempts) {
 		t.Fatalf("%d records for %d client connections", len(recs), len(attempts))
 	}

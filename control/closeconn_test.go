@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tdsproxy/tdsproxy/control"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"github.com/tdsproxy/tdsproxy/proxy"
 )
 
@@ -44,16 +45,12 @@ func TestCloseConnectionRecordsStyle(t *testing.T) {
 		// unread when it closes.
 		_, _ = c.Write([]byte(strings.Repeat("x", 40<<10)))
 		var id uint64
-		for deadline := time.Now().Add(5 * time.Second); id == 0 && time.Now().Before(deadline); {
+		testkit.WaitFor(t, func() bool {
 			if cs := in.Connections(); len(cs) == 1 {
 				id = cs[0].ID
-			} else {
-				time.Sleep(5 * time.Millisecond)
 			}
-		}
-		if id == 0 {
-			t.Fatal("the connection is not listed")
-		}
+			return id != 0
+		}, 5*time.Second, "the connection to be listed")
 		st, b := call(t, "POST", base+"/connections/"+itoa(id)+"/close?style="+tc.style, "", "")
 		wantStatus(t, st, b, 204, "")
 		_, err = io.ReadAll(c)
@@ -68,13 +65,12 @@ func TestCloseConnectionRecordsStyle(t *testing.T) {
 			t.Errorf("style=%s: the client got %s", tc.style, wire)
 		}
 		var rec *proxy.Record
-		for deadline := time.Now().Add(10 * time.Second); rec == nil && time.Now().Before(deadline); {
+		testkit.Poll(func() bool {
 			if page := in.Records(control.RecordQuery{}); len(page.Records) == i+1 {
 				rec = page.Records[i]
-			} else {
-				time.Sleep(5 * time.Millisecond)
 			}
-		}
+			return rec != nil
+		}, 10*time.Second)
 		if rec == nil || rec.Close == nil {
 			t.Fatalf("style=%s: no record with a close", tc.style)
 		}

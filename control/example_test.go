@@ -13,6 +13,7 @@ import (
 	"github.com/tdsproxy/tdsproxy/control"
 	"github.com/tdsproxy/tdsproxy/faults"
 	"github.com/tdsproxy/tdsproxy/internal/emulator"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"github.com/tdsproxy/tdsproxy/proxy"
 )
 
@@ -76,10 +77,10 @@ func Example() {
 
 	// One record per finished connection.
 	var recs []*proxy.Record
-	for deadline := time.Now().Add(10 * time.Second); len(recs) < 3 && time.Now().Before(deadline); {
+	testkit.Poll(func() bool {
 		recs = in.Records(control.RecordQuery{}).Records
-		time.Sleep(10 * time.Millisecond)
-	}
+		return len(recs) >= 3
+	}, 10*time.Second)
 	// The ring is in the order connections ended; ids count accepts.
 	slices.SortFunc(recs, func(a, b *proxy.Record) int { return cmp.Compare(a.ID, b.ID) })
 	for _, r := range recs {

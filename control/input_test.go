@@ -14,6 +14,7 @@ import (
 	"github.com/tdsproxy/tdsproxy/configs"
 	"github.com/tdsproxy/tdsproxy/control"
 	"github.com/tdsproxy/tdsproxy/faults"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"github.com/tdsproxy/tdsproxy/proxy"
 )
 
@@ -130,18 +131,6 @@ func gather(t *testing.T, reg *prometheus.Registry, name string, want map[string
 	return out
 }
 
-// waitUntil polls cond (bounded) until it holds.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // A deleted rule's series and a removed proxy's series go with them, so
 // churn does not grow the label sets (issue 18, metric series bullet).
 func TestMetricSeriesOfDeletedRulesAndProxies(t *testing.T) {
@@ -157,7 +146,7 @@ func TestMetricSeriesOfDeletedRulesAndProxies(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", addr, 5*time.Second); err == nil {
 		c.Close()
 	}
-	waitUntil(t, "the rejected connection's record", func() bool { return len(in.Records(control.RecordQuery{}).Records) > 0 })
+	testkit.WaitFor(t, func() bool { return len(in.Records(control.RecordQuery{}).Records) > 0 }, 10*time.Second, "the rejected connection's record")
 	if n := len(gather(t, reg, control.MetricFaultsInjected, map[string]string{"rule": "cut"})); n == 0 {
 		t.Fatal("no injection counted for rule cut")
 	}
@@ -173,51 +162,22 @@ func TestMetricSeriesOfDeletedRulesAndProxies(t *testing.T) {
 	if err := in.RemoveProxy(context.Background(), "p", ""); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the removed proxy's series to go", func() bool {
+	testkit.WaitFor(t, func() bool {
 		for _, name := range []string{control.MetricCloses, control.MetricConnections, control.MetricBytes, control.MetricAcceptWaitSeconds} {
 			if len(gather(t, reg, name, map[string]string{"proxy": "p"})) > 0 {
 				return false
 			}
 		}
 		return true
-	})
+	}, 10*time.Second, "the removed proxy's series to go")
 }
 
 // GET /proxies/{name} counts the connections still draining on a proxy of
 // that name that a reload replaced (issue 18, smaller bullets).
 func TestProxyInfoCountsDrainingConnections(t *testing.T) {
 	in := newInstance(t, control.Options{})
-	echo := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					b := make([]byte, 64)
-					for {
-						n, err := c.Read(b)
-						if err != nil {
-							return
-						}
-						if _, err := c.Write(b[:n]); err != nil {
-							return
-						}
-					}
-				}()
-			}
-		}()
-		return ln.Addr().String()
-	}
 	listen := freeAddr(t)
-	if err := in.Apply(testConfig(configs.ProxyConfig{Name: "p", Listen: listen, Upstream: echo()})); err != nil {
+	if err := in.Apply(testConfig(configs.ProxyConfig{Name: "p", Listen: listen, Upstream: testkit.StartEcho(t)})); err != nil {
 		t.Fatal(err)
 	}
 	c, err := net.DialTimeout("tcp", listen, 5*time.Second)
@@ -232,7 +192,7 @@ func TestProxyInfoCountsDrainingConnections(t *testing.T) {
 	if _, err := c.Read(make([]byte, 4)); err != nil {
 		t.Fatal(err)
 	}
-	if err := in.Apply(testConfig(configs.ProxyConfig{Name: "p", Listen: listen, Upstream: echo()})); err != nil {
+	if err := in.Apply(testConfig(configs.ProxyConfig{Name: "p", Listen: listen, Upstream: testkit.StartEcho(t)})); err != nil {
 		t.Fatal(err)
 	}
 	pi, err := in.Proxy("p")

@@ -3,13 +3,14 @@ package control_test
 import (
 	"context"
 	"errors"
-	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 
 	"github.com/tdsproxy/tdsproxy/configs"
 	"github.com/tdsproxy/tdsproxy/control"
@@ -177,14 +178,14 @@ func TestApplyUnderLoad(t *testing.T) {
 	}
 
 	// Let every stream run a few more queries, then stop.
-	deadline := time.Now().Add(20 * time.Second)
-	for i := 0; i < clients && time.Now().Before(deadline); {
-		if streams[i].queries.Load() >= before[i]+2 || streams[i].err.Load() != nil {
-			i++
-			continue
+	testkit.WaitFor(t, func() bool {
+		for i := range clients {
+			if streams[i].queries.Load() < before[i]+2 && streams[i].err.Load() == nil {
+				return false
+			}
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return true
+	}, 20*time.Second, "every stream to run two more queries")
 	close(stop)
 	done.Wait()
 	for i, s := range streams {

@@ -3,13 +3,14 @@ package control_test
 import (
 	"context"
 	"errors"
-	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"net"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 
 	"github.com/tdsproxy/tdsproxy/control"
 	"github.com/tdsproxy/tdsproxy/internal/emulator"
@@ -58,15 +59,14 @@ func TestShutdownDrains(t *testing.T) {
 		shut <- in.Shutdown(dctx, true)
 	}()
 	// New connections are refused as soon as draining starts.
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
+	testkit.WaitFor(t, func() bool {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
-			break
+			return true
 		}
 		c.Close()
-		time.Sleep(5 * time.Millisecond)
-	}
+		return false
+	}, 5*time.Second, "new connections to be refused once draining starts")
 	done.Wait()
 	select {
 	case err := <-shut:

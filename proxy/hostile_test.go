@@ -440,16 +440,23 @@ steps:
 			break
 		}
 		res.sent = append(res.sent, s.send...)
-		for deadline := time.Now().Add(5 * time.Second); received() < s.await; {
+		arrived := testkit.Poll(func() bool {
+			if received() >= s.await {
+				return true
+			}
 			select {
 			case readErr = <-readDone:
 				readEnded = true
-				break steps
-			case <-time.After(5 * time.Millisecond):
+				return true
+			default:
+				return false
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("waited 5s for %d bytes from the server, got %d", s.await, received())
-			}
+		}, 5*time.Second)
+		if readEnded {
+			break steps
+		}
+		if !arrived {
+			t.Fatalf("waited 5s for %d bytes from the server, got %d", s.await, received())
 		}
 	}
 	if res.writeErr == nil {
@@ -1160,12 +1167,7 @@ func storm(t *testing.T, env *hostileEnv) {
 		t.Errorf("%d connections rejected by max_connections", env.p.Rejected())
 	}
 	var g int
-	for range 100 { // bounded wait for goroutines to wind down
-		if g = runtime.NumGoroutine(); g <= baseGoroutines+10 {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.Poll(func() bool { g = runtime.NumGoroutine(); return g <= baseGoroutines+10 }, 5*time.Second)
 	if g > baseGoroutines+10 {
 		t.Errorf("goroutines: %d before, %d after", baseGoroutines, g)
 	}

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 )
 
 // openFDs counts this process's descriptors by kind ("socket", "pipe"...).
@@ -87,15 +89,14 @@ func TestRelayIdleHoldsNoPipes(t *testing.T) {
 	// Sockets: exactly the connections' own. Pipes: Go's splice pool may
 	// keep a few, and under -race sync.Pool drops some Puts, leaving pipes
 	// for the GC's finalizers to close; collect before counting (bounded).
-	after := openFDs(t)
-	for range 20 {
-		if after["pipe"]-before["pipe"] <= n/4 {
-			break
+	var after map[string]int
+	testkit.Poll(func() bool {
+		if after = openFDs(t); after["pipe"]-before["pipe"] <= n/4 {
+			return true
 		}
 		runtime.GC()
-		time.Sleep(20 * time.Millisecond)
-		after = openFDs(t)
-	}
+		return false
+	}, 2*time.Second)
 	// Earlier tests' sockets may still be closing: "before" can count a
 	// few that are gone now, so only the upper bound is exact.
 	if got := after["socket"] - before["socket"]; got > 4*n {
@@ -135,10 +136,7 @@ func TestRelayResetAfterNegotiation(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Wait until the proxy has left the watching loop for the relay.
-	deadline := time.Now().Add(5 * time.Second)
-	for !p.allRelaying() && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.WaitFor(t, p.allRelaying, 5*time.Second, "the proxy to leave the watching loop for the relay")
 	_, _ = c.Write([]byte{1})
 	_, err = c.Read(make([]byte, 1))
 	if !errors.Is(err, syscall.ECONNRESET) {

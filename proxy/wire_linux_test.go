@@ -13,6 +13,7 @@ package proxy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/tdsproxy/tdsproxy/faults"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"github.com/tdsproxy/tdsproxy/proxy"
 	"github.com/tdsproxy/tdsproxy/tds"
 )
@@ -368,17 +370,15 @@ func TestEveryClosePathKeepsItsStyle(t *testing.T) {
 // waitLive waits until p has n live connections and returns the id of one.
 func waitLive(t *testing.T, p *proxy.Proxy, n int) uint64 {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	var id uint64
+	testkit.WaitFor(t, func() bool {
 		cs := p.Connections()
 		if len(cs) >= n {
-			return cs[0].ID
+			id = cs[0].ID
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d live connections after 5s, want %d", len(cs), n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return len(cs) >= n
+	}, 5*time.Second, fmt.Sprintf("%d live connections", n))
+	return id
 }
 
 // A client that gives up during a hold is recorded when it left, and the

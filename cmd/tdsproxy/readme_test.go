@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 
 	"github.com/spf13/cobra"
 
@@ -258,19 +259,19 @@ func startReadmeEmulator(t *testing.T, blocks []readmeBlock) string {
 		}
 	})
 	re := regexp.MustCompile(`emulator listening on (\S+)`)
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	var addr string
+	defer func() {
+		if t.Failed() {
+			t.Logf("output:\n%s", out)
+		}
+	}()
+	testkit.WaitForBeforeExit(t, func() bool {
 		if m := re.FindStringSubmatch(out.String()); m != nil {
-			return m[1]
+			addr = m[1]
 		}
-		select {
-		case err := <-done:
-			t.Fatalf("tdsproxy %s: %v\n%s", strings.Join(args, " "), err, out)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	t.Fatalf("tdsproxy %s: not listening after 10s:\n%s", strings.Join(args, " "), out)
-	return ""
+		return addr != ""
+	}, done, 10*time.Second, "tdsproxy "+strings.Join(args, " ")+" to listen")
+	return addr
 }
 
 // replaceFlag sets flag's value in args (both "--f v" and "--f=v").
@@ -451,20 +452,13 @@ func TestReadmeAdminWalkthrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.WaitFor(t, func() bool {
 		_, body := readmeRequest(t, httpc, "GET", base+"/connections", "")
 		var open []struct {
 			ID uint64 `json:"id"`
 		}
-		if json.Unmarshal([]byte(body), &open) == nil && len(open) == 1 && open[0].ID == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("connection 1 not listed after 10s: %s", body)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return json.Unmarshal([]byte(body), &open) == nil && len(open) == 1 && open[0].ID == 1
+	}, 10*time.Second, "connection 1 to be listed at /connections")
 
 	block := markedBlock(t, blocks, "admin-walkthrough")
 	vars := map[string]string{}

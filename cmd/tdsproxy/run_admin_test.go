@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -117,24 +118,26 @@ func TestRunProxiesDrainsInFlight(t *testing.T) {
 	}
 }
 
-// waitForLogWhere polls the JSON log until a line satisfies ok.
+// waitForLogWhere waits (10 s) until a line of the JSON log satisfies ok,
+// failing at once if the run ends first; on failure the log is printed.
 func waitForLogWhere(t *testing.T, path string, runErr <-chan error, what string, ok func(map[string]any) bool) map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	defer func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", readAll(t, path))
+		}
+	}()
+	var found map[string]any
+	testkit.WaitForBeforeExit(t, func() bool {
 		for _, l := range logLines(t, path) {
 			if ok(l) {
-				return l
+				found = l
+				return true
 			}
 		}
-		select {
-		case err := <-runErr:
-			t.Fatalf("run ended before logging %s: %v", what, err)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	t.Fatalf("no %s in the log after 10s; log:\n%s", what, readAll(t, path))
-	return nil
+		return false
+	}, runErr, 10*time.Second, what+" in the log")
+	return found
 }
 
 // Hot reload in tdsproxy run: a change of the file is applied (a proxy

@@ -6,7 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/tdsproxy/tdsproxy/internal/testkit"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -233,25 +235,13 @@ func logLines(t *testing.T, path string) []map[string]any {
 	return lines
 }
 
-// waitForLog polls the log file until a line with msg (and proxy, when not
-// empty) appears, or the run ends, or 10 seconds pass.
+// waitForLog waits until a line with msg (and proxy, when not empty)
+// appears in the log file, failing when the run ends first or after 10 s.
 func waitForLog(t *testing.T, path, msg, proxyName string, runErr <-chan error) map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		for _, l := range logLines(t, path) {
-			if l["msg"] == msg && (proxyName == "" || l["proxy"] == proxyName) {
-				return l
-			}
-		}
-		select {
-		case err := <-runErr:
-			t.Fatalf("run ended before logging %q: %v", msg, err)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	t.Fatalf("no %q line in the log after 10s; log:\n%s", msg, readAll(t, path))
-	return nil
+	return waitForLogWhere(t, path, runErr, fmt.Sprintf("a %q line", msg), func(l map[string]any) bool {
+		return l["msg"] == msg && (proxyName == "" || l["proxy"] == proxyName)
+	})
 }
 
 func readAll(t *testing.T, path string) string {
@@ -402,19 +392,15 @@ func TestRunProxiesStartFailure(t *testing.T) {
 
 func waitForObserved(t *testing.T, logs *observer.ObservedLogs, msg string, runErr <-chan error) observer.LoggedEntry {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if es := logs.FilterMessage(msg).All(); len(es) > 0 {
-			return es[0]
+	var e observer.LoggedEntry
+	testkit.WaitForBeforeExit(t, func() bool {
+		es := logs.FilterMessage(msg).All()
+		if len(es) > 0 {
+			e = es[0]
 		}
-		select {
-		case err := <-runErr:
-			t.Fatalf("runProxies ended before logging %q: %v", msg, err)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	t.Fatalf("no %q log entry after 10s", msg)
-	return observer.LoggedEntry{}
+		return len(es) > 0
+	}, runErr, 10*time.Second, fmt.Sprintf("a %q log entry", msg))
+	return e
 }
 
 // The first SIGTERM cancels the run's context (and does not kill the test

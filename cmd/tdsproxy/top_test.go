@@ -2,12 +2,13 @@ package main
 
 import (
 	"context"
-	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"io"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 
 	"github.com/tdsproxy/tdsproxy/control"
 	"github.com/tdsproxy/tdsproxy/faults"
@@ -56,9 +57,8 @@ func TestTopOnce(t *testing.T) {
 	if _, err := io.ReadFull(live, make([]byte, 4)); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); len(in.Records(control.RecordQuery{}).Records) == 0 && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(t, func() bool { return len(in.Records(control.RecordQuery{}).Records) > 0 },
+		5*time.Second, "the first connection's record")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -3,12 +3,13 @@ package client_test
 import (
 	"context"
 	"errors"
-	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"io"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 
 	"github.com/tdsproxy/tdsproxy/control"
 	"github.com/tdsproxy/tdsproxy/control/client"
@@ -102,11 +103,10 @@ func TestClient(t *testing.T) {
 		t.Errorf("Connection after close = %v, want ErrNotFound", err)
 	}
 	var page *client.RecordPage
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if page, err = c.Records(ctx, control.RecordQuery{}); err != nil || len(page.Records) > 0 {
-			break
-		}
-	}
+	testkit.Poll(func() bool {
+		page, err = c.Records(ctx, control.RecordQuery{})
+		return err != nil || len(page.Records) > 0
+	}, 5*time.Second)
 	if err != nil || len(page.Records) != 1 || page.Records[0].ID != live[0].ID || page.Next != 1 {
 		t.Fatalf("Records = %+v, %v", page, err)
 	}

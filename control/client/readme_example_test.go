@@ -3,11 +3,12 @@ package client_test
 import (
 	"context"
 	"errors"
-	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 
 	"github.com/tdsproxy/tdsproxy/control"
 	"github.com/tdsproxy/tdsproxy/control/client"

@@ -77,3 +77,9 @@ func TestPollAndWaitFor(t *testing.T) {
 		t.Errorf("LockedBuffer = %q", b.String())
 	}
 }
+
+func TestWaitForBeforeExitSucceeds(t *testing.T) {
+	exited := make(chan error, 1)
+	var n atomic.Int32
+	WaitForBeforeExit(t, func() bool { return n.Add(1) >= 2 }, exited, 5*time.Second, "two calls")
+}

@@ -62,3 +62,31 @@ func (l *LockedBuffer) Len() int {
 	defer l.mu.Unlock()
 	return l.b.Len()
 }
+
+// WaitForBeforeExit is WaitFor for something a running command (a
+// goroutine reporting its end on exited) must bring about: it fails at once
+// when the command ends first, with the command's error, rather than
+// waiting out the timeout.
+func WaitForBeforeExit(t testing.TB, cond func() bool, exited <-chan error, timeout time.Duration, what string) {
+	t.Helper()
+	var err error
+	ended := false
+	ok := Poll(func() bool {
+		if cond() {
+			return true
+		}
+		select {
+		case err = <-exited:
+			ended = true
+			return true
+		default:
+			return false
+		}
+	}, timeout)
+	switch {
+	case ended:
+		t.Fatalf("ended (%v) before %s", err, what)
+	case !ok:
+		t.Fatalf("timed out after %v waiting for %s", timeout, what)
+	}
+}
