@@ -1152,10 +1152,7 @@ func storm(t *testing.T, env *hostileEnv) {
 		t.Errorf("%d of %d dials failed, first: %v", n, total, firstErr.Load())
 	}
 	// Every connection ends and is recorded; nothing stays behind.
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) && (env.recs.count()-startRecords < total || len(env.p.Connections()) > 0) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.Poll(func() bool { return env.recs.count()-startRecords >= total && len(env.p.Connections()) == 0 }, 30*time.Second)
 	got := env.recs.count() - startRecords
 	if got < total {
 		t.Errorf("%d records for %d connections", got, total)
