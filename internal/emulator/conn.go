@@ -14,6 +14,7 @@ import (
 
 	"github.com/tdsproxy/tdsproxy/tds"
 	"github.com/tdsproxy/tdsproxy/tlsbridge"
+	"github.com/tdsproxy/tdsproxy/tlsbridge/dhe"
 )
 
 // emulatedVersion is the SQL Server version the emulator claims in PRELOGIN
@@ -187,7 +188,11 @@ func (ss *session) runStrict(pc net.Conn) error {
 // conn under tc: after the handshake it is switched to raw records, and
 // after a failure the pending alert is flushed to the client.
 func (ss *session) handshake(tc tlsServerConn, fc *tlsbridge.FramedConn) error {
-	if err := tc.Handshake(); err != nil {
+	err := tc.Handshake()
+	if dc, ok := tc.(*dhe.Conn); ok && dc.ConnectionState().ZLeadingZero {
+		ss.s.stats.dheLeadingZero.Add(1)
+	}
+	if err != nil {
 		ss.s.stats.tlsFailures.Add(1)
 		if fc != nil {
 			// crypto/tls queued an alert in the framing buffer; send it

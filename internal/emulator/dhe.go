@@ -2,13 +2,10 @@ package emulator
 
 import (
 	"crypto/tls"
-	"encoding/binary"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 
-	"github.com/tdsproxy/tdsproxy/tlsbridge"
 	"github.com/tdsproxy/tdsproxy/tlsbridge/dhe"
 )
 
@@ -127,60 +124,13 @@ func (ss *session) tlsServer(transport net.Conn, strict bool) (tlsServerConn, er
 	if dheCfg == nil {
 		return tls.Server(transport, goCfg), nil
 	}
-	hello, peeked, err := peekClientHello(transport)
+	hello, peeked, err := dhe.ReadClientHello(transport)
 	if err != nil {
-		return nil, err
+		return nil, wrapRead("ClientHello", err)
 	}
-	replay := &prefixConn{Conn: transport, prefix: peeked}
-	if s.cfg.DHE == DHEOnly || offersDHE(hello) {
+	replay := dhe.ReplayConn(transport, peeked)
+	if s.cfg.DHE == DHEOnly || dhe.OffersDHE(hello) {
 		return dhe.Server(replay, dheCfg), nil
 	}
 	return tls.Server(replay, goCfg), nil
-}
-
-// offersDHE reports whether the client offers one of the engine's suites.
-func offersDHE(h *tlsbridge.ClientHello) bool {
-	for _, id := range h.CipherSuites {
-		if dhe.IsDHESuite(id) {
-			return true
-		}
-	}
-	return false
-}
-
-// maxClientHello bounds the bytes read to peek a ClientHello.
-const maxClientHello = 64 << 10
-
-// peekClientHello reads TLS handshake records from r until they hold a
-// whole ClientHello (RFC 5246 §6.2.1: a handshake message may span
-// records) and returns it with every byte read, for replay.
-func peekClientHello(r io.Reader) (*tlsbridge.ClientHello, []byte, error) {
-	var raw, msg []byte
-	for len(raw) < maxClientHello {
-		var hdr [5]byte
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return nil, nil, wrapRead("ClientHello", err)
-		}
-		n := int(binary.BigEndian.Uint16(hdr[3:]))
-		if hdr[0] != 0x16 || n == 0 || n > 1<<14 {
-			return nil, nil, protocolErrorf("expected a TLS handshake record, got type 0x%02X, %d bytes", hdr[0], n)
-		}
-		body := make([]byte, n)
-		if _, err := io.ReadFull(r, body); err != nil {
-			return nil, nil, wrapRead("ClientHello", err)
-		}
-		raw = append(append(raw, hdr[:]...), body...)
-		msg = append(msg, body...)
-		if len(msg) >= 4 {
-			want := 4 + (int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3]))
-			if len(msg) >= want {
-				h, err := tlsbridge.ParseClientHello(msg[:want])
-				if err != nil {
-					return nil, nil, protocolErrorf("ClientHello: %v", err)
-				}
-				return h, raw, nil
-			}
-		}
-	}
-	return nil, nil, protocolErrorf("ClientHello larger than %d bytes", maxClientHello)
 }

@@ -234,7 +234,8 @@ func TestDHEModes(t *testing.T) {
 }
 
 // waitStats polls the server's counters until cond holds (the server
-// counts a failure after the client has seen it).
+// counts a failure after the client has seen it). internal/testkit's
+// WaitFor cannot be used here: testkit imports this package.
 func waitStats(t *testing.T, s *Server, cond func(Stats) bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -266,7 +267,7 @@ func TestNewValidatesDHEConfig(t *testing.T) {
 	}
 }
 
-// TestPeekClientHello: a ClientHello split over two records is read whole
+// TestPeekClientHello: dhe.ReadClientHello, as the emulator uses it: a ClientHello split over two records is read whole
 // and replayed byte for byte, whatever its length (its 24-bit length is
 // added to the 4-byte header, not OR-ed into it).
 func TestPeekClientHello(t *testing.T) {
@@ -277,7 +278,7 @@ func TestPeekClientHello(t *testing.T) {
 		rest := body[10:]
 		split = append(split, 0x16, 3, 1, byte(len(rest)>>8), byte(len(rest)))
 		split = append(split, rest...)
-		h, raw, err := peekClientHello(bytes.NewReader(append(split, 0xEE)))
+		h, raw, err := dhe.ReadClientHello(bytes.NewReader(append(split, 0xEE)))
 		if err != nil {
 			t.Fatalf("%d-byte hello: %v", len(body), err)
 		}

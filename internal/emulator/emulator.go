@@ -121,10 +121,14 @@ type Stats struct {
 	Batches        uint64 // SQL batches and RPCs answered
 	ProtocolErrors uint64 // connections closed because of bad input
 	DHEHandshakes  uint64 // completed handshakes with a DHE_RSA suite (Config.DHE)
+	// DHELeadingZero counts DHE handshakes, completed or not, whose shared
+	// secret started with a zero byte: those where a peer that encodes Z
+	// the other way computes another master secret (docs/dhe.md).
+	DHELeadingZero uint64
 }
 
 type counters struct {
-	connections, tlsHandshakes, tlsFailures, loginsOK, loginsFailed, batches, protocolErrors, dheHandshakes atomic.Uint64
+	connections, tlsHandshakes, tlsFailures, loginsOK, loginsFailed, batches, protocolErrors, dheHandshakes, dheLeadingZero atomic.Uint64
 }
 
 // Server is a running (or ready to run) SQL Server emulator.
@@ -320,6 +324,7 @@ func (s *Server) Stats() Stats {
 		Batches:        s.stats.batches.Load(),
 		ProtocolErrors: s.stats.protocolErrors.Load(),
 		DHEHandshakes:  s.stats.dheHandshakes.Load(),
+		DHELeadingZero: s.stats.dheLeadingZero.Load(),
 	}
 }
 

@@ -36,3 +36,15 @@ func TestEngineEveryVersionSuite(t *testing.T) {
 		}
 	}
 }
+
+func TestIdentifyGroup(t *testing.T) {
+	for _, name := range Groups() {
+		g := groups[name]
+		if got := IdentifyGroup(g.P.Bytes(), g.G.Bytes()); got != name {
+			t.Errorf("IdentifyGroup(%s) = %s", name, got)
+		}
+	}
+	if got := IdentifyGroup(groupFFDHE2048.P.Bytes(), []byte{5}); got != "custom" {
+		t.Errorf("another generator: %s", got)
+	}
+}

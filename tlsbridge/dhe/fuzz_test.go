@@ -208,3 +208,28 @@ func (c *fuzzConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
 func (c *fuzzConn) SetDeadline(time.Time) error      { return nil }
 func (c *fuzzConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *fuzzConn) SetWriteDeadline(time.Time) error { return nil }
+
+// FuzzReadClientHello: the peek a server does before choosing its TLS
+// stack never panics and never returns more bytes than it was given.
+func FuzzReadClientHello(f *testing.F) {
+	hello := engineClientHello()
+	msg := append([]byte{typeClientHello, 0, byte(len(hello) >> 8), byte(len(hello))}, hello...)
+	rec := func(payload []byte) []byte {
+		return append([]byte{recordHandshake, 3, 1, byte(len(payload) >> 8), byte(len(payload))}, payload...)
+	}
+	addSeeds(f, []namedSeed{
+		{"one record", rec(msg)},
+		{"split header", append(rec(msg[:2]), rec(msg[2:])...)},
+		{"not handshake", []byte{23, 3, 3, 0, 1, 0}},
+		{"empty record", []byte{22, 3, 1, 0, 0}},
+	})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		h, raw, err := ReadClientHello(bytes.NewReader(in))
+		if len(raw) > len(in) || !bytes.Equal(raw, in[:len(raw)]) {
+			t.Fatalf("returned %d bytes that were not read", len(raw))
+		}
+		if err == nil && h == nil {
+			t.Fatal("nil hello without error")
+		}
+	})
+}
