@@ -49,11 +49,20 @@ func (e *Engine) slot(proxyName string) *atomic.Pointer[ruleSet] {
 	return p
 }
 
-// RuleError is a bad rule in a set: Index is its position, Err names the key.
+// RuleError is a bad rule in a set. The key at fault is data, so callers
+// (configs, the CLI, the admin API) name it in their own terms with
+// errors.As instead of parsing the text "faults[j]: key: what".
 type RuleError struct {
+	// Index is the rule's position in the set, Name its name.
 	Index int
 	Name  string
-	Err   error
+	// Key is the rule key at fault as a path ("options.server_tls",
+	// "match.clients[0]", "close"); "" when the error is about the rule
+	// as a whole.
+	Key string
+	// Err reads "key: what" (or just what, when Key is ""); Reason is
+	// what alone.
+	Err error
 }
 
 func (e *RuleError) Error() string {
@@ -61,6 +70,25 @@ func (e *RuleError) Error() string {
 }
 
 func (e *RuleError) Unwrap() error { return e.Err }
+
+// Reason is what is wrong, without the key.
+func (e *RuleError) Reason() string {
+	var ke *keyError
+	if e.Key != "" && errors.As(e.Err, &ke) && ke.key == e.Key {
+		return ke.err.Error()
+	}
+	return e.Err.Error()
+}
+
+// ruleError makes the RuleError for rule i, taking the key from err.
+func ruleError(i int, name string, err error) *RuleError {
+	re := &RuleError{Index: i, Name: name, Err: err}
+	var ke *keyError
+	if errors.As(err, &ke) {
+		re.Key = ke.key
+	}
+	return re
+}
 
 // Compile validates rules without installing them.
 func Compile(specs []RuleSpec) error {
@@ -79,7 +107,7 @@ func compileAll(specs []RuleSpec, now time.Time, prev []*rule) ([]*rule, error) 
 			err = checkGateMatch(r)
 		}
 		if err != nil {
-			return nil, &RuleError{Index: i, Name: s.Name, Err: err}
+			return nil, ruleError(i, s.Name, err)
 		}
 		for _, p := range prev {
 			if p.spec.Name == s.Name && sameRule(p, s) {
@@ -88,7 +116,7 @@ func compileAll(specs []RuleSpec, now time.Time, prev []*rule) ([]*rule, error) 
 			}
 		}
 		if seen[s.Name] {
-			return nil, &RuleError{Index: i, Name: s.Name, Err: fmt.Errorf("name: %q is used twice", s.Name)}
+			return nil, ruleError(i, s.Name, keyed("name", "%q is used twice", s.Name))
 		}
 		seen[s.Name] = true
 		out = append(out, r)
@@ -207,10 +235,20 @@ func (e *Engine) gateChanged(proxyName string) <-chan struct{} {
 	return ch
 }
 
-// isGate reports whether r pauses the listener (delayed-accept with
-// backlog), before any connection is accepted.
+// gate returns how r pauses the listener before any connection is
+// accepted (a scenario's accept-gate hook), or ok false when it does not.
+func (r *rule) gate() (pause time.Duration, backlog int, ok bool) {
+	g, is := r.sr.(acceptGater)
+	if !is {
+		return 0, 0, false
+	}
+	pause, backlog = g.acceptGate()
+	return pause, backlog, backlog > 0
+}
+
 func (r *rule) isGate() bool {
-	return r.scen != nil && r.scen.Name == ScenarioDelayedAccept && r.params.backlog > 0
+	_, _, ok := r.gate()
+	return ok
 }
 
 // checkGateMatch refuses match keys a listener-level pause cannot honour:
@@ -227,7 +265,7 @@ func checkGateMatch(r *rule) error {
 		set bool
 	}{{"clients", len(m.Clients) > 0}, {"instance", m.Instance != ""}, {"sni", m.SNI != ""}, {"protocol", m.Protocol != ""}} {
 		if k.set {
-			return fmt.Errorf("match.%s: cannot apply to a delayed-accept rule with backlog, which pauses the listener before accept, when nothing of the next client is known (without backlog, accept_delay holds each matching connection instead)", k.key)
+			return keyed("match."+k.key, "cannot apply to a delayed-accept rule with backlog, which pauses the listener before accept, when nothing of the next client is known (without backlog, accept_delay holds each matching connection instead)")
 		}
 	}
 	return nil
@@ -284,7 +322,11 @@ func (d *proxyDecider) Connect(ci proxy.ConnInfo) proxy.ConnDecider {
 		if !ok {
 			continue
 		}
-		cd.rules = append(cd.rules, &connRule{r: r, rateHit: rateDraw < r.params.rate, rand: own})
+		cr := &connRule{r: r, rand: own}
+		if r.sr != nil {
+			cr.sc = r.sr.conn(rateDraw)
+		}
+		cd.rules = append(cd.rules, cr)
 	}
 	if len(cd.rules) == 0 {
 		return nil
@@ -311,13 +353,14 @@ func (d *proxyDecider) BeforeAccept() (pause time.Duration, backlog int) {
 	}
 	now := d.e.clock.Now()
 	for _, r := range set.rules {
-		if !r.isGate() {
+		pause, backlog, isGate := r.gate()
+		if !isGate {
 			continue
 		}
 		g, ok := d.pending[r]
 		if !ok {
 			hit, _ := r.staticMatch(proxy.ConnInfo{At: now}, r.seen.Load()+1, r.rand.Float64())
-			g = gateDecision{hit: hit, until: now.Add(r.params.acceptDelay)}
+			g = gateDecision{hit: hit, until: now.Add(pause)}
 			if d.pending == nil {
 				d.pending = map[*rule]gateDecision{}
 			}
@@ -326,7 +369,7 @@ func (d *proxyDecider) BeforeAccept() (pause time.Duration, backlog int) {
 		if !g.hit {
 			continue
 		}
-		return max(g.until.Sub(now), 0), r.params.backlog
+		return max(g.until.Sub(now), 0), backlog
 	}
 	return 0, 0
 }
@@ -343,19 +386,18 @@ type connDecider struct {
 // connRule is one rule's state on one connection.
 type connRule struct {
 	r        *rule
-	rand     *Rand // this connection's own stream, for stages
-	rateHit  bool
-	dheArmed bool
-	out      bool // a dynamic match failed: the rule no longer applies
-	attached bool // a generic action's stages are on the connection
+	rand     *Rand        // this connection's own stream, for stages
+	sc       scenarioConn // a scenario's own state on this connection
+	out      bool         // a dynamic match failed: the rule no longer applies
+	attached bool         // a generic action's stages are on the connection
 }
 
 func (c *connRule) close(detail string) proxy.Verdict {
-	return proxy.Verdict{Close: true, Style: c.r.style, Alert: c.r.alert, Action: "close:" + string(c.r.style), Detail: detail}
+	return proxy.Verdict{Close: true, Style: c.r.style, Alert: c.r.alert, Action: ActionClosePrefix + string(c.r.style), Detail: detail}
 }
 
 func (c *connRule) delay(d time.Duration, detail string) proxy.Verdict {
-	return proxy.Verdict{Delay: d, Action: "delay", Detail: detail}
+	return proxy.Verdict{Delay: d, Action: ActionDelay, Detail: detail}
 }
 
 // Decide asks every rule still in play, in order. Verdicts merge as the
@@ -375,9 +417,9 @@ func (c *connDecider) Decide(ev *proxy.Event, rec *proxy.Record) proxy.Verdict {
 			continue
 		}
 		var v proxy.Verdict
-		if cr.r.scen != nil {
-			v = cr.r.scen.decide(cr.r.params, cr, ev, rec)
-		} else if ev.Phase == cr.r.phase && !cr.attached {
+		if cr.sc != nil {
+			v = cr.sc.decide(cr, ev, rec)
+		} else if cr.r.scen == nil && ev.Phase == cr.r.phase && !cr.attached {
 			// Once per connection: a phase event can repeat (a second
 			// ClientHello after a HelloRetryRequest, or a hostile flood of
 			// them), and each attach would chain more stages.

@@ -1,0 +1,145 @@
+package faults
+
+import (
+	"crypto/tls"
+	"time"
+
+	"github.com/tdsproxy/tdsproxy/proxy"
+)
+
+// Lab clients: internal/lab's client names, the keys of LabExpect.Errors,
+// LabSetup.AfterFor, NoteFor and Cannot. LabOpenSSL is openssl s_client,
+// which meets the DHE scenarios (Go's TLS has no DHE).
+const (
+	LabGo      = "go"
+	LabJDBC    = "jdbc"
+	LabODBC    = "odbc"
+	LabTedious = "tedious"
+	LabTSQL    = "tsql"
+	LabOpenSSL = "openssl"
+)
+
+// LabSetup is how `tdsproxy lab` (internal/lab) shows a scenario's failure
+// with a real client and proves its fix: the rule and server before the
+// fix, the client before and after, the server after (when the fix is on
+// the server) and what the client before the fix must see.
+type LabSetup struct {
+	// Options and Close are the rule armed for the client before the fix
+	// (named after the scenario).
+	Options map[string]string
+	Close   string
+	// Server is the upstream before the fix.
+	Server LabServer
+	// Fixed is the upstream after the fix, with no rule armed: the fix is
+	// on the server. Nil: the same server and rule, and the client changes.
+	Fixed *LabServer
+	// Before and After are the client before and after the fix; AfterFor
+	// replaces After for one client.
+	Before, After LabClient
+	AfterFor      map[string]LabClient
+	// OneProxy: go-mssqldb's two connections share one proxy (a held
+	// connection waits in its own goroutine, so the second does not wait
+	// behind the first).
+	OneProxy bool
+	Expect   LabExpect
+	// Note explains a go-mssqldb row, ExtNote another driver's row;
+	// NoteFor adds to ExtNote for one client.
+	Note, ExtNote string
+	NoteFor       map[string]string
+	// HoldNote explains `tdsproxy lab --hold`. Cannot says, per client,
+	// why it cannot be set up to meet the fault.
+	HoldNote string
+	Cannot   map[string]string
+}
+
+// LabServer is an upstream the lab starts: the emulator, or for DHE an
+// openssl s_server.
+type LabServer struct {
+	// TLSMin, TLSMax and Suites bound the emulator's TLS; 0/nil: defaults.
+	TLSMin, TLSMax uint16
+	Suites         []uint16
+	// CertHash is the signature hash of the certificate served ("md5");
+	// "" is the emulator's own (SHA-256).
+	CertHash string
+	// DHE is a server whose policy prefers TLS_DHE_* suites: openssl
+	// s_server, since Go's crypto/tls has no DHE.
+	DHE bool
+	// Desc describes the upstream and the rule, for a row.
+	Desc string
+}
+
+// LabClient is how a client is set up, whatever its library.
+type LabClient struct {
+	// TLSMin and TLSMax bound the versions offered; 0: the defaults.
+	TLSMin, TLSMax uint16
+	// Suite is the one TLS 1.2 suite offered; 0: the defaults.
+	Suite uint16
+	// Timeout is the connect/login timeout in seconds; 0: the lab's.
+	Timeout int
+	// Strict is TDS 8.0 (TLS first).
+	Strict bool
+}
+
+// LabExpect is what the connection before the fix must show; the rule must
+// have injected at the scenario's Phase.
+type LabExpect struct {
+	// By and Kind are who closed first and how; Kind "" accepts any.
+	By   proxy.Side
+	Kind proxy.CloseKind
+	// Errors are, per client, substrings its error must all contain
+	// (docs/clients.md).
+	Errors map[string][]string
+	// AfterDelayed: the rule still delays the client after the fix (the
+	// fix is a client that copes with the delay).
+	AfterDelayed bool
+}
+
+// The delayed-accept lab: the proxy holds each accepted connection for
+// labAcceptDelay; the client before the fix gives up after
+// labBeforeTimeout seconds of silence, the one after waits
+// labAfterTimeout. Short, so the whole lab stays within seconds, and far
+// enough apart that a loaded machine does not blur them.
+const (
+	labAcceptDelay   = 3 * time.Second
+	labBeforeTimeout = 1
+	labAfterTimeout  = 5
+)
+
+// The cipher-mismatch lab: the emulated server allows only labServerSuite;
+// the client before the fix offers only labClientSuite.
+const (
+	labServerSuite = tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+	labClientSuite = tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+)
+
+// resetErrors and timeoutErrors are each client's own words for a reset
+// during the handshake and for giving up on a silent server
+// (docs/clients.md).
+var (
+	resetErrors = map[string][]string{
+		LabGo:      {"TLS Handshake failed", "connection reset by peer"},
+		LabJDBC:    {"could not establish a secure connection", "Error: Connection reset."},
+		LabODBC:    {"TCP Provider: Error code 0x68"},
+		LabTedious: {"Failed to connect to ", "read ECONNRESET"},
+		LabTSQL:    {"Adaptive Server connection failed"},
+		// errno 104 is ECONNRESET: the RST reached s_client.
+		LabOpenSSL: {"errno=104"},
+	}
+	timeoutErrors = map[string][]string{
+		LabGo:      {"i/o timeout"},
+		LabJDBC:    {"Read timed out"},
+		LabODBC:    {"TCP Provider: Timeout error [258]."},
+		LabTedious: {"Failed to connect to ", " in 1000ms"},
+		LabTSQL:    {"Adaptive Server connection timed out"},
+	}
+)
+
+// Fault actions faults records beside proxy.ActionPass, ActionSkip and
+// ActionArmed (which are not injections: proxy.FaultEvent.Acted).
+const (
+	// ActionDelay: the rule held a phase (Verdict.Delay).
+	ActionDelay = "delay"
+	// ActionClosePrefix starts a close's action: "close:rst", "close:fin",
+	// "close:alert".
+	ActionClosePrefix = "close:"
+)
