@@ -27,7 +27,11 @@ import (
 // value gives a self-signed RSA-2048 SHA-256 server certificate for
 // "localhost", valid from an hour ago for a year.
 type CertOptions struct {
-	CommonName string   // subject CN; "" means "localhost"
+	CommonName string // subject CN; "" means "localhost"
+	// RawSubject, when set, is the DER subject used as it is (bridge mode
+	// copies an upstream certificate's); CommonName still gives the SAN
+	// default.
+	RawSubject []byte
 	DNSNames   []string // subjectAltName DNS entries; none means CommonName when it is not an IP
 	IPs        []net.IP // subjectAltName IP entries
 	// Hash is the digest the certificate is signed with: "md5", "sha1",
@@ -124,6 +128,7 @@ func GenerateCertificate(opts CertOptions) (tls.Certificate, []byte, []byte, err
 		DNSNames:              opts.DNSNames,
 		IPAddresses:           opts.IPs,
 		SignatureAlgorithm:    h.alg,
+		RawSubject:            opts.RawSubject,
 	}
 	if len(tmpl.DNSNames) == 0 && len(tmpl.IPAddresses) == 0 {
 		if ip := net.ParseIP(cn); ip != nil {

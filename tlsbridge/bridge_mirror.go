@@ -1,0 +1,178 @@
+package tlsbridge
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	utls "github.com/refraction-networking/utls"
+)
+
+// HelloMode says which ClientHello bridge mode sends upstream.
+type HelloMode string
+
+// Upstream hello modes (--upstream-hello).
+const (
+	// HelloMirror rebuilds the client's own ClientHello (versions,
+	// suites, extensions, order) minus what the bridge cannot complete.
+	HelloMirror HelloMode = "mirror"
+	// HelloGo sends Go's default ClientHello.
+	HelloGo HelloMode = "go"
+)
+
+// ParseHelloMode accepts "", mirror and go ("" means mirror).
+func ParseHelloMode(s string) (HelloMode, error) {
+	switch HelloMode(strings.ToLower(s)) {
+	case "", HelloMirror:
+		return HelloMirror, nil
+	case HelloGo:
+		return HelloGo, nil
+	}
+	return "", fmt.Errorf("bridge: --upstream-hello %q: want mirror or go", s)
+}
+
+// Mirror is a client's ClientHello rebuilt for the upstream leg.
+type Mirror struct {
+	Spec *utls.ClientHelloSpec
+	// Dropped lists what was left out because the bridge cannot complete
+	// it, e.g. "cipher_suite TLS_DHE_RSA_WITH_AES_128_GCM_SHA256",
+	// "extension pre_shared_key", "key_share ffdhe2048".
+	Dropped []string
+}
+
+// utlsSuites is every cipher suite utls implements.
+var utlsSuites = func() map[uint16]bool {
+	m := make(map[uint16]bool)
+	for _, s := range utls.CipherSuites() {
+		m[s.ID] = true
+	}
+	for _, s := range utls.InsecureCipherSuites() {
+		m[s.ID] = true
+	}
+	// TLS 1.3 suites (RFC 8446 §B.4): utls always implements these.
+	m[0x1301], m[0x1302], m[0x1303] = true, true, true
+	return m
+}()
+
+// utlsGroups are the key exchange groups utls can compute a key share for.
+var utlsGroups = map[utls.CurveID]bool{
+	utls.X25519: true, utls.CurveP256: true, utls.CurveP384: true, utls.CurveP521: true,
+	utls.X25519MLKEM768: true,
+}
+
+// MirrorClientHello rebuilds hello (a ClientHello handshake message with
+// its 4-byte header, as the client sent it) as a utls spec. recordVersion
+// is the version field of the record that carried it, which utls takes as
+// the lowest version offered when there is no supported_versions
+// extension. host is the upstream's name: the mirrored server_name carries
+// it instead of the name the client gave the proxy, and it is left out
+// for an IP address (RFC 6066 §3 allows only host names).
+//
+// Left out, and listed in Dropped: cipher suites utls does not implement
+// (TLS_DHE_* among them: utls, like crypto/tls, has no DHE), key shares
+// and groups it cannot compute, and pre_shared_key / early_data (the
+// client's session tickets were issued by the bridge, not the upstream).
+// The client's key share values are replaced by the bridge's own.
+func MirrorClientHello(hello []byte, recordVersion uint16, host string, hostIsIP bool) (*Mirror, error) {
+	if len(hello) < 4 || hello[0] != byte(HandshakeClientHello) {
+		return nil, errors.New("bridge: mirror: not a ClientHello")
+	}
+	rec := make([]byte, 0, 5+len(hello))
+	rec = append(rec, byte(ContentHandshake))
+	rec = binary.BigEndian.AppendUint16(rec, recordVersion)
+	rec = binary.BigEndian.AppendUint16(rec, uint16(min(len(hello), 0xFFFF)))
+	rec = append(rec, hello...)
+	fp := utls.Fingerprinter{AllowBluntMimicry: true}
+	spec, err := fp.FingerprintClientHello(rec)
+	if err != nil {
+		return nil, fmt.Errorf("bridge: mirror: utls cannot read the ClientHello: %w", err)
+	}
+	m := &Mirror{Spec: spec}
+	suites := spec.CipherSuites[:0:0]
+	for _, s := range spec.CipherSuites {
+		if s == utls.GREASE_PLACEHOLDER || utlsSuites[s] {
+			suites = append(suites, s)
+			continue
+		}
+		m.Dropped = append(m.Dropped, "cipher_suite "+CipherSuiteName(s))
+	}
+	spec.CipherSuites = suites
+	exts := spec.Extensions[:0:0]
+	for _, e := range spec.Extensions {
+		switch x := e.(type) {
+		case *utls.FakePreSharedKeyExtension, *utls.UtlsPreSharedKeyExtension:
+			m.Dropped = append(m.Dropped, "extension pre_shared_key")
+			continue
+		case *utls.SNIExtension:
+			if hostIsIP || host == "" {
+				m.Dropped = append(m.Dropped, "extension server_name (the upstream is an IP address)")
+				continue
+			}
+			x.ServerName = host
+		case *utls.KeyShareExtension:
+			shares := x.KeyShares[:0:0]
+			for _, ks := range x.KeyShares {
+				switch {
+				case ks.Group == utls.GREASE_PLACEHOLDER:
+					shares = append(shares, utls.KeyShare{Group: ks.Group, Data: []byte{0}})
+				case utlsGroups[ks.Group]:
+					shares = append(shares, utls.KeyShare{Group: ks.Group}) // our own key, not the client's
+				default:
+					m.Dropped = append(m.Dropped, "key_share "+GroupName(uint16(ks.Group)))
+				}
+			}
+			x.KeyShares = shares
+		case *utls.SupportedCurvesExtension:
+			curves := x.Curves[:0:0]
+			for _, c := range x.Curves {
+				if c == utls.GREASE_PLACEHOLDER || utlsGroups[c] {
+					curves = append(curves, c)
+					continue
+				}
+				m.Dropped = append(m.Dropped, "supported_group "+GroupName(uint16(c)))
+			}
+			x.Curves = curves
+		case *utls.SessionTicketExtension:
+			x.Session, x.Ticket, x.Initialized = nil, nil, false
+		case *utls.GenericExtension:
+			if x.Id == 42 { // early_data, RFC 8446 §4.2.10
+				m.Dropped = append(m.Dropped, "extension early_data")
+				continue
+			}
+		}
+		exts = append(exts, e)
+	}
+	spec.Extensions = exts
+	if len(spec.CipherSuites) == 0 || !slices.ContainsFunc(spec.CipherSuites, func(s uint16) bool { return s != utls.GREASE_PLACEHOLDER }) {
+		return m, fmt.Errorf("bridge: mirror: no cipher suite left that the bridge can complete (dropped %s)", strings.Join(m.Dropped, ", "))
+	}
+	return m, nil
+}
+
+// FirstHandshake reads TLS records from b (what a peer sent, from the
+// start) and returns the first handshake message, whole, with the version
+// field of the record that started it. ok is false while b does not yet
+// hold the whole message, or when b is not a handshake.
+func FirstHandshake(b []byte) (msg []byte, recordVersion uint16, ok bool) {
+	var body []byte
+	for len(b) >= RecordHeaderLen {
+		h, err := ParseRecordHeader(b[:RecordHeaderLen])
+		if err != nil || h.Type != ContentHandshake || len(b) < RecordHeaderLen+h.Length {
+			return nil, 0, false
+		}
+		if recordVersion == 0 {
+			recordVersion = h.Version
+		}
+		body = append(body, b[RecordHeaderLen:RecordHeaderLen+h.Length]...)
+		b = b[RecordHeaderLen+h.Length:]
+		if len(body) >= 4 {
+			n := 4 + (int(body[1])<<16 | int(body[2])<<8 | int(body[3]))
+			if len(body) >= n {
+				return body[:n], recordVersion, true
+			}
+		}
+	}
+	return nil, 0, false
+}
