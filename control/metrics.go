@@ -37,12 +37,12 @@ const (
 const (
 	// OutcomeOK: the server accepted the login (LOGINACK seen, or an
 	// encrypted login answered).
-	OutcomeOK = "ok"
+	OutcomeOK = string(proxy.LoginOK)
 	// OutcomeFailed: the server rejected the login (e.g. error 18456).
-	OutcomeFailed = "failed"
+	OutcomeFailed = string(proxy.LoginFailed)
 	// OutcomeUnknown: the login response came encrypted (or could not be
 	// parsed), so whether the server accepted it is not known.
-	OutcomeUnknown = "unknown"
+	OutcomeUnknown = string(proxy.LoginUnknown)
 	// OutcomeIncomplete: the connection closed before the login response
 	// (a negotiation failure, an injected fault, a client that gave up).
 	OutcomeIncomplete = "incomplete"
@@ -57,12 +57,12 @@ func Outcome(r *proxy.Record) string {
 	switch {
 	case r.Close != nil && r.Close.Kind == proxy.CloseDialFailed:
 		return OutcomeDialFailed
-	case r.Protocol == "not-tds":
+	case r.Protocol == proxy.ProtocolNotTDS:
 		return OutcomeNotTDS
 	case r.Login != nil && r.Reached(proxy.PhaseLoginResponse):
 		switch r.Login.Outcome {
-		case OutcomeOK, OutcomeFailed:
-			return r.Login.Outcome
+		case proxy.LoginOK, proxy.LoginFailed:
+			return string(r.Login.Outcome)
 		}
 		// Encrypted (TDS 8.0 strict, ENCRYPT_ON): the response was seen
 		// but not read.

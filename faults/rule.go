@@ -348,7 +348,7 @@ func (r *rule) dynamicMatch(rec *proxy.Record) (ok, known bool) {
 		if rec.Protocol == "" {
 			return false, false
 		}
-		if rec.Protocol != r.protocol {
+		if string(rec.Protocol) != r.protocol {
 			return false, true
 		}
 	}

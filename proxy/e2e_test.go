@@ -165,12 +165,12 @@ func TestGoMSSQLThroughProxy(t *testing.T) {
 		server      tds.Encryption
 		tlsMax      uint16
 		emuMax      uint16
-		protocol    string
+		protocol    Protocol
 		scope       string
 		wantTLS     string // negotiated version, "" for none
 		wantPhases  []Phase
 		loginVis    bool
-		loginResult string
+		loginResult LoginOutcome
 		alpn        string
 	}{
 		{name: "disable", encrypt: "disable", server: tds.EncryptOff, protocol: "tds7", scope: "none",

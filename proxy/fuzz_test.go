@@ -325,7 +325,7 @@ func FuzzRecordJSON(f *testing.F) {
 		mars := flag
 		r := &Record{
 			ID: id, Proxy: "p", Client: client, Listener: client, Upstream: client, Start: start,
-			End: start.Add(time.Duration(ns & math.MaxInt32)), Protocol: protocol, Phase: Phase(phase),
+			End: start.Add(time.Duration(ns & math.MaxInt32)), Protocol: Protocol(protocol), Phase: Phase(phase),
 			Phases: []PhaseMark{{Phase: Phase(phase), At: time.Duration(ns), Encrypted: flag}},
 			Prelogin: &PreloginInfo{
 				Client: &PreloginSide{Version: what, VersionHex: what, Encryption: what, Instance: sni, ThreadID: uint32(ns), MARS: &mars,
@@ -342,7 +342,7 @@ func FuzzRecordJSON(f *testing.F) {
 				Alerts:       []AlertInfo{{From: SideServer, Level: what, Description: note}},
 			},
 			Login: &LoginInfo{Visible: flag, User: sni, App: alpn, Host: client, Server: sni, Database: what, Library: note,
-				Outcome: what, ErrorNumber: int32(ns), ErrorMessage: note, PacketSize: secs},
+				Outcome: LoginOutcome(what), ErrorNumber: int32(ns), ErrorMessage: note, PacketSize: secs},
 			Close:               &CloseInfo{By: Side(what), Kind: CloseKind(what), Phase: Phase(phase), Silence: time.Duration(ns), Reason: note},
 			ParseIssues:         []ParseIssue{{Direction: what, Phase: Phase(phase), Offset: ns, What: what, Error: note}},
 			Faults:              []FaultEvent{{Rule: what, Scenario: note, Phase: Phase(phase), Action: what, Detail: note, At: time.Duration(ns)}},

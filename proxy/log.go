@@ -14,7 +14,7 @@ func logRecord(log *zap.Logger, r *Record) {
 		zap.Uint64("conn", r.ID),
 		zap.String("proxy", r.Proxy),
 		zap.String("client", r.Client),
-		zap.String("protocol", r.Protocol),
+		zap.String("protocol", string(r.Protocol)),
 		zap.String("phase", string(r.Phase)),
 		zap.Duration("duration", r.End.Sub(r.Start)),
 		zap.Int64("bytes_c2s", r.BytesClientToServer),

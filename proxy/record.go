@@ -19,10 +19,9 @@ type Record struct {
 	Start    time.Time `json:"start"`
 	End      time.Time `json:"end,omitzero"`
 
-	// Protocol is how the client spoke: "tds7" (PRELOGIN first), "tds8-strict"
-	// (TLS first, MS-TDS §3.3.5.1), "tds7-login" (LOGIN7 with no PRELOGIN),
-	// "not-tds", or "" when the client sent nothing.
-	Protocol string `json:"protocol,omitempty"`
+	// Protocol is how the client spoke (see Protocol), or "" when the
+	// client sent nothing.
+	Protocol Protocol `json:"protocol,omitempty"`
 	// Phase is the last phase reached.
 	Phase Phase `json:"phase"`
 	// Phases lists each phase reached with its time since Start.
@@ -52,6 +51,38 @@ type Record struct {
 	// must not grow a record without bound.
 	Dropped int `json:"dropped_entries,omitempty"`
 }
+
+// Protocol is how a client spoke on a connection, told by its first byte
+// (MS-TDS §3.3.5.1). Record.Protocol holds it; the names are part of the
+// record's JSON, the metrics and the fault rules' match.protocol.
+type Protocol string
+
+// Protocols.
+const (
+	// ProtocolTDS7: TDS 7.x, PRELOGIN first (TLS, if any, inside PRELOGIN
+	// packets).
+	ProtocolTDS7 Protocol = "tds7"
+	// ProtocolStrict: TDS 8.0 strict, TLS first (MS-TDS §3.3.5.1).
+	ProtocolStrict Protocol = "tds8-strict"
+	// ProtocolTDS7Login: LOGIN7 with no PRELOGIN before it.
+	ProtocolTDS7Login Protocol = "tds7-login"
+	// ProtocolNotTDS: the first byte is neither PRELOGIN, LOGIN7 nor a TLS
+	// handshake record.
+	ProtocolNotTDS Protocol = "not-tds"
+)
+
+// LoginOutcome is what the server answered to LOGIN7 (LoginInfo.Outcome).
+type LoginOutcome string
+
+// Login outcomes.
+const (
+	// LoginOK: LOGINACK seen (MS-TDS §2.2.7.14).
+	LoginOK LoginOutcome = "ok"
+	// LoginFailed: an ERROR token instead (e.g. 18456).
+	LoginFailed LoginOutcome = "failed"
+	// LoginUnknown: the response came encrypted or could not be parsed.
+	LoginUnknown LoginOutcome = "unknown"
+)
 
 // maxListEntries caps each list in a Record.
 const maxListEntries = 32
@@ -201,8 +232,9 @@ type LoginInfo struct {
 	LibraryVersion string `json:"library_version,omitempty"`
 	TDSVersion     string `json:"tds_version,omitempty"`
 	PacketSize     uint32 `json:"packet_size,omitempty"`
-	// Outcome: "ok", "failed", "unknown" (encrypted), or "" (not seen yet).
-	Outcome      string `json:"outcome,omitempty"`
+	// Outcome is what the server answered (see LoginOutcome), or "" (not
+	// seen yet).
+	Outcome      LoginOutcome `json:"outcome,omitempty"`
 	ErrorNumber  int32  `json:"error_number,omitempty"`
 	ErrorMessage string `json:"error_message,omitempty"`
 	// ServerVersion is from LOGINACK when visible.

@@ -515,7 +515,7 @@ func (s *session) inject(v Verdict) {
 	s.mu.Lock()
 	s.closed = true
 	srv := s.server
-	wrapped := s.rec.TLS != nil && s.rec.TLS.Wrapped || s.rec.Protocol == "tds7"
+	wrapped := s.rec.TLS != nil && s.rec.TLS.Wrapped || s.rec.Protocol == ProtocolTDS7
 	s.mu.Unlock()
 	s.cancel()
 	switch style {

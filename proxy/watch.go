@@ -119,13 +119,13 @@ func (w *watcher) feed(dir Direction, b []byte) []Event {
 func (w *watcher) detectProtocol(first byte) {
 	switch {
 	case first == byte(tds.PacketPrelogin):
-		w.rec.Protocol = "tds7"
+		w.rec.Protocol = ProtocolTDS7
 	case first == byte(tlsbridge.ContentHandshake):
-		w.rec.Protocol = "tds8-strict"
+		w.rec.Protocol = ProtocolStrict
 	case first == byte(tds.PacketLogin7):
-		w.rec.Protocol = "tds7-login"
+		w.rec.Protocol = ProtocolTDS7Login
 	default:
-		w.rec.Protocol = "not-tds"
+		w.rec.Protocol = ProtocolNotTDS
 		w.issue(ClientToServer, "first byte", fmt.Errorf("0x%02X is neither a PRELOGIN packet (0x12) nor a TLS handshake record (0x16)", first))
 		w.stopWatching("the client does not speak TDS")
 	}
@@ -137,12 +137,12 @@ func (w *watcher) drain(d *dirWatch) error {
 		var n int
 		var err error
 		first := d.pend[0]
-		if w.rec.Protocol == "tds8-strict" && !tlsbridge.IsRecordStart(first) {
+		if w.rec.Protocol == ProtocolStrict && !tlsbridge.IsRecordStart(first) {
 			// TDS 8.0 carries everything inside TLS (MS-TDS §3.3.5.1).
 			return fmt.Errorf("%w: byte 0x%02X where a TLS record was due on a TDS 8.0 strict connection", errGiveUp, first)
 		}
 		if tlsbridge.IsRecordStart(first) {
-			if first == byte(tlsbridge.ContentHandshake) && w.rec.Protocol == "tds7" && !d.wrapped && !w.hsDone[d.dir] && !d.rawNoted {
+			if first == byte(tlsbridge.ContentHandshake) && w.rec.Protocol == ProtocolTDS7 && !d.wrapped && !w.hsDone[d.dir] && !d.rawNoted {
 				d.rawNoted = true
 				w.note(fmt.Sprintf("raw TLS handshake record %s on a TDS 7.x connection, where the handshake travels inside PRELOGIN packets (MS-TDS §2.2.6.5)", d.dir))
 			}
@@ -295,22 +295,22 @@ func (w *watcher) loginResponse(d *dirWatch, msg []byte) error {
 	li := w.rec.login()
 	switch {
 	case resp != nil && resp.Ack != nil:
-		li.Outcome = "ok"
+		li.Outcome = LoginOK
 		li.ServerVersion = fmt.Sprintf("%d.%d.%d.%d", resp.Ack.ProgVersion[0], resp.Ack.ProgVersion[1], resp.Ack.ProgVersion[2], resp.Ack.ProgVersion[3])
 	case resp != nil && len(resp.Errors) > 0:
-		li.Outcome = "failed"
+		li.Outcome = LoginFailed
 		li.ErrorNumber = resp.Errors[0].Number
 		li.ErrorMessage = resp.Errors[0].Message
 	case err != nil:
 		w.issue(d.dir, "login response", err)
-		li.Outcome = "unknown"
+		li.Outcome = LoginUnknown
 	default:
 		// SSPI or federated authentication continues: wait for the next reply.
 		return nil
 	}
 	w.loginResp = true
 	w.mark(PhaseLoginResponse, d.dir, false)
-	if li.Outcome != "failed" {
+	if li.Outcome != LoginFailed {
 		w.mark(PhaseEstablished, d.dir, false)
 	}
 	w.stopWatching("negotiation is over")
@@ -442,7 +442,7 @@ func (w *watcher) handshake(d *dirWatch, ev *tlsbridge.Event) error {
 // Server records that come before the client has spoken (TLS 1.3 session
 // tickets) are not a reply to anything and are skipped.
 func (w *watcher) appData(d *dirWatch) {
-	strict := w.rec.Protocol == "tds8-strict"
+	strict := w.rec.Protocol == ProtocolStrict
 	if d.dir == ClientToServer {
 		switch {
 		case strict && !w.strictPre[ClientToServer]:
@@ -461,7 +461,7 @@ func (w *watcher) appData(d *dirWatch) {
 		w.mark(PhasePreloginResponse, d.dir, true)
 	case w.login7 && !w.loginResp:
 		w.loginResp = true
-		w.rec.login().Outcome = "unknown"
+		w.rec.login().Outcome = LoginUnknown
 		w.mark(PhaseLoginResponse, d.dir, true)
 		w.mark(PhaseEstablished, d.dir, true)
 		w.stopWatching("negotiation is over (login response encrypted)")

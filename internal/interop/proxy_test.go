@@ -43,7 +43,7 @@ func TestClientsThroughProxy(t *testing.T) {
 	tlsPhases := []proxy.Phase{proxy.PhaseTLSClientHello, proxy.PhaseTLSServerHello, proxy.PhaseTLSClientFinished, proxy.PhaseTLSServerFinished}
 	cases := []struct {
 		cm       clientMode
-		protocol string
+		protocol proxy.Protocol
 		scope    string // "" for strict
 		tls      bool
 		alpn     string
