@@ -15,7 +15,6 @@ import (
 	"github.com/tdsproxy/tdsproxy/faults"
 	"github.com/tdsproxy/tdsproxy/internal/emulator"
 	"github.com/tdsproxy/tdsproxy/internal/interop"
-	"github.com/tdsproxy/tdsproxy/proxy"
 	"github.com/tdsproxy/tdsproxy/tlsbridge"
 )
 
@@ -155,21 +154,9 @@ func extRun(ctx context.Context, client string, s extShape, port int) (desc stri
 		}
 		cfg := interop.TediousConfig{Port: port, User: labUser, Password: labPassword, Encrypt: true, ConnectTimeout: s.timeout() * 1000,
 			Timeout: attemptTimeout + 10*time.Second}
-		cc := &interop.CryptoCredentials{}
+		cc := tediousCrypto(s)
 		if s.strict {
 			cfg.Encrypt, cc.CA = "strict", string(s.trust)
-		}
-		if s.tlsMin != 0 {
-			cc.MinVersion = openSSLVersion[s.tlsMin]
-		}
-		if s.tlsMax != 0 {
-			cc.MaxVersion = openSSLVersion[s.tlsMax]
-		}
-		if s.tlsMin != 0 && s.tlsMin < tls.VersionTLS12 {
-			cc.Ciphers = "DEFAULT:@SECLEVEL=0"
-		}
-		if s.suite != 0 {
-			cc.Ciphers = openSSLSuite[s.suite]
 		}
 		if *cc != (interop.CryptoCredentials{}) {
 			cfg.CryptoCredentialsDetails = cc
@@ -189,22 +176,7 @@ func extRun(ctx context.Context, client string, s extShape, port int) (desc stri
 		}
 		cfg := interop.TSQLConfig{Port: port, User: labUser, Password: labPassword, Encryption: "require",
 			Conf: []string{fmt.Sprintf("connect timeout = %d", s.timeout())}, Timeout: attemptTimeout + 10*time.Second}
-		if s.tlsMin != 0 || s.tlsMax != 0 {
-			for v := uint16(tls.VersionTLS10); v <= tls.VersionTLS13; v++ {
-				if (s.tlsMin != 0 && v < s.tlsMin) || (s.tlsMax != 0 && v > s.tlsMax) {
-					cfg.GnuTLSOverrides = append(cfg.GnuTLSOverrides, "disabled-version = "+gnuTLSVersion[v])
-				}
-			}
-			if s.tlsMin != 0 && s.tlsMin <= tls.VersionTLS10 {
-				cfg.EnableTLSv1 = ptr(true)
-			}
-		}
-		if s.suite == tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 {
-			// GnuTLS priorities name ciphers, not suites: without
-			// AES-256 the server's AES-256 suite is not offered.
-			cfg.GnuTLSOverrides = append(cfg.GnuTLSOverrides, "tls-disabled-cipher = AES-256-GCM", "tls-disabled-cipher = AES-256-CBC",
-				"tls-disabled-cipher = AES-256-CCM")
-		}
+		cfg.GnuTLSOverrides, cfg.EnableTLSv1 = gnuTLSShape(s)
 		desc = "FreeTDS tsql, encryption = require"
 		if len(cfg.GnuTLSOverrides) > 0 {
 			desc += ", GnuTLS " + strings.Join(cfg.GnuTLSOverrides, "; ")
@@ -213,6 +185,47 @@ func extRun(ctx context.Context, client string, s extShape, port int) (desc stri
 		return desc + fmt.Sprintf(", connect timeout = %d", s.timeout()), res, err
 	}
 	return "", nil, fmt.Errorf("%w %q", ErrUnknownClient, client)
+}
+
+// tediousCrypto is tedious's cryptoCredentialsDetails for a shape (Node's
+// OpenSSL names).
+func tediousCrypto(s extShape) *interop.CryptoCredentials {
+	cc := &interop.CryptoCredentials{}
+	if s.tlsMin != 0 {
+		cc.MinVersion = openSSLVersion[s.tlsMin]
+	}
+	if s.tlsMax != 0 {
+		cc.MaxVersion = openSSLVersion[s.tlsMax]
+	}
+	if s.tlsMin != 0 && s.tlsMin < tls.VersionTLS12 {
+		cc.Ciphers = "DEFAULT:@SECLEVEL=0"
+	}
+	if s.suite != 0 {
+		cc.Ciphers = openSSLSuite[s.suite]
+	}
+	return cc
+}
+
+// gnuTLSShape is FreeTDS's GnuTLS [overrides] lines and its `enable tls
+// v1` for a shape.
+func gnuTLSShape(s extShape) (overrides []string, enableTLSv1 *bool) {
+	if s.tlsMin != 0 || s.tlsMax != 0 {
+		for v := uint16(tls.VersionTLS10); v <= tls.VersionTLS13; v++ {
+			if (s.tlsMin != 0 && v < s.tlsMin) || (s.tlsMax != 0 && v > s.tlsMax) {
+				overrides = append(overrides, "disabled-version = "+gnuTLSVersion[v])
+			}
+		}
+		if s.tlsMin != 0 && s.tlsMin <= tls.VersionTLS10 {
+			enableTLSv1 = ptr(true)
+		}
+	}
+	if s.suite == tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 {
+		// GnuTLS priorities name ciphers, not suites: without AES-256
+		// the server's AES-256 suite is not offered.
+		overrides = append(overrides, "tls-disabled-cipher = AES-256-GCM", "tls-disabled-cipher = AES-256-CBC",
+			"tls-disabled-cipher = AES-256-CCM")
+	}
+	return overrides, enableTLSv1
 }
 
 // jdbcOldTLS re-enables TLS 1.0 and 1.1, which JDK 17 disables in
@@ -342,15 +355,9 @@ func firstCell(rows [][]string) []string {
 	return rows[0][:1]
 }
 
-// symptom is what an external client's error says for each kind of
-// failure (substrings, all required), from docs/clients.md.
-type symptomText struct{ reset, timeout []string }
-
-var extSymptoms = map[string]symptomText{
-	ClientJDBC:    {reset: []string{"could not establish a secure connection", "Error: Connection reset."}, timeout: []string{"Read timed out"}},
-	ClientODBC:    {reset: []string{"TCP Provider: Error code 0x68"}, timeout: []string{"TCP Provider: Timeout error [258]."}},
-	ClientTedious: {reset: []string{"Failed to connect to ", "read ECONNRESET"}, timeout: []string{"Failed to connect to ", " in 1000ms"}},
-	ClientTSQL:    {reset: []string{"Adaptive Server connection failed"}, timeout: []string{"Adaptive Server connection timed out"}},
+// extShapeFor is an external driver set up as a lab client.
+func extShapeFor(c faults.LabClient) extShape {
+	return extShape{strict: c.Strict, tlsMin: c.TLSMin, tlsMax: c.TLSMax, suite: c.Suite, loginTimeout: c.Timeout}
 }
 
 // extRow runs one scenario with an external client: before the fix with the
@@ -371,39 +378,29 @@ func (r *runner) extRow(ctx context.Context, name, client string) Row {
 		return row
 	}
 	row.Rule = s.rule
-	rules := []faults.RuleSpec{s.rule}
-	sym := extSymptoms[client]
-	switch name {
-	case faults.ScenarioProtocolMismatch:
-		row.Before = r.extAttempt(ctx, client, envConfig{Emulator: s.emu, Rules: rules}, s.server, extShape{tlsMin: tls.VersionTLS10, tlsMax: tls.VersionTLS11})
-		row.After = r.extAttempt(ctx, client, envConfig{Emulator: s.emu, Rules: rules}, s.server, extShape{tlsMin: tls.VersionTLS12, tlsMax: tls.VersionTLS12})
-		row.Note = "The client before the fix offers TLS 1.0 and 1.1 only; the rule plays a TLS 1.2-only server. After the fix (TLS 1.2) the same rule lets it through."
-		judge(&row, expect{phase: proxy.PhaseTLSClientHello, by: proxy.SideProxy, kind: proxy.CloseRST, errText: sym.reset})
-	case faults.ScenarioCipherMismatch:
-		row.Before = r.extAttempt(ctx, client, envConfig{Emulator: s.emu, Rules: rules}, s.server, extShape{tlsMax: tls.VersionTLS12, suite: clientSuite})
-		row.After = r.extAttempt(ctx, client, envConfig{Emulator: s.emu, Rules: rules}, s.server, extShape{tlsMax: tls.VersionTLS12, suite: serverSuite})
-		row.Note = fmt.Sprintf("The client before the fix does not offer %s, the server's only suite; after the fix it does.", tlsbridge.CipherSuiteName(serverSuite))
-		if client == ClientTSQL {
-			row.After = r.extAttempt(ctx, client, envConfig{Emulator: s.emu, Rules: rules}, s.server, extShape{tlsMax: tls.VersionTLS12})
-			row.Note += " (GnuTLS priorities name ciphers, not suites: before the fix AES-256 is disabled; after, GnuTLS's defaults.)"
-		}
-		judge(&row, expect{phase: proxy.PhaseTLSClientHello, by: proxy.SideProxy, kind: proxy.CloseRST, errText: sym.reset})
-	case faults.ScenarioWeakCertHash:
-		row.Before = r.extAttempt(ctx, client, envConfig{Emulator: s.emu, Rules: rules}, s.server, extShape{})
-		row.After = r.extAttempt(ctx, client, envConfig{Emulator: emulator.Config{TLSMax: tls.VersionTLS12}}, "emulator serving its certificate signed with SHA256-RSA; no rule", extShape{})
-		row.Note = "The emulator serves a certificate signed with MD5; the rule closes at the ClientHello because the client lists no RSA/MD5 in signature_algorithms. After the fix the certificate is re-issued with SHA-256."
-		judge(&row, expect{phase: proxy.PhaseTLSClientHello, by: proxy.SideProxy, kind: proxy.CloseRST, errText: sym.reset})
-	case faults.ScenarioDHEEnabled, faults.ScenarioDHELeadingZero:
+	l := s.lab()
+	if l.Server.DHE {
 		r.extDHE(ctx, &row, client, s)
-	case faults.ScenarioDelayedAccept:
-		row.Before = r.extAttempt(ctx, client, envConfig{Emulator: s.emu, Rules: rules}, s.server, extShape{loginTimeout: beforeTimeout})
-		row.After = r.extAttempt(ctx, client, envConfig{Emulator: s.emu, Rules: rules}, s.server, extShape{loginTimeout: afterTimeout})
-		row.Note = fmt.Sprintf("The proxy holds each accepted connection for %v. The client before the fix gives up after %ds; after the fix (%ds) it waits out the delay.",
-			acceptDelay, beforeTimeout, afterTimeout)
-		judge(&row, expect{phase: proxy.PhaseAccept, by: proxy.SideClient, errText: sym.timeout, afterDelayed: true})
-	default:
-		row.Status, row.Problem = StatusUnexpected, "the lab has no experiment for this scenario"
+		return row
 	}
+	armed := envConfig{Emulator: s.emu, Rules: []faults.RuleSpec{s.rule}}
+	row.Before = r.extAttempt(ctx, client, armed, s.server, extShapeFor(l.Before))
+	after, ok := l.AfterFor[client]
+	if !ok {
+		after = l.After
+	}
+	if l.Fixed != nil {
+		emu, err := emulatorFor(*l.Fixed)
+		if err != nil {
+			row.Status, row.Problem = StatusUnexpected, err.Error()
+			return row
+		}
+		row.After = r.extAttempt(ctx, client, envConfig{Emulator: emu}, l.Fixed.Desc, extShapeFor(after))
+	} else {
+		row.After = r.extAttempt(ctx, client, armed, s.server, extShapeFor(after))
+	}
+	row.Note = l.ExtNote + l.NoteFor[client]
+	judge(&row, expectFor(s.info, client))
 	return row
 }
 
@@ -438,19 +435,18 @@ func (r *runner) extDHE(ctx context.Context, row *Row, client string, s setup) {
 	rules := []faults.RuleSpec{s.rule}
 	// A 2 s login timeout: s_server is not TDS, a handshake the rule let
 	// through would end in the driver's timeout.
-	row.Before = r.extAttempt(ctx, client, envConfig{Upstream: ups.dhe.addr, Rules: rules}, ups.dhe.desc+"; rule rate=always",
-		extShape{strict: true, tlsMax: tls.VersionTLS12, trust: certPEM, loginTimeout: 2})
+	before := extShapeFor(s.lab().Before)
+	before.trust, before.loginTimeout = certPEM, 2
+	row.Before = r.extAttempt(ctx, client, envConfig{Upstream: ups.dhe.addr, Rules: rules}, ups.dhe.desc+"; rule rate=always", before)
 	emu := emulator.Config{TLSMax: tls.VersionTLS12}
 	after := envConfig{Emulator: emu, Rules: rules}
 	// The emulator's certificate is generated at start: pin it after start.
 	row.After = r.extAttemptEmuStrict(ctx, client, after, "emulator (no DHE: Go TLS chooses ECDHE); rule rate=always")
 	lead := "The server prefers TLS_DHE_RSA_WITH_AES_128_GCM_SHA256 and the driver offers DHE (JSSE and OpenSSL do by default); the rule closes after the client's " +
 		"ClientKeyExchange/ChangeCipherSpec/Finished flight, where Schannel fails. "
-	if row.Scenario == faults.ScenarioDHELeadingZero {
-		lead += "rate=always forces what happens by itself in about 1 DHE handshake in 256 (rate=natural). "
-	}
+	lead += s.lab().Note
 	row.Note = lead + "After the fix (no TLS_DHE_* on the server) the server chooses ECDHE and the same rule lets the driver through."
-	judge(row, expect{phase: proxy.PhaseTLSClientFinished, by: proxy.SideProxy, kind: proxy.CloseRST, errText: extSymptoms[client].reset})
+	judge(row, expectFor(s.info, client))
 }
 
 // extAttemptEmuStrict is extAttempt for a strict client against the

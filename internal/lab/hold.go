@@ -9,11 +9,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"go.uber.org/zap"
 
 	"github.com/tdsproxy/tdsproxy/faults"
+	"github.com/tdsproxy/tdsproxy/internal/interop"
 	"github.com/tdsproxy/tdsproxy/proxy"
 	"github.com/tdsproxy/tdsproxy/tlsbridge"
 )
@@ -80,7 +82,7 @@ func Hold(opts HoldOptions) (*Held, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Held{Scenario: scenarioInfo(name), Rule: s.rule, Dir: r.dir, Server: s.server, TDS: true}
+	h := &Held{Scenario: s.info, Rule: s.rule, Dir: r.dir, Server: s.server, TDS: true}
 	fail := func(err error) (*Held, error) {
 		h.Close()
 		return nil, err
@@ -90,8 +92,7 @@ func Hold(opts HoldOptions) (*Held, error) {
 		listen = DefaultHoldListen
 	}
 	cfg := envConfig{Emulator: s.emu, Rules: []faults.RuleSpec{s.rule}, Listen: listen, Logger: opts.Logger, Sink: opts.Sink}
-	dhe := name == faults.ScenarioDHEEnabled || name == faults.ScenarioDHELeadingZero
-	if dhe && r.openssl != "" {
+	if s.lab().Server.DHE && r.openssl != "" {
 		cert, key, dh, err := opensslFiles(r.openssl, r.dir)
 		if err != nil {
 			return fail(err)
@@ -140,7 +141,7 @@ type clientSetup struct {
 	// goDSN are extra DSN keys.
 	goDSN url.Values
 	// tediousCrypto is options.cryptoCredentialsDetails.
-	tediousCrypto map[string]any
+	tediousCrypto *interop.CryptoCredentials
 	// tediousOptions are extra tedious options.
 	tediousOptions map[string]any
 	// gnutls are [overrides] lines for a GnuTLS priority file.
@@ -276,78 +277,103 @@ func (h *Held) printClients(w io.Writer, tag string, set map[string]clientSetup)
 	return nil
 }
 
-// setups returns the client set-ups for the held scenario; nil after means
-// the fix is on the server side and no client passes.
+// holdClientNames are the clients ConnectionHelp prints, by their names
+// in the faults lab table.
+var holdClientNames = map[string]string{
+	faults.LabGo: "go-mssqldb", faults.LabJDBC: "jdbc", faults.LabODBC: "odbc", faults.LabTedious: "tedious", faults.LabTSQL: "freetds",
+}
+
+// setups returns the client set-ups for the held scenario, from its lab
+// entry; nil after means the fix is on the server side and no client
+// passes.
 func (h *Held) setups() (before, after map[string]clientSetup, note string) {
-	defaults := map[string]clientSetup{"go-mssqldb": {}, "jdbc": {}, "odbc": {}, "tedious": {}, "freetds": {}}
-	switch h.Scenario.Name {
-	case faults.ScenarioProtocolMismatch:
-		before = map[string]clientSetup{
-			"go-mssqldb": {goTLS: "cfg.TLSConfig.MinVersion, cfg.TLSConfig.MaxVersion = tls.VersionTLS10, tls.VersionTLS11"},
-			"jdbc":       {ms: &extShape{tlsMin: tls.VersionTLS10, tlsMax: tls.VersionTLS11}},
-			"odbc":       {ms: &extShape{tlsMin: tls.VersionTLS10, tlsMax: tls.VersionTLS11}},
-			"tedious":    {tediousCrypto: map[string]any{"minVersion": "TLSv1", "maxVersion": "TLSv1.1", "ciphers": "DEFAULT:@SECLEVEL=0"}},
-			"freetds":    {gnutls: []string{"disabled-version = tls1.3", "disabled-version = tls1.2"}},
-		}
-		return before, defaults, "The rule plays a server that allows TLS 1.2 only: a client offering only TLS 1.0/1.1 is closed at its ClientHello."
-	case faults.ScenarioCipherMismatch:
-		before = map[string]clientSetup{
-			"go-mssqldb": {goTLS: "cfg.TLSConfig.MaxVersion = tls.VersionTLS12; cfg.TLSConfig.CipherSuites = []uint16{tls." +
-				tlsbridge.CipherSuiteName(clientSuite) + "}"},
-			"jdbc":    {ms: &extShape{tlsMax: tls.VersionTLS12, suite: clientSuite}},
-			"odbc":    {ms: &extShape{tlsMax: tls.VersionTLS12, suite: clientSuite}},
-			"tedious": {tediousCrypto: map[string]any{"maxVersion": "TLSv1.2", "ciphers": "ECDHE-RSA-AES128-GCM-SHA256"}},
-			"freetds": {gnutls: []string{"disabled-version = tls1.3", "tls-disabled-cipher = AES-256-GCM"}},
-		}
-		return before, defaults, "The rule plays a server whose policy allows only " + tlsbridge.CipherSuiteName(serverSuite) +
-			" (OpenSSL: ECDHE-RSA-AES256-GCM-SHA384): a client that does not offer it is closed at its ClientHello. Clients' defaults offer it."
-	case faults.ScenarioWeakCertHash:
-		return defaults, nil, "The emulator serves a certificate signed with MD5-RSA: under TLS 1.2 every client fails at its ClientHello " +
-			"(none lists RSA/MD5 in signature_algorithms). The fix is on the server (re-issue with SHA-256), so no client passes here: " +
-			"run `tdsproxy lab --scenario weak-cert-hash` to see after the fix."
-	case faults.ScenarioDelayedAccept:
-		before = map[string]clientSetup{
-			"go-mssqldb": {goDSN: url.Values{"connection timeout": {"1"}}},
-			"jdbc":       {ms: &extShape{loginTimeout: 1}},
-			"odbc":       {ms: &extShape{loginTimeout: 1}},
-			"tedious":    {tediousOptions: map[string]any{"connectTimeout": 1000}},
-			// Measured with tsql 1.3.17: it waits out the delay whatever
-			// these say.
-			"freetds": {none: "cannot be made to give up here: tsql 1.3 applies neither `connect timeout` nor `timeout` " +
-				"to the wait for the PRELOGIN response (it waits out the delay and connects)"},
-		}
-		after = map[string]clientSetup{
-			"go-mssqldb": {goDSN: url.Values{"connection timeout": {"15"}}},
-			"jdbc":       {ms: &extShape{loginTimeout: 15}},
-			"odbc":       {ms: &extShape{loginTimeout: 15}},
-			"tedious":    {tediousOptions: map[string]any{"connectTimeout": 15000}},
-			"freetds":    {},
-		}
-		return before, after, fmt.Sprintf("The proxy holds every accepted connection for %v before talking to the server: "+
-			"a client whose timeout is shorter gives up.", acceptDelay)
-	case faults.ScenarioDHEEnabled, faults.ScenarioDHELeadingZero:
-		noGo := clientSetup{none: "cannot meet it: Go's crypto/tls has no DHE key agreement"}
+	l := h.Scenario.Lab
+	if l.Server.DHE {
 		if h.TDS {
 			return nil, nil, "No DHE-capable upstream: " + h.Server + ". Go's TLS has no DHE, so the emulator always chooses ECDHE and " +
 				"every connection passes the armed rule (\"server chose ECDHE, not DHE\"). Install openssl to hold this scenario " +
 				"with an openssl s_server upstream."
 		}
-		before = map[string]clientSetup{
-			"go-mssqldb": noGo,
-			// JSSE and OpenSSL offer TLS_DHE_* by default.
-			"jdbc": {ms: &extShape{strict: true, tlsMax: tls.VersionTLS12}},
-			"odbc": {ms: &extShape{strict: true, tlsMax: tls.VersionTLS12}},
-			"tedious": {tediousOptions: map[string]any{"encrypt": "strict"},
-				tediousCrypto: map[string]any{"minVersion": "TLSv1.2", "maxVersion": "TLSv1.2", "ciphers": "DHE-RSA-AES128-GCM-SHA256"}},
-			"freetds": {none: "cannot meet it here: FreeTDS 1.3 has no TDS 8.0 strict mode, and the upstream (openssl s_server) is not a TDS server"},
-		}
 		sc := fmt.Sprintf("openssl s_client -connect %s -tls1_2 -cipher %s -alpn tds/8.0 -brief", h.Proxy, clientSuites)
-		return before, nil, "The upstream is openssl s_server preferring DHE (not a TDS server: after the TLS handshake nothing " +
+		// JSSE and OpenSSL offer TLS_DHE_* by default.
+		return holdClients(l.Before, nil, l.Cannot), nil, "The upstream is openssl s_server preferring DHE (not a TDS server: after the TLS handshake nothing " +
 			"TDS works, so look at the handshake). The rule closes after the client's Finished flight. A client in the TDS 8.0 " +
 			"strict form:\n  " + sc + "\n  (tedious with encrypt: 'strict' below gets as far as the same close.)"
 	}
-	return nil, nil, ""
+	before = holdClients(l.Before, nil, l.Cannot)
+	if l.Fixed == nil {
+		after = holdClients(l.After, l.AfterFor, nil)
+	}
+	return before, after, l.HoldNote
 }
+
+// holdClients sets every client up as c (or its own entry in per); cannot
+// says why a client cannot be set up so.
+func holdClients(c faults.LabClient, per map[string]faults.LabClient, cannot map[string]string) map[string]clientSetup {
+	out := map[string]clientSetup{}
+	for lc, name := range holdClientNames {
+		cl, ok := per[lc]
+		if !ok {
+			cl = c
+		}
+		if why, ok := cannot[lc]; ok {
+			out[name] = clientSetup{none: why}
+			continue
+		}
+		out[name] = holdClient(lc, extShapeFor(cl))
+	}
+	return out
+}
+
+// holdClient is one client library set up as s.
+func holdClient(client string, s extShape) clientSetup {
+	switch client {
+	case faults.LabGo:
+		var set clientSetup
+		switch {
+		case s.tlsMin != 0 && s.tlsMax != 0:
+			set.goTLS = "cfg.TLSConfig.MinVersion, cfg.TLSConfig.MaxVersion = " + goTLSVersion[s.tlsMin] + ", " + goTLSVersion[s.tlsMax]
+		case s.tlsMax != 0:
+			set.goTLS = "cfg.TLSConfig.MaxVersion = " + goTLSVersion[s.tlsMax]
+		}
+		if s.suite != 0 {
+			set.goTLS += "; cfg.TLSConfig.CipherSuites = []uint16{tls." + tlsbridge.CipherSuiteName(s.suite) + "}"
+		}
+		set.goTLS = strings.TrimPrefix(set.goTLS, "; ")
+		if s.loginTimeout != 0 {
+			set.goDSN = url.Values{"connection timeout": {strconv.Itoa(s.loginTimeout)}}
+		}
+		return set
+	case faults.LabJDBC, faults.LabODBC:
+		return clientSetup{ms: &s}
+	case faults.LabTedious:
+		set := clientSetup{}
+		if cc := tediousCrypto(s); *cc != (interop.CryptoCredentials{}) {
+			set.tediousCrypto = cc
+		}
+		if s.loginTimeout != 0 || s.strict {
+			set.tediousOptions = map[string]any{}
+		}
+		if s.loginTimeout != 0 {
+			set.tediousOptions["connectTimeout"] = s.loginTimeout * 1000
+		}
+		if s.strict {
+			set.tediousOptions["encrypt"] = "strict"
+		}
+		return set
+	}
+	set := clientSetup{}
+	var v1 *bool
+	set.gnutls, v1 = gnuTLSShape(s)
+	if v1 != nil && *v1 {
+		set.freetds = append(set.freetds, "enable tls v1 = yes")
+	}
+	return set
+}
+
+// goTLSVersion names a version as Go code.
+var goTLSVersion = map[uint16]string{tls.VersionTLS10: "tls.VersionTLS10", tls.VersionTLS11: "tls.VersionTLS11",
+	tls.VersionTLS12: "tls.VersionTLS12", tls.VersionTLS13: "tls.VersionTLS13"}
 
 // printJDBC prints a JDBC URL and the JVM options for a set-up; a
 // java.security override, when one is needed, is written to Dir.

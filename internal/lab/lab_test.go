@@ -423,3 +423,41 @@ func TestSelectClients(t *testing.T) {
 		t.Errorf("selectClients(sqlcmd): %v, want ErrUnknownClient", err)
 	}
 }
+
+// The lab's client names are the faults lab table's keys, so every
+// scenario's expected errors reach the rows.
+func TestClientNamesMatchFaultsTable(t *testing.T) {
+	for lab, tab := range map[string]string{ClientGo: faults.LabGo, ClientJDBC: faults.LabJDBC, ClientODBC: faults.LabODBC,
+		ClientTedious: faults.LabTedious, ClientTSQL: faults.LabTSQL} {
+		if lab != tab {
+			t.Errorf("lab client %q is %q in the faults table", lab, tab)
+		}
+	}
+}
+
+// Every scenario of the table can be held, with its fix and its note in
+// the help: hold reads the table, never a scenario's name.
+func TestHoldEveryScenario(t *testing.T) {
+	for _, s := range faults.Scenarios() {
+		t.Run(s.Name, func(t *testing.T) {
+			h, err := Hold(HoldOptions{Scenario: s.Name, Listen: "127.0.0.1:0", OpenSSL: NoOpenSSL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Close()
+			var help bytes.Buffer
+			if err := h.ConnectionHelp(&help); err != nil {
+				t.Fatal(err)
+			}
+			want := []string{s.Fix, h.Proxy}
+			if !s.Lab.Server.DHE {
+				want = append(want, s.Lab.HoldNote, "BEFORE THE FIX")
+			}
+			for _, w := range want {
+				if !strings.Contains(help.String(), w) {
+					t.Errorf("help lacks %q:\n%s", w, help.String())
+				}
+			}
+		})
+	}
+}

@@ -247,7 +247,7 @@ func opensslError(out string, err error) string {
 	return strings.Join(lines, "; ")
 }
 
-// dhe runs the dhe-enabled or dhe-leading-zero row.
+// dhe runs the row of a scenario whose server prefers DHE (LabServer.DHE).
 func (r *runner) dhe(ctx context.Context, row *Row) {
 	s, err := scenarioSetup(row.Scenario)
 	if err != nil {
@@ -296,22 +296,19 @@ func (r *runner) dhe(ctx context.Context, row *Row) {
 	row.Before = run(ups.dhe)
 	row.After = run(ups.ecdhe)
 	lead := "The server's policy prefers TLS_DHE_RSA_WITH_AES_128_GCM_SHA256; the rule closes after the client's " +
-		"ClientKeyExchange/ChangeCipherSpec/Finished flight, where Schannel fails. "
-	if row.Scenario == faults.ScenarioDHELeadingZero {
-		lead += "rate=always forces what happens by itself in about 1 DHE handshake in 256 (rate=natural). "
-	}
+		"ClientKeyExchange/ChangeCipherSpec/Finished flight, where Schannel fails. " + s.lab().Note
 	row.Note = lead + "After the fix (TLS_DHE_* removed from the server's policy) the server chooses ECDHE and the same rule lets it through. " + goNote
-	judge(row, expect{phase: proxy.PhaseTLSClientFinished, by: proxy.SideProxy, kind: proxy.CloseRST,
-		errText: []string{"errno=104"},
-		after: func(a *Attempt) string {
-			if !also.Connected {
-				return "go-mssqldb through the armed rule did not connect: " + also.Error
-			}
-			if ev := ruleEvent(also.Record, s.rule.Name); ev == nil || !strings.Contains(ev.Detail, "not DHE") {
-				return "go-mssqldb's record does not show the rule evaluating an ECDHE handshake"
-			}
-			return ""
-		}})
+	x := expectFor(s.info, faults.LabOpenSSL)
+	x.after = func(a *Attempt) string {
+		if !also.Connected {
+			return "go-mssqldb through the armed rule did not connect: " + also.Error
+		}
+		if ev := ruleEvent(also.Record, s.rule.Name); ev == nil || !strings.Contains(ev.Detail, "not DHE") {
+			return "go-mssqldb's record does not show the rule evaluating an ECDHE handshake"
+		}
+		return ""
+	}
+	judge(row, x)
 }
 
 // ruleEvent is the rule's first decision on the connection.

@@ -2,11 +2,9 @@ package lab
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"strings"
-	"time"
 
 	"github.com/tdsproxy/tdsproxy/faults"
 	"github.com/tdsproxy/tdsproxy/internal/emulator"
@@ -14,69 +12,59 @@ import (
 	"github.com/tdsproxy/tdsproxy/tlsbridge"
 )
 
-// The delayed-accept row: the proxy holds each accepted connection for
-// acceptDelay; the client before the fix gives up after beforeTimeout
-// seconds of silence, the one after waits afterTimeout. Short, so the
-// whole lab stays within seconds, and far enough apart that a loaded
-// machine does not blur them.
-const (
-	acceptDelay   = 3 * time.Second
-	beforeTimeout = 1
-	afterTimeout  = 5
-)
-
-// The cipher-mismatch row: the emulated server allows only serverSuite;
-// the client before the fix offers only clientSuite.
-const (
-	serverSuite = tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
-	clientSuite = tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
-)
+// Every experiment here reads the scenario's faults.LabSetup: the lab
+// never switches on a scenario's name, so a scenario added to the faults
+// table gets its rows from its own entry.
 
 // setup is a scenario's server side before the fix: the emulator's
 // configuration and the rule that plays the failing server.
 type setup struct {
+	info faults.ScenarioInfo
 	rule faults.RuleSpec
 	emu  emulator.Config
 	// server describes the upstream and the rule for a row.
 	server string
 }
 
+// lab is the scenario's lab entry.
+func (s setup) lab() faults.LabSetup { return s.info.Lab }
+
 // scenarioSetup returns the server side of a scenario before the fix.
 func scenarioSetup(name string) (setup, error) {
-	rule := faults.RuleSpec{Name: name, Scenario: name, Close: "rst"}
-	switch name {
-	case faults.ScenarioProtocolMismatch:
-		rule.Options = map[string]string{"server_tls": "1.2"}
-		return setup{rule: rule, emu: emulator.Config{TLSMin: tls.VersionTLS12, TLSMax: tls.VersionTLS12},
-			server: "emulator with TLS 1.2 only; rule server_tls=1.2"}, nil
-	case faults.ScenarioCipherMismatch:
-		n := tlsbridge.CipherSuiteName(serverSuite)
-		rule.Options = map[string]string{"server_ciphers": n}
-		return setup{rule: rule, emu: emulator.Config{TLSMax: tls.VersionTLS12, CipherSuites: []uint16{serverSuite}},
-			server: "emulator allowing only " + n + "; rule server_ciphers=" + n}, nil
-	case faults.ScenarioDHEEnabled, faults.ScenarioDHELeadingZero:
-		// rate=always: every DHE handshake fails. For dhe-leading-zero that
-		// forces what happens by itself in about 1 handshake in 256
-		// (rate=natural).
-		rule.Options = map[string]string{"rate": "always"}
-		return setup{rule: rule, emu: emulator.Config{TLSMax: tls.VersionTLS12},
-			server: "emulator (Go TLS: no DHE); rule rate=always"}, nil
-	case faults.ScenarioWeakCertHash:
-		cert, _, _, err := tlsbridge.GenerateCertificate(tlsbridge.CertOptions{CommonName: "localhost",
-			DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, Hash: "md5"})
-		if err != nil {
-			return setup{}, fmt.Errorf("lab: MD5 certificate: %w", err)
-		}
-		rule.Options = map[string]string{"cert_hash": "md5"}
-		return setup{rule: rule, emu: emulator.Config{TLSMax: tls.VersionTLS12, Certificate: &cert},
-			server: "emulator serving a certificate signed with MD5-RSA; rule cert_hash=md5"}, nil
-	case faults.ScenarioDelayedAccept:
-		rule.Close = ""
-		rule.Options = map[string]string{"accept_delay": acceptDelay.String()}
-		return setup{rule: rule, emu: emulator.Config{},
-			server: "emulator; rule accept_delay=" + acceptDelay.String()}, nil
+	info, ok := faults.ScenarioByName(name)
+	if !ok {
+		return setup{}, fmt.Errorf("%w %q", ErrUnknownScenario, name)
 	}
-	return setup{}, fmt.Errorf("%w %q", ErrUnknownScenario, name)
+	l := info.Lab
+	rule := faults.RuleSpec{Name: info.Name, Scenario: info.Name, Close: l.Close, Options: l.Options}
+	emu, err := emulatorFor(l.Server)
+	if err != nil {
+		return setup{}, err
+	}
+	return setup{info: info, rule: rule, emu: emu, server: l.Server.Desc}, nil
+}
+
+// emulatorFor is the emulator playing a lab server.
+func emulatorFor(s faults.LabServer) (emulator.Config, error) {
+	cfg := emulator.Config{TLSMin: s.TLSMin, TLSMax: s.TLSMax, CipherSuites: s.Suites}
+	if s.CertHash != "" {
+		cert, _, _, err := tlsbridge.GenerateCertificate(tlsbridge.CertOptions{CommonName: "localhost",
+			DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, Hash: s.CertHash})
+		if err != nil {
+			return emulator.Config{}, fmt.Errorf("lab: %s certificate: %w", strings.ToUpper(s.CertHash), err)
+		}
+		cfg.Certificate = &cert
+	}
+	return cfg, nil
+}
+
+// goClientFor is go-mssqldb set up as a lab client.
+func goClientFor(c faults.LabClient) goClient {
+	g := goClient{TLSMin: c.TLSMin, TLSMax: c.TLSMax, ConnTimeout: c.Timeout}
+	if c.Suite != 0 {
+		g.Suites = []uint16{c.Suite}
+	}
+	return g
 }
 
 // runGo starts an emulator and a proxy armed with rules, and connects c.
@@ -91,65 +79,48 @@ func (r *runner) runGo(ctx context.Context, emu emulator.Config, rules []faults.
 	return a
 }
 
-// goRow runs before and after with go-mssqldb. The after client meets the
-// same armed rule when keepRule is set (the fix is on the client side), or
-// afterEmu with no rule (the fix is on the server side).
-func (r *runner) goRow(ctx context.Context, row *Row, before, after goClient, keepRule bool, afterEmu *emulator.Config, afterServer string) bool {
+// goRow runs a scenario's before and after connections with go-mssqldb
+// and judges them. After the fix the client meets the same armed rule
+// (the fix is on the client side), or the fixed server with no rule.
+func (r *runner) goRow(ctx context.Context, row *Row) {
 	s, err := scenarioSetup(row.Scenario)
 	if err != nil {
 		row.Status, row.Problem = StatusUnexpected, err.Error()
-		return false
+		return
 	}
+	l := s.lab()
 	row.Client, row.Rule = goClientName, s.rule
-	row.Before = r.runGo(ctx, s.emu, []faults.RuleSpec{s.rule}, s.server, before)
-	if keepRule {
-		row.After = r.runGo(ctx, s.emu, []faults.RuleSpec{s.rule}, s.server, after)
-	} else {
-		row.After = r.runGo(ctx, *afterEmu, nil, afterServer, after)
+	rules := []faults.RuleSpec{s.rule}
+	before, after := goClientFor(l.Before), goClientFor(l.After)
+	switch {
+	case l.OneProxy:
+		e, err := startEnv(envConfig{Emulator: s.emu, Rules: rules, Logger: r.log})
+		if err != nil {
+			row.Status, row.Problem = StatusUnexpected, "lab: "+err.Error()
+			return
+		}
+		defer e.close()
+		row.Before = before.run(ctx, e)
+		row.Before.Server = s.server
+		row.After = after.run(ctx, e)
+		row.After.Server = s.server
+	case l.Fixed != nil:
+		row.Before = r.runGo(ctx, s.emu, rules, s.server, before)
+		emu, err := emulatorFor(*l.Fixed)
+		if err != nil {
+			row.Status, row.Problem = StatusUnexpected, err.Error()
+			return
+		}
+		row.After = r.runGo(ctx, emu, nil, l.Fixed.Desc, after)
+	default:
+		row.Before = r.runGo(ctx, s.emu, rules, s.server, before)
+		row.After = r.runGo(ctx, s.emu, rules, s.server, after)
 	}
-	return true
-}
-
-func (r *runner) protocolMismatch(ctx context.Context, row *Row) {
-	if !r.goRow(ctx, row,
-		goClient{TLSMin: tls.VersionTLS10, TLSMax: tls.VersionTLS11},
-		goClient{TLSMin: tls.VersionTLS12, TLSMax: tls.VersionTLS12},
-		true, nil, "") {
-		return
+	row.Note = l.Note
+	if l.Fixed != nil {
+		row.Note += " After the fix the record shows " + certAlg(row.After.Record) + "."
 	}
-	row.Note = "The rule plays a TLS 1.2-only server and closes when the ClientHello offers no TLS 1.2: the client " +
-		"before the fix offers TLS 1.0 and 1.1 only (an old driver). After the fix (a TLS 1.2 client) the same rule lets it through."
-	judge(row, expect{phase: proxy.PhaseTLSClientHello, by: proxy.SideProxy, kind: proxy.CloseRST,
-		errText: []string{"TLS Handshake failed", "connection reset by peer"}})
-}
-
-func (r *runner) cipherMismatch(ctx context.Context, row *Row) {
-	if !r.goRow(ctx, row,
-		goClient{TLSMax: tls.VersionTLS12, Suites: []uint16{clientSuite}},
-		goClient{TLSMax: tls.VersionTLS12, Suites: []uint16{serverSuite}},
-		true, nil, "") {
-		return
-	}
-	row.Note = fmt.Sprintf("The rule plays a server whose policy allows only %s; the client before the fix offers only %s "+
-		"(TLS 1.2, where Go lets a client choose its suites). After the fix the client offers the server's suite and the same rule lets it through.",
-		tlsbridge.CipherSuiteName(serverSuite), tlsbridge.CipherSuiteName(clientSuite))
-	judge(row, expect{phase: proxy.PhaseTLSClientHello, by: proxy.SideProxy, kind: proxy.CloseRST,
-		errText: []string{"TLS Handshake failed", "connection reset by peer"}})
-}
-
-func (r *runner) weakCertHash(ctx context.Context, row *Row) {
-	// After the fix the certificate is re-issued with SHA-256 (the
-	// emulator's own), and no rule is needed: a SHA-256 certificate is what
-	// every client's signature_algorithms list.
-	after := emulator.Config{TLSMax: tls.VersionTLS12}
-	if !r.goRow(ctx, row, goClient{}, goClient{}, false, &after, "emulator serving its certificate signed with SHA256-RSA; no rule") {
-		return
-	}
-	row.Note = "The emulator serves a certificate signed with MD5; the rule closes at the ClientHello because go-mssqldb " +
-		"(Go crypto/tls) lists no RSA/MD5 in signature_algorithms, as Schannel does with a certificate it cannot use under TLS 1.2. " +
-		"After the fix (certificate re-issued with SHA-256) the record shows " + certAlg(row.After.Record) + "."
-	judge(row, expect{phase: proxy.PhaseTLSClientHello, by: proxy.SideProxy, kind: proxy.CloseRST,
-		errText: []string{"TLS Handshake failed", "connection reset by peer"}})
+	judge(row, expectFor(s.info, ClientGo))
 }
 
 func certAlg(rec *proxy.Record) string {
@@ -157,32 +128,6 @@ func certAlg(rec *proxy.Record) string {
 		return "no certificate"
 	}
 	return "a certificate signed with " + rec.TLS.Certificates[0].SignatureAlgorithm
-}
-
-func (r *runner) delayedAccept(ctx context.Context, row *Row) {
-	s, err := scenarioSetup(row.Scenario)
-	if err != nil {
-		row.Status, row.Problem = StatusUnexpected, err.Error()
-		return
-	}
-	row.Client, row.Rule = goClientName, s.rule
-	// One proxy for both: the delay holds each connection in its own
-	// goroutine, so the fixed client does not wait behind the first.
-	e, err := startEnv(envConfig{Emulator: s.emu, Rules: []faults.RuleSpec{s.rule}, Logger: r.log})
-	if err != nil {
-		row.Status, row.Problem = StatusUnexpected, "lab: "+err.Error()
-		return
-	}
-	defer e.close()
-	row.Before = goClient{ConnTimeout: beforeTimeout}.run(ctx, e)
-	row.Before.Server = s.server
-	row.After = goClient{ConnTimeout: afterTimeout}.run(ctx, e)
-	row.After.Server = s.server
-	row.Note = fmt.Sprintf("The proxy accepts, then holds each connection for %v before talking to the server, as a "+
-		"starved SQL Server does. The client before the fix waits %ds for the PRELOGIN response and gives up; after the "+
-		"fix (a %ds timeout; retries also help) it waits out the delay and logs in. Other forms: backlog (SYNs unanswered), "+
-		"reject, prelogin_delay, login_delay.", acceptDelay, beforeTimeout, afterTimeout)
-	judge(row, expect{phase: proxy.PhaseAccept, by: proxy.SideClient, errText: []string{"i/o timeout"}, afterDelayed: true})
 }
 
 // expect is what the connection before the fix must show.
@@ -201,14 +146,11 @@ type expect struct {
 	after func(a *Attempt) string
 }
 
-// injecting reports whether a fault event changed the connection (as
-// opposed to a rule that looked and let it pass).
-func injecting(ev proxy.FaultEvent) bool {
-	switch ev.Action {
-	case "pass", "skip", "armed", "":
-		return false
-	}
-	return true
+// expectFor is the scenario's expectation for one client (faults.Lab*
+// client names).
+func expectFor(info faults.ScenarioInfo, client string) expect {
+	x := info.Lab.Expect
+	return expect{phase: info.Phase, by: x.By, kind: x.Kind, errText: x.Errors[client], afterDelayed: x.AfterDelayed}
 }
 
 func firstInjection(rec *proxy.Record, rule string) *proxy.FaultEvent {
@@ -216,7 +158,9 @@ func firstInjection(rec *proxy.Record, rule string) *proxy.FaultEvent {
 		return nil
 	}
 	for i, ev := range rec.Faults {
-		if ev.Rule == rule && injecting(ev) {
+		// Acted: pass, skip and armed are decisions to let the
+		// connection be, not injections (as soak counts them).
+		if ev.Rule == rule && ev.Acted() {
 			return &rec.Faults[i]
 		}
 	}
@@ -237,49 +181,62 @@ func judge(row *Row, x expect) {
 			row.Close = string(rec.Close.Kind) + " by " + string(rec.Close.By)
 		}
 	}
-	var problems []string
-	switch {
-	case b.Skipped != "":
-		problems = append(problems, "before the fix: not run: "+b.Skipped)
-	case b.Connected:
-		problems = append(problems, "before the fix: the client connected")
-	case b.Record == nil:
-		problems = append(problems, "before the fix: no proxy record ("+b.Error+")")
-	default:
-		if row.FaultAt != x.phase {
-			problems = append(problems, fmt.Sprintf("before the fix: the rule injected at %q, want %s", row.FaultAt, x.phase))
-		}
-		if c := b.Record.Close; c == nil || c.By != x.by || (x.kind != "" && c.Kind != x.kind) {
-			want := "closed by " + string(x.by)
-			if x.kind != "" {
-				want = string(x.kind) + " by " + string(x.by)
-			}
-			problems = append(problems, fmt.Sprintf("before the fix: close %q, want %s", row.Close, want))
-		}
-		for _, s := range x.errText {
-			if !strings.Contains(b.Error, s) {
-				problems = append(problems, fmt.Sprintf("before the fix: the client's error %q lacks %q", b.Error, s))
-			}
-		}
-	}
-	switch {
-	case !a.Connected:
-		problems = append(problems, "after the fix: the client did not connect: "+a.Error)
-	case a.Record == nil:
-		problems = append(problems, "after the fix: no proxy record")
-	default:
-		if ev := firstInjection(a.Record, row.Rule.Name); ev != nil && !(x.afterDelayed && ev.Action == "delay") {
-			problems = append(problems, fmt.Sprintf("after the fix: the rule still injected %s at %s", ev.Action, ev.Phase))
-		}
-		if x.after != nil {
-			if p := x.after(a); p != "" {
-				problems = append(problems, "after the fix: "+p)
-			}
-		}
-	}
+	problems := append(judgeBefore(row, x), judgeAfter(row, x)...)
 	if len(problems) > 0 {
 		row.Status, row.Problem = StatusUnexpected, strings.Join(problems, "; ")
 		return
 	}
 	row.Status = StatusOK
+}
+
+func judgeBefore(row *Row, x expect) []string {
+	b := &row.Before
+	switch {
+	case b.Skipped != "":
+		return []string{"before the fix: not run: " + b.Skipped}
+	case b.Connected:
+		return []string{"before the fix: the client connected"}
+	case b.Record == nil:
+		return []string{"before the fix: no proxy record (" + b.Error + ")"}
+	}
+	var problems []string
+	if row.FaultAt != x.phase {
+		problems = append(problems, fmt.Sprintf("before the fix: the rule injected at %q, want %s", row.FaultAt, x.phase))
+	}
+	if c := b.Record.Close; c == nil || c.By != x.by || (x.kind != "" && c.Kind != x.kind) {
+		want := "closed by " + string(x.by)
+		if x.kind != "" {
+			want = string(x.kind) + " by " + string(x.by)
+		}
+		problems = append(problems, fmt.Sprintf("before the fix: close %q, want %s", row.Close, want))
+	}
+	if len(x.errText) == 0 {
+		problems = append(problems, "before the fix: the scenario names no error for this client")
+	}
+	for _, s := range x.errText {
+		if !strings.Contains(b.Error, s) {
+			problems = append(problems, fmt.Sprintf("before the fix: the client's error %q lacks %q", b.Error, s))
+		}
+	}
+	return problems
+}
+
+func judgeAfter(row *Row, x expect) []string {
+	a := &row.After
+	switch {
+	case !a.Connected:
+		return []string{"after the fix: the client did not connect: " + a.Error}
+	case a.Record == nil:
+		return []string{"after the fix: no proxy record"}
+	}
+	var problems []string
+	if ev := firstInjection(a.Record, row.Rule.Name); ev != nil && !(x.afterDelayed && ev.Action == faults.ActionDelay) {
+		problems = append(problems, fmt.Sprintf("after the fix: the rule still injected %s at %s", ev.Action, ev.Phase))
+	}
+	if x.after != nil {
+		if p := x.after(a); p != "" {
+			problems = append(problems, "after the fix: "+p)
+		}
+	}
+	return problems
 }
