@@ -332,7 +332,16 @@ func (s *bridgeSession) handshake(ctx context.Context, clientT, upT net.Conn, st
 			return nil, errors.New("bridge: " + why)
 		}
 		if PolicyRefusal(pol, ch) != "" {
-			return nil, nil // crypto/tls refuses it for real
+			// crypto/tls refuses it for real; it still needs a
+			// certificate to get that far.
+			cert, err := cfg.Certs.Certificate(cfg.UpstreamHost, nil, hashOf(pol))
+			if err != nil {
+				return nil, err
+			}
+			c := base.Clone()
+			c.GetConfigForClient = nil
+			c.Certificates = []tls.Certificate{*cert}
+			return c, nil
 		}
 		utc, upErr = s.upstreamHandshake(ctx, ucap, raw, recVer, strict)
 		if upErr != nil {
