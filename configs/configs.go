@@ -21,6 +21,8 @@ import (
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
+
+	"github.com/tdsproxy/tdsproxy/faults"
 )
 
 //go:embed tdsproxy.yaml
@@ -33,9 +35,9 @@ var faultsExample []byte
 // scenario and a few generic faults (faults-example.yaml).
 func FaultsExample() []byte { return append([]byte(nil), faultsExample...) }
 
-// ValidateFaults checks every proxy's fault rules with parse (which returns
-// errors of the form "key: what is wrong"); each problem becomes a KeyError
-// naming proxies[i].faults[j].key.
+// ValidateFaults checks every proxy's fault rules with parse (usually
+// faults.RuleSpecsFromMaps); each problem becomes a KeyError naming
+// proxies[i].faults[j].key, from the faults.RuleError's Index and Key.
 func (c *Config) ValidateFaults(parse func(rules []map[string]any) error) error {
 	var errs []error
 	for i, p := range c.Proxies {
@@ -43,20 +45,23 @@ func (c *Config) ValidateFaults(parse func(rules []map[string]any) error) error 
 			continue
 		}
 		if err := parse(p.Faults); err != nil {
-			key, msg := fmt.Sprintf("proxies[%d].faults", i), err.Error()
-			// "faults[j]: key: msg" → proxies[i].faults[j].key
-			if j, rest, ok := strings.Cut(msg, ": "); ok && strings.HasPrefix(j, "faults[") {
-				key = fmt.Sprintf("proxies[%d].%s", i, j)
-				msg = rest
-				if k, rest2, ok := strings.Cut(msg, ": "); ok && !strings.ContainsAny(k, " \"") {
-					key += "." + k
-					msg = rest2
-				}
-			}
-			errs = append(errs, &KeyError{Key: key, Err: errors.New(msg)})
+			errs = append(errs, faultKeyError(i, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// faultKeyError names a rule error by its whole path.
+func faultKeyError(i int, err error) *KeyError {
+	var re *faults.RuleError
+	if !errors.As(err, &re) {
+		return &KeyError{Key: fmt.Sprintf("proxies[%d].faults", i), Err: err}
+	}
+	key := fmt.Sprintf("proxies[%d].faults[%d]", i, re.Index)
+	if re.Key != "" {
+		key += "." + re.Key
+	}
+	return &KeyError{Key: key, Err: errors.New(re.Reason())}
 }
 
 // Example returns the annotated example configuration (tdsproxy.yaml), which

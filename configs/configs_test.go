@@ -3,6 +3,7 @@ package configs
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tdsproxy/tdsproxy/faults"
 )
 
 // clearEnv hides any TDSPROXY_* variable of the developer's shell: viper
@@ -353,9 +356,26 @@ func TestFaultsExampleLoads(t *testing.T) {
 	if len(cfg.Proxies) != 1 || len(cfg.Proxies[0].Faults) != 6 {
 		t.Fatalf("proxies = %+v", cfg.Proxies)
 	}
-	err = cfg.ValidateFaults(func([]map[string]any) error { return errors.New("faults[2]: options.rate: bad") })
+	// The key comes from the faults.RuleError as data (errors.As), not
+	// from its text.
+	err = cfg.ValidateFaults(func([]map[string]any) error {
+		return fmt.Errorf("wrapped: %w", &faults.RuleError{Index: 2, Key: "options.rate", Err: errors.New("bad")})
+	})
 	kes := KeyErrors(err)
 	if len(kes) != 1 || kes[0].Key != "proxies[0].faults[2].options.rate" || kes[0].Err.Error() != "bad" {
+		t.Errorf("ValidateFaults error = %v", err)
+	}
+	// A real rule error from the parser, its key and reason apart.
+	err = cfg.ValidateFaults(func(ms []map[string]any) error {
+		return faults.Compile([]faults.RuleSpec{{Name: "a", Scenario: "protocol-mismatch"}, {Name: "b", Scenario: "weak-cert-hash", Options: map[string]string{"cert_hash": "sha3"}}})
+	})
+	kes = KeyErrors(err)
+	if len(kes) != 1 || kes[0].Key != "proxies[0].faults[1].options.cert_hash" || !strings.HasPrefix(kes[0].Err.Error(), `"sha3" is not md5`) {
+		t.Errorf("ValidateFaults error = %v", err)
+	}
+	// Text that merely looks like a rule error is not parsed.
+	err = cfg.ValidateFaults(func([]map[string]any) error { return errors.New("faults[2]: options.rate: bad") })
+	if kes = KeyErrors(err); len(kes) != 1 || kes[0].Key != "proxies[0].faults" {
 		t.Errorf("ValidateFaults error = %v", err)
 	}
 }

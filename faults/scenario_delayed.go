@@ -21,7 +21,7 @@ var delayedAccept = &scenario{
 			Help: "hold each accepted connection this long before talking to the server, e.g. 5s"},
 		{Name: "backlog", Flag: "backlog", Type: OptInt,
 			Help: "with accept_delay: a listen backlog this small, with accepts paused for accept_delay each, so new SYNs go unanswered (Linux; elsewhere accepts pause but the queue keeps its size). match.probability, first, every and window decide each pause; match.clients, instance, sni and protocol cannot apply before accept and are refused"},
-		{Name: "reject", Flag: "reject", Type: OptBool, Help: "true: accept, then reset at once"},
+		{Name: "reject", Flag: "reject", Type: OptBool, Help: "accept, then reset at once"},
 		{Name: "prelogin_delay", Flag: "prelogin-delay", Type: OptDuration, Help: "hold the server's PRELOGIN response this long"},
 		{Name: "login_delay", Flag: "login-delay", Type: OptDuration, Help: "hold the server's login response this long"},
 	},

@@ -1,54 +1,106 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/tdsproxy/tdsproxy/configs"
 	"github.com/tdsproxy/tdsproxy/faults"
 )
 
 // scenarioFlags are run's one-liner fault flags: one scenario rule on the
-// --listen/--upstream proxy.
+// --listen/--upstream proxy. The scenarios' own option flags are declared
+// from the faults table (optionFlags) and read back by name.
 type scenarioFlags struct {
-	scenario      string
-	serverTLS     string
-	clientTLS     string
-	serverCiphers string
-	certHash      string
-	dheRate       string
-	acceptDelay   time.Duration
-	backlog       int
-	reject        bool
-	preloginDelay time.Duration
-	loginDelay    time.Duration
-	close         string
-	probability   float64
-	seed          uint64
-	clients       []string
+	scenario    string
+	close       string
+	probability float64
+	seed        uint64
+	clients     []string
 }
 
-// scenarioOptionFlags maps each scenario option flag to its scenarios and
-// option key, so a flag that does not fit the chosen scenario is an error
-// rather than silently ignored.
-var scenarioOptionFlags = map[string]struct {
+// optionFlag is one scenario option flag: the option it sets and the
+// scenarios that take it (several when they share it, as dhe-rate).
+type optionFlag struct {
+	flag      string
+	typ       faults.OptionType
 	scenarios []string
-	option    string
-}{
-	"server-tls":     {[]string{faults.ScenarioProtocolMismatch}, "server_tls"},
-	"client-tls":     {[]string{faults.ScenarioProtocolMismatch}, "client_tls"},
-	"server-ciphers": {[]string{faults.ScenarioCipherMismatch}, "server_ciphers"},
-	"cert-hash":      {[]string{faults.ScenarioWeakCertHash}, "cert_hash"},
-	"dhe-rate":       {[]string{faults.ScenarioDHEEnabled, faults.ScenarioDHELeadingZero}, "rate"},
-	"accept-delay":   {[]string{faults.ScenarioDelayedAccept}, "accept_delay"},
-	"backlog":        {[]string{faults.ScenarioDelayedAccept}, "backlog"},
-	"reject":         {[]string{faults.ScenarioDelayedAccept}, "reject"},
-	"prelogin-delay": {[]string{faults.ScenarioDelayedAccept}, "prelogin_delay"},
-	"login-delay":    {[]string{faults.ScenarioDelayedAccept}, "login_delay"},
+	options   []faults.Option // per scenario, same order
+}
+
+// optionFlags lists the scenarios' option flags in table order, one entry
+// per flag, so a flag that does not fit the chosen scenario is an error
+// rather than silently ignored.
+func optionFlags() []optionFlag {
+	var out []optionFlag
+	for _, s := range faults.Scenarios() {
+		for _, o := range s.Options {
+			i := slices.IndexFunc(out, func(f optionFlag) bool { return f.flag == o.Flag })
+			if i < 0 {
+				out = append(out, optionFlag{flag: o.Flag, typ: o.Type})
+				i = len(out) - 1
+			}
+			out[i].scenarios = append(out[i].scenarios, s.Name)
+			out[i].options = append(out[i].options, o)
+		}
+	}
+	return out
+}
+
+// usage is the flag's help: its scenarios, the option's help in flag
+// words, and its default.
+func (f optionFlag) usage() string {
+	help := underscoreFlags(f.options[0].Help)
+	var defs []string
+	same := true
+	for i, o := range f.options {
+		if o.Default != "" {
+			defs = append(defs, o.Default+" for "+f.scenarios[i])
+		}
+		same = same && o.Default == f.options[0].Default
+	}
+	switch {
+	case same && f.options[0].Default != "":
+		help += " (default " + f.options[0].Default + ")"
+	case len(defs) > 0:
+		help += " (default: " + strings.Join(defs, ", ") + ")"
+	}
+	return strings.Join(f.scenarios, "/") + ": " + help
+}
+
+// underscoreFlags replaces option keys with underscores in a help text
+// with their flags (bare words such as "backlog" stay words there).
+func underscoreFlags(help string) string {
+	return underscoreWord.ReplaceAllStringFunc(help, func(w string) string {
+		if f, ok := flagOfOption(w, ""); ok {
+			return "--" + f
+		}
+		return w
+	})
+}
+
+var underscoreWord = regexp.MustCompile(`\b[a-z]+(?:_[a-z]+)+\b`)
+
+// flagOfOption is the flag of an option key: the chosen scenario's, or
+// any scenario's when scenario is "".
+func flagOfOption(option, scenario string) (string, bool) {
+	for _, s := range faults.Scenarios() {
+		if scenario != "" && !strings.EqualFold(s.Name, scenario) {
+			continue
+		}
+		for _, o := range s.Options {
+			if o.Name == option {
+				return o.Flag, true
+			}
+		}
+	}
+	return "", false
 }
 
 // ruleFlags are the flags that shape any scenario's rule.
@@ -57,30 +109,39 @@ var ruleFlags = []string{"close", "probability", "seed", "clients"}
 func bindScenarioFlags(cmd *cobra.Command, f *scenarioFlags) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.scenario, "scenario", "", "inject a documented 10054 scenario on the --listen/--upstream proxy: "+strings.Join(faults.ScenarioNames(), ", "))
-	fl.StringVar(&f.serverTLS, "server-tls", "", "protocol-mismatch: TLS `versions` the emulated server allows, e.g. 1.2 or 1.2,1.3 (default 1.2)")
-	fl.StringVar(&f.clientTLS, "client-tls", "", "protocol-mismatch: instead emulate an old client allowing only these `versions`, e.g. 1.0,1.1")
-	fl.StringVar(&f.serverCiphers, "server-ciphers", "", "cipher-mismatch: IANA `names` of the suites the emulated server allows, comma-separated")
-	fl.StringVar(&f.certHash, "cert-hash", "", "weak-cert-hash: the emulated certificate's signature `hash`: md5, sha1, sha224 or sha512 (default md5)")
-	fl.StringVar(&f.dheRate, "dhe-rate", "", "dhe-enabled/dhe-leading-zero: natural (1/256), always, or a probability 0..1")
-	fl.DurationVar(&f.acceptDelay, "accept-delay", 0, "delayed-accept: hold each accepted connection this long before the server sees it")
-	fl.IntVar(&f.backlog, "backlog", 0, "delayed-accept: with --accept-delay, a listen backlog this small with accepts paused, so new SYNs go unanswered")
-	fl.BoolVar(&f.reject, "reject", false, "delayed-accept: accept, then reset at once")
-	fl.DurationVar(&f.preloginDelay, "prelogin-delay", 0, "delayed-accept: hold the server's PRELOGIN response this long")
-	fl.DurationVar(&f.loginDelay, "login-delay", 0, "delayed-accept: hold the server's login response this long")
+	for _, of := range optionFlags() {
+		bindOptionFlag(fl, of)
+	}
 	fl.StringVar(&f.close, "close", "rst", "how an injected close looks: rst (the client sees 10054 / connection reset), fin, or alert:NAME")
 	fl.Float64Var(&f.probability, "probability", 1, "chance 0..1 that a connection is hit")
 	fl.Uint64Var(&f.seed, "seed", 0, "seed for --probability and --dhe-rate draws; the same seed and connection sequence give the same decisions (0: random, logged)")
 	fl.StringSliceVar(&f.clients, "clients", nil, "hit only clients in these `CIDRs` (comma-separated or repeated)")
 }
 
+// bindOptionFlag declares one option flag with its type; its value is read
+// back by name (scenarioRule), only when the user set it.
+func bindOptionFlag(fl *pflag.FlagSet, of optionFlag) {
+	switch of.typ {
+	case faults.OptDuration:
+		fl.Duration(of.flag, 0, of.usage())
+	case faults.OptInt:
+		fl.Int(of.flag, 0, of.usage())
+	case faults.OptBool:
+		fl.Bool(of.flag, false, of.usage())
+	default:
+		fl.String(of.flag, "", of.usage())
+	}
+}
+
 // scenarioRule builds the one-liner rule from the flags, or returns nil when
 // --scenario was not given. A flag that does not apply is a usage error.
 func scenarioRule(cmd *cobra.Command, f *scenarioFlags) (map[string]any, error) {
 	fl := cmd.Flags()
+	flags := optionFlags()
 	if !fl.Changed("scenario") {
-		for name := range scenarioOptionFlags {
-			if fl.Changed(name) {
-				return nil, usagef("--%s: needs --scenario", name)
+		for _, of := range flags {
+			if fl.Changed(of.flag) {
+				return nil, usagef("--%s: needs --scenario", of.flag)
 			}
 		}
 		for _, name := range ruleFlags {
@@ -94,14 +155,15 @@ func scenarioRule(cmd *cobra.Command, f *scenarioFlags) (map[string]any, error) 
 		return nil, usagef("--scenario: goes with --listen and --upstream (for --config proxies, write rules under their faults key)")
 	}
 	opts := map[string]any{}
-	for name, of := range scenarioOptionFlags {
-		if !fl.Changed(name) {
+	for _, of := range flags {
+		if !fl.Changed(of.flag) {
 			continue
 		}
-		if !containsFold(of.scenarios, f.scenario) {
-			return nil, usagef("--%s: applies to %s, not to --scenario %s", name, strings.Join(of.scenarios, " and "), f.scenario)
+		i := slices.IndexFunc(of.scenarios, func(s string) bool { return strings.EqualFold(s, f.scenario) })
+		if i < 0 {
+			return nil, usagef("--%s: applies to %s, not to --scenario %s", of.flag, strings.Join(of.scenarios, " and "), f.scenario)
 		}
-		opts[of.option] = fl.Lookup(name).Value.String()
+		opts[of.options[i].Name] = fl.Lookup(of.flag).Value.String()
 	}
 	rule := map[string]any{"name": f.scenario, "scenario": f.scenario, "close": f.close}
 	if len(opts) > 0 {
@@ -131,37 +193,28 @@ func scenarioRule(cmd *cobra.Command, f *scenarioFlags) (map[string]any, error) 
 	return rule, nil
 }
 
-// flagForRuleError words a rule error in the flags the user typed:
-// "faults[0]: options.server_tls: msg" becomes "--server-tls: msg", and
-// option keys inside msg become their flags. An error about an option
-// whose flag was not given (a required one) is put on --scenario NAME.
+// ruleKeyFlags are the rule keys the run flags set, beside the options.
+var ruleKeyFlags = map[string]string{"close": "close", "match.probability": "probability", "seed": "seed"}
+
+// flagForRuleError words a rule error in the flags the user typed: the
+// key options.server_tls becomes --server-tls, and option keys inside the
+// message become their flags. An error about an option whose flag was not
+// given (a required one) is put on --scenario NAME.
 func flagForRuleError(err error, scenario string, given func(flag string) bool) string {
-	msg := err.Error()
-	_, rest, _ := strings.Cut(msg, ": ")
-	key, what, ok := strings.Cut(rest, ": ")
-	if !ok {
-		return "--scenario " + scenario + ": " + optionsAsFlags(rest)
+	var re *faults.RuleError
+	if !errors.As(err, &re) || re.Key == "" {
+		return "--scenario " + scenario + ": " + optionsAsFlags(err.Error(), scenario)
 	}
-	what = optionsAsFlags(what)
-	flag := ""
-	if opt, isOpt := strings.CutPrefix(key, "options."); isOpt {
-		for name, of := range scenarioOptionFlags {
-			if of.option == opt {
-				flag = name
-			}
-		}
-	}
-	switch {
-	case key == "scenario":
+	key, what := re.Key, optionsAsFlags(re.Reason(), scenario)
+	if key == "scenario" {
 		return "--scenario: " + what
-	case key == "close":
-		flag = "close"
-	case key == "match.probability":
-		flag = "probability"
-	case strings.HasPrefix(key, "match.clients"):
+	}
+	flag := ruleKeyFlags[key]
+	if strings.HasPrefix(key, "match.clients") {
 		flag = "clients"
-	case key == "seed":
-		flag = "seed"
+	}
+	if opt, isOpt := strings.CutPrefix(key, "options."); isOpt {
+		flag, _ = flagOfOption(opt, scenario)
 	}
 	switch {
 	case flag != "" && given(flag):
@@ -172,32 +225,22 @@ func flagForRuleError(err error, scenario string, given func(flag string) bool) 
 	case flag != "":
 		return "--scenario " + scenario + ": --" + flag + ": " + what
 	}
-	return "--scenario " + scenario + ": " + optionsAsFlags(rest)
+	return "--scenario " + scenario + ": " + key + ": " + what
 }
 
 // optionWord matches an option key as a whole word ("login_delay", not
 // inside "prelogin_delay").
-var optionWord = regexp.MustCompile(`\b[a-z]+(?:_[a-z]+)+\b|\b(?:backlog|reject|rate)\b`)
+var optionWord = regexp.MustCompile(`\b[a-z]+(?:_[a-z]+)*\b`)
 
-// optionsAsFlags replaces the option keys a message names with their flags.
-func optionsAsFlags(msg string) string {
+// optionsAsFlags replaces the scenario's option keys a message names with
+// their flags.
+func optionsAsFlags(msg, scenario string) string {
 	return optionWord.ReplaceAllStringFunc(msg, func(w string) string {
-		for name, of := range scenarioOptionFlags {
-			if of.option == w {
-				return "--" + name
-			}
+		if f, ok := flagOfOption(w, scenario); ok {
+			return "--" + f
 		}
 		return w
 	})
-}
-
-func containsFold(list []string, s string) bool {
-	for _, x := range list {
-		if strings.EqualFold(x, s) {
-			return true
-		}
-	}
-	return false
 }
 
 // validateFaults checks every proxy's rules, naming proxies[i].faults[j].key.

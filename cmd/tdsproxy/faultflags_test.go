@@ -13,8 +13,10 @@ import (
 
 	mssql "github.com/microsoft/go-mssqldb"
 	"github.com/microsoft/go-mssqldb/msdsn"
+	"github.com/spf13/cobra"
 
 	"github.com/tdsproxy/tdsproxy/configs"
+	"github.com/tdsproxy/tdsproxy/faults"
 	"github.com/tdsproxy/tdsproxy/internal/emulator"
 )
 
@@ -127,5 +129,46 @@ func TestRunScenarioOneLiner(t *testing.T) {
 	case <-runErr:
 	case <-time.After(15 * time.Second):
 		t.Fatal("run did not stop")
+	}
+}
+
+// Every scenario option of the faults table is a run flag of its type, and
+// a flag sets its scenario's option by name.
+func TestScenarioOptionFlagsFromTable(t *testing.T) {
+	for _, s := range faults.Scenarios() {
+		for _, o := range s.Options {
+			cmd := &cobra.Command{Use: "run"}
+			var sf scenarioFlags
+			bindScenarioFlags(cmd, &sf)
+			cmd.Flags().String("listen", "", "")
+			fl := cmd.Flags().Lookup(o.Flag)
+			if fl == nil {
+				t.Errorf("%s.%s: no flag --%s", s.Name, o.Name, o.Flag)
+				continue
+			}
+			if !strings.Contains(fl.Usage, s.Name) {
+				t.Errorf("--%s: usage %q does not name %s", o.Flag, fl.Usage, s.Name)
+			}
+			value := map[faults.OptionType]string{faults.OptDuration: "2s", faults.OptInt: "3", faults.OptBool: "true"}[o.Type]
+			if value == "" {
+				value = "x"
+			}
+			if err := cmd.Flags().Parse([]string{"--listen", "127.0.0.1:0", "--scenario", s.Name, "--" + o.Flag, value}); err != nil {
+				t.Errorf("--%s %s: %v", o.Flag, value, err)
+				continue
+			}
+			rule, err := scenarioRule(cmd, &sf)
+			if rule == nil {
+				// A value that is not valid for the option is refused
+				// naming the flag or the scenario, never silently dropped.
+				if err == nil || !strings.Contains(err.Error(), "--") {
+					t.Errorf("--%s %s: rule nil, error %v", o.Flag, value, err)
+				}
+				continue
+			}
+			if got := rule["options"].(map[string]any)[o.Name]; got == nil {
+				t.Errorf("--%s: options %v lack %s", o.Flag, rule["options"], o.Name)
+			}
+		}
 	}
 }
