@@ -3,7 +3,9 @@ package dhe
 import (
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"math/big"
 	"strings"
 	"testing"
 )
@@ -46,5 +48,25 @@ func TestIdentifyGroup(t *testing.T) {
 	}
 	if got := IdentifyGroup(groupFFDHE2048.P.Bytes(), []byte{5}); got != "custom" {
 		t.Errorf("another generator: %s", got)
+	}
+}
+
+// TestGroupLZ2049: the forcing group's prime is the smallest prime above
+// 2^2048, and with it a pad server fails against a strip client without any
+// grinding.
+func TestGroupLZ2049(t *testing.T) {
+	g := groupLZ2049
+	if !g.P.ProbablyPrime(20) || g.Bits() != 2049 || g.Len() != 257 {
+		t.Fatalf("lz2049: prime %v, %d bits", g.P.ProbablyPrime(20), g.Bits())
+	}
+	for k := int64(1); k < 981; k += 2 {
+		if new(big.Int).Add(new(big.Int).Lsh(big.NewInt(1), 2048), big.NewInt(k)).ProbablyPrime(20) {
+			t.Fatalf("2^2048 + %d is prime too", k)
+		}
+	}
+	cert, _, _ := testCert(t)
+	r := runPair(t, &Config{Certificates: []tls.Certificate{cert}, Group: g, Z: ZPad, Rand: seeded(5)}, &Config{InsecureSkipVerify: true, Rand: seeded(6)})
+	if !errors.Is(r.serverErr, ErrBadFinished) || !r.client.ZLeadingZero || r.client.PreMasterLen >= 257 {
+		t.Errorf("server %v, client %v, client state %+v", r.serverErr, r.clientErr, r.client)
 	}
 }

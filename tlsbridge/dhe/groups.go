@@ -74,10 +74,20 @@ var (
 		FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7EDEE386BFB5A899FA5AE9F24117C4B1FE649286651ECE65381FFFFFFFFFFFFFFFF`)}
 )
 
+// groupLZ2049 is not a standard group: its prime is the smallest prime
+// above 2^2048 (2^2048 + 981), 257 bytes long with a top byte of 0x01. A
+// shared secret is below 2^2048 in all but a 981/2^2048 share of cases, so
+// padded to the length of p it starts with a zero byte: a server that pads
+// Z fails with every client that strips it. Clients accept such a group
+// in TLS 1.2 (it is just a 2049-bit prime), so this forces the
+// leading-zero failure with real clients, whose keys cannot be ground.
+var groupLZ2049 = &Group{Name: "lz2049", Ref: "tdsproxy docs/dhe.md (2^2048 + 981)", G: big.NewInt(2),
+	P: new(big.Int).Add(new(big.Int).Lsh(big.NewInt(1), 2048), big.NewInt(981))}
+
 var groups = map[string]*Group{}
 
 func init() {
-	for _, g := range []*Group{groupFFDHE2048, groupFFDHE3072, groupFFDHE4096, groupMODP2048, groupRFC5114_2048_256, groupMODP1024} {
+	for _, g := range []*Group{groupFFDHE2048, groupFFDHE3072, groupFFDHE4096, groupMODP2048, groupRFC5114_2048_256, groupMODP1024, groupLZ2049} {
 		groups[g.Name] = g
 	}
 }
@@ -86,8 +96,10 @@ func init() {
 const DefaultGroup = "ffdhe2048"
 
 // Groups returns the names of the built-in groups, sorted:
-// ffdhe2048, ffdhe3072, ffdhe4096 (RFC 7919), modp1024 (RFC 2409 group 2),
-// modp2048 (RFC 3526 group 14) and rfc5114-2048-256 (RFC 5114 §2.3).
+// ffdhe2048, ffdhe3072, ffdhe4096 (RFC 7919), lz2049 (a 2049-bit prime
+// that makes nearly every shared secret start with a zero byte),
+// modp1024 (RFC 2409 group 2), modp2048 (RFC 3526 group 14) and
+// rfc5114-2048-256 (RFC 5114 §2.3).
 func Groups() []string {
 	names := make([]string, 0, len(groups))
 	for n := range groups {
