@@ -114,8 +114,27 @@ var ErrNotTDS = errors.New("bridge: the client does not speak TDS")
 // session ends, and closes both. The report is always returned, filled as
 // far as the connection got; err says why the connection ended early.
 func (b *Bridge) Serve(ctx context.Context, client, upstream net.Conn) (*BridgeReport, error) {
+	return b.ServeWith(ctx, client, upstream, ServeOptions{})
+}
+
+// ServeOptions are per-connection settings of ServeWith.
+type ServeOptions struct {
+	// Established, when set, is called once when the handshakes (and a
+	// login-only LOGIN7) are over and the relay starts.
+	Established func()
+	// Policy, when set, replaces BridgeConfig.Policy for this connection
+	// (a fault rule's scenario).
+	Policy *ServerPolicy
+}
+
+// ServeWith is Serve with per-connection options.
+func (b *Bridge) ServeWith(ctx context.Context, client, upstream net.Conn, o ServeOptions) (*BridgeReport, error) {
 	rep := &BridgeReport{HelloMode: b.cfg.Hello, Insecure: b.cfg.UpstreamInsecure}
-	s := &bridgeSession{b: b, rep: rep, client: client, upstream: upstream,
+	pol := b.cfg.Policy
+	if o.Policy != nil {
+		pol = o.Policy
+	}
+	s := &bridgeSession{b: b, rep: rep, client: client, upstream: upstream, established: o.Established, policy: pol,
 		dec: &tds.SessionDecoder{Queries: b.cfg.Queries}}
 	stop := context.AfterFunc(ctx, func() { client.Close(); upstream.Close() })
 	defer stop()
@@ -140,6 +159,8 @@ type bridgeSession struct {
 	b                *Bridge
 	rep              *BridgeReport
 	client, upstream net.Conn
+	established      func()
+	policy           *ServerPolicy
 
 	decMu sync.Mutex
 	dec   *tds.SessionDecoder
@@ -289,6 +310,9 @@ func (s *bridgeSession) tds7(ctx context.Context, client net.Conn) error {
 func (s *bridgeSession) clearDeadlines() {
 	s.client.SetDeadline(time.Time{})
 	s.upstream.SetDeadline(time.Time{})
+	if s.established != nil {
+		s.established()
+	}
 }
 
 // handshake runs the client leg's TLS server; once the client's
@@ -298,7 +322,7 @@ func (s *bridgeSession) clearDeadlines() {
 // reaches the client as the upstream gave it.
 func (s *bridgeSession) handshake(ctx context.Context, clientT, upT net.Conn, strict bool) (*tls.Conn, *utls.UConn, error) {
 	cfg := s.b.cfg
-	pol := cfg.Policy
+	pol := s.policy
 	ccap := &captureConn{Conn: clientT, capture: true}
 	ucap := &captureConn{Conn: upT, capture: true}
 	lo, hi := pol.versionRange()
@@ -731,7 +755,7 @@ func closeWrite(c net.Conn) {
 // resetConn closes c with a TCP reset (SO_LINGER 0), the close that becomes
 // error 10054 on Windows.
 func resetConn(c net.Conn) {
-	if tc, ok := unwrapTCP(c).(*net.TCPConn); ok {
+	if tc, ok := unwrapTCP(c).(interface{ SetLinger(int) error }); ok {
 		tc.SetLinger(0)
 	}
 	c.Close()
