@@ -134,6 +134,27 @@ var (
 	}
 )
 
+// SoakCase is one way internal/soak hits connections with a scenario,
+// among clean ones: the rule, how its go-mssqldb client connects, and the
+// errors of which it must end with one.
+type SoakCase struct {
+	// Name names the case (and its rule) in soak's report.
+	Name string
+	// Options and Close are the rule's.
+	Options map[string]string
+	Close   string
+	// Encrypt is the client's encrypt= ("disable", "true").
+	Encrypt string
+	// Client narrows the client's TLS versions and sets its timeout.
+	Client LabClient
+	// WantErr: the client's error contains one of these (go-mssqldb
+	// flattens most errors to text).
+	WantErr []string
+}
+
+// soakHandshakeReset is how go-mssqldb reports a reset of its handshake.
+var soakHandshakeReset = []string{"TLS Handshake failed", "connection reset by peer"}
+
 // Fault actions faults records beside proxy.ActionPass, ActionSkip and
 // ActionArmed (which are not injections: proxy.FaultEvent.Acted).
 const (

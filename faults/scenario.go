@@ -38,6 +38,8 @@ type scenario struct {
 
 	// Lab is how `tdsproxy lab` shows the failure and proves the fix.
 	Lab LabSetup
+	// Soak are the ways internal/soak hits connections with it.
+	Soak []SoakCase
 }
 
 // scenarioRule is a scenario's options, bound for one rule.
@@ -122,6 +124,8 @@ type ScenarioInfo struct {
 	Options []Option
 	// Lab is how the lab shows the failure and proves the fix.
 	Lab LabSetup
+	// Soak are the ways the soak test hits connections with it.
+	Soak []SoakCase
 }
 
 // Scenarios describes every scenario, in the documented order.
@@ -143,7 +147,7 @@ func ScenarioByName(name string) (ScenarioInfo, bool) {
 }
 
 func (s *scenario) info() ScenarioInfo {
-	return ScenarioInfo{Name: s.Name, Summary: s.Summary, Where: s.Where, Fix: s.Fix, Phase: s.Phase, Options: s.Options, Lab: s.Lab}
+	return ScenarioInfo{Name: s.Name, Summary: s.Summary, Where: s.Where, Fix: s.Fix, Phase: s.Phase, Options: s.Options, Lab: s.Lab, Soak: s.Soak}
 }
 
 // Finding is a scenario recognised in a connection record.

@@ -58,6 +58,12 @@ var delayedAccept = &scenario{
 		Cannot: map[string]string{LabTSQL: "cannot be made to give up here: tsql 1.3 applies neither `connect timeout` nor `timeout` " +
 			"to the wait for the PRELOGIN response (it waits out the delay and connects)"},
 	},
+	Soak: []SoakCase{
+		{Name: "delayed-accept-reject", Encrypt: "disable", Options: map[string]string{"reject": "true"},
+			WantErr: []string{"connection reset by peer", "broken pipe", "EOF"}},
+		{Name: "delayed-login", Encrypt: "disable", Client: LabClient{Timeout: 1}, Options: map[string]string{"login_delay": "3s"},
+			WantErr: []string{"i/o timeout"}},
+	},
 }
 
 // delayRule holds or rejects connections at accept, or holds the server's

@@ -41,6 +41,14 @@ var protocolMismatch = &scenario{
 		ExtNote:  "The client before the fix offers TLS 1.0 and 1.1 only; the rule plays a TLS 1.2-only server. After the fix (TLS 1.2) the same rule lets it through.",
 		HoldNote: "The rule plays a server that allows TLS 1.2 only: a client offering only TLS 1.0/1.1 is closed at its ClientHello.",
 	},
+	Soak: []SoakCase{
+		{Name: "protocol-mismatch-old-client", Encrypt: "true", Client: LabClient{TLSMin: tls.VersionTLS10, TLSMax: tls.VersionTLS11},
+			Options: map[string]string{"server_tls": "1.2"},
+			WantErr: []string{"TLS Handshake failed: cannot read handshake packet: read tcp", "connection reset by peer"}},
+		{Name: "protocol-mismatch-alert", Encrypt: "true", Client: LabClient{TLSMax: tls.VersionTLS12},
+			Options: map[string]string{"server_tls": "1.3"}, Close: "alert:protocol_version",
+			WantErr: []string{"protocol version not supported"}},
+	},
 }
 
 // protocolRule: the emulated server allows ServerTLS (checked at the
@@ -129,6 +137,8 @@ var cipherMismatch = &scenario{
 		HoldNote: "The rule plays a server whose policy allows only " + tlsbridge.CipherSuiteName(labServerSuite) +
 			" (OpenSSL: ECDHE-RSA-AES256-GCM-SHA384): a client that does not offer it is closed at its ClientHello. Clients' defaults offer it.",
 	},
+	Soak: []SoakCase{{Name: ScenarioCipherMismatch, Encrypt: "true", Client: LabClient{TLSMax: tls.VersionTLS12},
+		Options: map[string]string{"server_ciphers": "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256"}, WantErr: soakHandshakeReset}},
 }
 
 // cipherRule: the emulated server allows ServerCiphers only.
@@ -197,6 +207,7 @@ var weakCertHash = &scenario{
 			"(none lists RSA/MD5 in signature_algorithms). The fix is on the server (re-issue with SHA-256), so no client passes here: " +
 			"run `tdsproxy lab --scenario " + ScenarioWeakCertHash + "` to see after the fix.",
 	},
+	Soak: []SoakCase{{Name: ScenarioWeakCertHash, Encrypt: "true", Options: map[string]string{"cert_hash": "md5"}, WantErr: soakHandshakeReset}},
 }
 
 // weakHashRule: the emulated certificate is signed with RSA/CertHash.

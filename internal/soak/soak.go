@@ -14,7 +14,6 @@ package soak
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -131,30 +130,21 @@ type Scenario struct {
 }
 
 // Scenarios are the faults a soak run spreads over its faulted
-// connections, one loopback address each.
+// connections, one loopback address each: every soak case of the faults
+// scenario table, then a generic reset in mid-session.
 func Scenarios() []Scenario {
-	at := func(last byte) netip.Addr { return netip.AddrFrom4([4]byte{127, 0, 0, last}) }
-	reset := []string{"connection reset by peer", "broken pipe"}
-	return []Scenario{
-		{Name: "delayed-accept-reject", Addr: at(10), Encrypt: "disable", WantErr: append(reset, "EOF"),
-			Rule: faults.RuleSpec{Scenario: faults.ScenarioDelayedAccept, Options: map[string]string{"reject": "true"}}},
-		{Name: "protocol-mismatch-old-client", Addr: at(11), Encrypt: "true", TLSMin: tls.VersionTLS10, TLSMax: tls.VersionTLS11,
-			WantErr: []string{"TLS Handshake failed: cannot read handshake packet: read tcp", "connection reset by peer"},
-			Rule:    faults.RuleSpec{Scenario: faults.ScenarioProtocolMismatch, Options: map[string]string{"server_tls": "1.2"}}},
-		{Name: "protocol-mismatch-alert", Addr: at(12), Encrypt: "true", TLSMax: tls.VersionTLS12,
-			WantErr: []string{"protocol version not supported"},
-			Rule:    faults.RuleSpec{Scenario: faults.ScenarioProtocolMismatch, Options: map[string]string{"server_tls": "1.3"}, Close: "alert:protocol_version"}},
-		{Name: "cipher-mismatch", Addr: at(13), Encrypt: "true", TLSMax: tls.VersionTLS12,
-			WantErr: []string{"TLS Handshake failed", "connection reset by peer"},
-			Rule:    faults.RuleSpec{Scenario: faults.ScenarioCipherMismatch, Options: map[string]string{"server_ciphers": "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256"}}},
-		{Name: "weak-cert-hash", Addr: at(14), Encrypt: "true",
-			WantErr: []string{"TLS Handshake failed", "connection reset by peer"},
-			Rule:    faults.RuleSpec{Scenario: faults.ScenarioWeakCertHash, Options: map[string]string{"cert_hash": "md5"}}},
-		{Name: "delayed-login", Addr: at(15), Encrypt: "disable", ConnTimeout: 1, WantErr: []string{"i/o timeout"},
-			Rule: faults.RuleSpec{Scenario: faults.ScenarioDelayedAccept, Options: map[string]string{"login_delay": "3s"}}},
-		{Name: "reset-mid-session", Addr: at(16), Encrypt: "true", MidSession: true, WantErr: append(reset, "bad connection"),
-			Rule: faults.RuleSpec{Action: "reset", Direction: "downstream", Phase: string(proxy.PhaseEstablished), Options: map[string]string{"bytes": "700"}}},
+	at := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{127, 0, 0, byte(10 + i)}) }
+	var out []Scenario
+	for _, s := range faults.Scenarios() {
+		for _, c := range s.Soak {
+			out = append(out, Scenario{Name: c.Name, Addr: at(len(out)), Encrypt: c.Encrypt,
+				TLSMin: c.Client.TLSMin, TLSMax: c.Client.TLSMax, ConnTimeout: c.Client.Timeout, WantErr: c.WantErr,
+				Rule: faults.RuleSpec{Scenario: s.Name, Options: c.Options, Close: c.Close}})
+		}
 	}
+	return append(out, Scenario{Name: "reset-mid-session", Addr: at(len(out)), Encrypt: "true", MidSession: true,
+		WantErr: []string{"connection reset by peer", "broken pipe", "bad connection"},
+		Rule:    faults.RuleSpec{Action: "reset", Direction: "downstream", Phase: string(proxy.PhaseEstablished), Options: map[string]string{"bytes": "700"}}})
 }
 
 // WantErrMatches reports whether err is one a client of s must end with.
@@ -438,7 +428,9 @@ func (e *env) sink(r *proxy.Record) {
 	default:
 		hit := false
 		for _, f := range r.Faults {
-			if f.Rule == sc.Name && f.Action != "" && !strings.HasPrefix(f.Action, "pass") && !strings.HasPrefix(f.Action, "skip") {
+			// Acted: pass, skip and armed are not injections (as the
+			// lab judges them).
+			if f.Rule == sc.Name && f.Acted() {
 				hit = true
 			}
 		}
