@@ -140,50 +140,6 @@ func buildVersion() string {
 	return v
 }
 
-// VersionInfo is GET /version's answer.
-type VersionInfo struct {
-	Version string `json:"version"`
-	Go      string `json:"go"`
-}
-
-// ErrorBody is the one shape of every error answer:
-//
-//	{"error": {"code": "not_found", "message": "proxy \"x\": no such proxy"}}
-type ErrorBody struct {
-	Error ErrorDetail `json:"error"`
-}
-
-// ErrorDetail is an error's code and message.
-type ErrorDetail struct {
-	// Code is one of bad_request, unauthorized, not_found,
-	// method_not_allowed, conflict, unavailable, internal.
-	Code string `json:"code"`
-	// Message says what is wrong, naming the key or field at fault.
-	Message string `json:"message"`
-}
-
-// Error codes.
-const (
-	CodeBadRequest       = "bad_request"
-	CodeUnauthorized     = "unauthorized"
-	CodeNotFound         = "not_found"
-	CodeMethodNotAllowed = "method_not_allowed"
-	CodeConflict         = "conflict"
-	CodeUnavailable      = "unavailable"
-	CodeInternal         = "internal"
-)
-
-// ProxyRequest is POST /proxies's body: a proxy as the configuration file
-// writes it.
-type ProxyRequest struct {
-	Name     string `json:"name"`
-	Listen   string `json:"listen"`
-	Upstream string `json:"upstream"`
-	// DialTimeout is a duration ("5s"); absent means 10s.
-	DialTimeout faults.Duration   `json:"dial_timeout,omitzero"`
-	Faults      []faults.RuleSpec `json:"faults,omitempty"`
-}
-
 // Handler returns the admin API. With a token, every request but GET
 // /healthz needs "Authorization: Bearer TOKEN" (compared in constant time);
 // "" means no authentication (keep such a handler on loopback).

@@ -11,13 +11,14 @@ import (
 	"testing"
 	"time"
 
+	wire "github.com/tdsproxy/tdsproxy/control/api"
+
 	"github.com/tdsproxy/tdsproxy/internal/testkit"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tdsproxy/tdsproxy/control"
 	"github.com/tdsproxy/tdsproxy/control/client"
-	"github.com/tdsproxy/tdsproxy/faults"
 	"github.com/tdsproxy/tdsproxy/internal/emulator"
 	"github.com/tdsproxy/tdsproxy/proxy"
 )
@@ -277,7 +278,7 @@ func TestAdminAPIEndpoints(t *testing.T) {
 		if !errors.As(err, &ae) || !errors.Is(err, client.ErrNotFound) || ae.Code != control.CodeNotFound {
 			t.Errorf("Proxy(nope) = %v, want an APIError matching ErrNotFound", err)
 		}
-		_, err = c.AddFault(ctx, "main", faults.RuleSpec{Name: "x", Scenario: "nope"})
+		_, err = c.AddFault(ctx, "main", wire.Rule{Name: "x", Scenario: "nope"})
 		if !errors.Is(err, client.ErrBadRequest) || !strings.Contains(err.Error(), "scenario:") {
 			t.Errorf("AddFault(bad) = %v, want ErrBadRequest naming scenario", err)
 		}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	wire "github.com/tdsproxy/tdsproxy/control/api"
+
 	"github.com/tdsproxy/tdsproxy/internal/testkit"
 
 	"github.com/tdsproxy/tdsproxy/control"
@@ -137,19 +139,19 @@ func TestChaos(t *testing.T) {
 	}
 	half, seed := 0.5, uint64(7)
 	step("add reject-a", func() error {
-		_, err := api.AddFault(ctx, "chaos", faults.RuleSpec{Name: "reject-a", Scenario: faults.ScenarioDelayedAccept,
-			Options: map[string]string{"reject": "true"}, Match: faults.Match{Clients: groupIPs("reject-a")}})
+		_, err := api.AddFault(ctx, "chaos", wire.Rule{Name: "reject-a", Scenario: faults.ScenarioDelayedAccept,
+			Options: map[string]string{"reject": "true"}, Match: wire.Match{Clients: groupIPs("reject-a")}})
 		return err
 	})
 	step("add old-tls-b", func() error {
-		_, err := api.AddFault(ctx, "chaos", faults.RuleSpec{Name: "old-tls-b", Scenario: faults.ScenarioProtocolMismatch,
-			Options: map[string]string{"server_tls": "1.0"}, Match: faults.Match{Clients: groupIPs("old-tls-b")}})
+		_, err := api.AddFault(ctx, "chaos", wire.Rule{Name: "old-tls-b", Scenario: faults.ScenarioProtocolMismatch,
+			Options: map[string]string{"server_tls": "1.0"}, Match: wire.Match{Clients: groupIPs("old-tls-b")}})
 		return err
 	})
 	step("add cipher-c", func() error {
-		_, err := api.AddFault(ctx, "chaos", faults.RuleSpec{Name: "cipher-c", Scenario: faults.ScenarioCipherMismatch,
+		_, err := api.AddFault(ctx, "chaos", wire.Rule{Name: "cipher-c", Scenario: faults.ScenarioCipherMismatch,
 			Options: map[string]string{"server_ciphers": "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256"},
-			Match:   faults.Match{Clients: groupIPs("cipher-c"), Probability: &half}, Seed: seed})
+			Match:   wire.Match{Clients: groupIPs("cipher-c"), Probability: &half}, Seed: seed})
 		return err
 	})
 	step("patch old-tls-b to FIN", func() error {

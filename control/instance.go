@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	wire "github.com/tdsproxy/tdsproxy/control/api"
 	"github.com/tdsproxy/tdsproxy/faults"
 	"github.com/tdsproxy/tdsproxy/proxy"
 )
@@ -360,25 +361,6 @@ func resetFor(style proxy.CloseStyle) (bool, error) {
 	return false, invalidf("style: %q is not rst or fin", style)
 }
 
-// ProxyInfo describes a running proxy (GET /proxies).
-type ProxyInfo struct {
-	// Name identifies the proxy in records, logs, metrics and API paths.
-	Name string `json:"name"`
-	// Listen is the configured listen address; Addr is the bound one (they
-	// differ with port 0).
-	Listen string `json:"listen"`
-	Addr   string `json:"addr"`
-	// Upstream is the SQL Server the proxy relays to.
-	Upstream string `json:"upstream"`
-	// DialTimeout bounds the upstream dial ("10s").
-	DialTimeout faults.Duration `json:"dial_timeout"`
-	// Connections is how many connections are open through the proxy now,
-	// including those still draining on a replaced proxy of this name.
-	Connections int `json:"connections"`
-	// Faults are the proxy's rules as installed (seeds filled in).
-	Faults []faults.RuleSpec `json:"faults"`
-}
-
 func (in *Instance) info(e *entry) ProxyInfo {
 	dt := e.cfg.DialTimeout
 	if dt == 0 {
@@ -403,9 +385,9 @@ func (in *Instance) info(e *entry) ProxyInfo {
 		Listen:      e.cfg.Listen,
 		Addr:        e.ln.Addr().String(),
 		Upstream:    e.cfg.Upstream,
-		DialTimeout: faults.Duration(dt),
+		DialTimeout: wire.Duration(dt),
 		Connections: open,
-		Faults:      rules,
+		Faults:      apiRules(rules),
 	}
 }
 

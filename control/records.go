@@ -2,44 +2,9 @@ package control
 
 import (
 	"sync"
-	"time"
 
 	"github.com/tdsproxy/tdsproxy/proxy"
 )
-
-// RecordQuery selects finished connection records (GET /records).
-//
-// Each record gets a cursor when its connection finishes: 1, 2, 3, ... in
-// the order connections end (not their ids, which count accepts: a long
-// connection with a small id ends late). Polling with After set to the
-// previous page's Next never misses a record while the ring holds it, and
-// RecordPage.Missed says how many fell out of the ring in between.
-type RecordQuery struct {
-	// After selects records with a cursor greater than After; 0 means from
-	// the oldest kept.
-	After uint64
-	// Since, if not zero, selects records of connections that ended after
-	// it.
-	Since time.Time
-	// Limit caps the page at the oldest Limit matching records; 0 means no
-	// cap. Page on with After = Next.
-	Limit int
-	// Last, if positive, selects only the newest Last matching records
-	// (a live view's "recently finished").
-	Last int
-}
-
-// RecordPage is one answer of Records.
-type RecordPage struct {
-	// Records are oldest first.
-	Records []*proxy.Record `json:"records"`
-	// Next is the cursor to pass as After (since=) next time: the cursor of
-	// the last record returned, or of the newest record when none matched.
-	Next uint64 `json:"next"`
-	// Missed counts records after the requested cursor that the ring had
-	// already dropped (it keeps the newest Options.RecordRing).
-	Missed uint64 `json:"missed,omitempty"`
-}
 
 // ring keeps the newest finished records.
 type ring struct {

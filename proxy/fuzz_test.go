@@ -23,6 +23,7 @@ import (
 
 	"github.com/tdsproxy/tdsproxy/internal/emulator"
 	"github.com/tdsproxy/tdsproxy/internal/testkit"
+	"github.com/tdsproxy/tdsproxy/record"
 	"github.com/tdsproxy/tdsproxy/tds"
 )
 
@@ -135,7 +136,7 @@ func checkRecordBounded(t *testing.T, r *Record) {
 		n["alerts"], n["certificates"] = len(r.TLS.Alerts), len(r.TLS.Certificates)
 	}
 	for k, v := range n {
-		if v > maxListEntries {
+		if v > record.MaxListEntries {
 			t.Fatalf("record has %d %s", v, k)
 		}
 	}

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"go.uber.org/zap"
+
+	"github.com/tdsproxy/tdsproxy/record"
 )
 
 // logRecord writes the one line per finished connection: the fields people
@@ -36,26 +38,12 @@ func logRecord(log *zap.Logger, r *Record) {
 	log.Info("connection closed", fields...)
 }
 
-// Actions a decider records that are not injections: the rule looked at the
-// connection and let it pass ("pass"), could not evaluate it ("skip"), or
-// is waiting for a later phase ("armed"). They stay in the record's faults
-// list, but the log's "fault" field names only a rule that acted, so that
-// counting "fault" lines counts injections (issue 18 item 3).
+// The actions a decider records that are not injections (record.Action*).
 const (
-	ActionPass  = "pass"
-	ActionSkip  = "skip"
-	ActionArmed = "armed"
+	ActionPass  = record.ActionPass
+	ActionSkip  = record.ActionSkip
+	ActionArmed = record.ActionArmed
 )
-
-// Acted reports whether the event is an injection (a close, a delay, a
-// generic fault attached) rather than a decision to let the connection be.
-func (e FaultEvent) Acted() bool {
-	switch e.Action {
-	case "", ActionPass, ActionSkip, ActionArmed:
-		return false
-	}
-	return true
-}
 
 // actedRule names the first rule that acted on the connection, or "".
 func actedRule(evs []FaultEvent) string {

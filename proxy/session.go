@@ -767,7 +767,7 @@ func (s *session) decideLocked(evs []Event) Verdict {
 	}
 	for i := range evs {
 		v := s.cd.Decide(&evs[i], &s.rec)
-		if v.Rule != "" && s.rec.room(len(s.rec.Faults)) {
+		if v.Rule != "" && room(&s.rec, len(s.rec.Faults)) {
 			s.rec.Faults = append(s.rec.Faults, FaultEvent{
 				Rule: v.Rule, Scenario: v.Scenario, Phase: evs[i].Phase,
 				Action: v.Action, Detail: v.Detail, At: s.p.now().Sub(s.rec.Start),
@@ -862,7 +862,7 @@ func (s *session) writeFailed(dir Direction, err error) {
 	src, dst := s.ends(dir)
 	kind, ours := classify(err)
 	if !ours {
-		s.setClose(dir.sender().peer(), kind, "write "+dir.String()+": "+err.Error())
+		s.setClose(peer(dir.sender()), kind, "write "+dir.String()+": "+err.Error())
 	}
 	if s.finWait.Load() {
 		// The proxy closed first: a write to the client fails on our own
@@ -971,7 +971,8 @@ func (s *session) abort(kind CloseKind, reset bool, reason string) {
 	}
 }
 
-func (sd Side) peer() Side {
+// peer is the other party of a side (the client's is the server).
+func peer(sd Side) Side {
 	if sd == SideClient {
 		return SideServer
 	}

@@ -204,7 +204,7 @@ func (w *watcher) tdsPacket(d *dirWatch) (int, error) {
 		// record may span packets, so a packet that continues one is TLS
 		// whatever its first bytes look like.
 		d.wrapped = true
-		w.rec.tls().Wrapped = true
+		tlsOf(w.rec).Wrapped = true
 		return int(h.Length), w.tlsBytes(d, payload)
 	}
 	if d.msgPackets > 0 && h.Type != d.msgType {
@@ -241,7 +241,7 @@ func (w *watcher) tdsMessage(d *dirWatch, t tds.PacketType, msg []byte) error {
 				w.note("PRELOGIN request: " + o)
 			}
 			side := preloginSide(p)
-			w.rec.prelogin().Client = side
+			preloginOf(w.rec).Client = side
 			w.clientEnc, _ = p.Encryption()
 		}
 		w.mark(PhasePreloginRequest, d.dir, false)
@@ -254,11 +254,11 @@ func (w *watcher) tdsMessage(d *dirWatch, t tds.PacketType, msg []byte) error {
 			for _, o := range p.Oddities() {
 				w.note("PRELOGIN response: " + o)
 			}
-			w.rec.prelogin().Server = preloginSide(p)
+			preloginOf(w.rec).Server = preloginSide(p)
 			if reply, ok := p.Encryption(); ok {
 				w.scope = tds.ScopeOf(w.clientEnc, reply)
 				w.scopeKnown = true
-				w.rec.prelogin().Scope = w.scope.String()
+				preloginOf(w.rec).Scope = w.scope.String()
 			}
 		}
 		w.mark(PhasePreloginResponse, d.dir, false)
@@ -268,7 +268,7 @@ func (w *watcher) tdsMessage(d *dirWatch, t tds.PacketType, msg []byte) error {
 	case d.dir == ClientToServer && t == tds.PacketLogin7 && !w.login7:
 		w.login7 = true
 		l, err := tds.ParseLogin7(msg)
-		li := w.rec.login()
+		li := loginOf(w.rec)
 		if err != nil {
 			w.issue(d.dir, "LOGIN7", err)
 		} else {
@@ -292,7 +292,7 @@ func (w *watcher) tdsMessage(d *dirWatch, t tds.PacketType, msg []byte) error {
 
 func (w *watcher) loginResponse(d *dirWatch, msg []byte) error {
 	resp, err := tds.ParseLoginResponse(msg)
-	li := w.rec.login()
+	li := loginOf(w.rec)
 	switch {
 	case resp != nil && resp.Ack != nil:
 		li.Outcome = LoginOK
@@ -344,12 +344,12 @@ func (w *watcher) tlsBytes(d *dirWatch, b []byte) error {
 }
 
 func (w *watcher) tlsEvent(d *dirWatch, ev *tlsbridge.Event) error {
-	ti := w.rec.tls()
+	ti := tlsOf(w.rec)
 	switch ev.Kind {
 	case tlsbridge.EventHandshake:
 		return w.handshake(d, ev)
 	case tlsbridge.EventAlert:
-		if ev.Alert != nil && w.rec.room(len(ti.Alerts)) {
+		if ev.Alert != nil && room(w.rec, len(ti.Alerts)) {
 			ti.Alerts = append(ti.Alerts, AlertInfo{
 				From:        d.dir.sender(),
 				Level:       ev.Alert.LevelName(),
@@ -374,7 +374,7 @@ func (w *watcher) tlsEvent(d *dirWatch, ev *tlsbridge.Event) error {
 }
 
 func (w *watcher) handshake(d *dirWatch, ev *tlsbridge.Event) error {
-	ti := w.rec.tls()
+	ti := tlsOf(w.rec)
 	m := ev.Handshake
 	switch {
 	case d.dir == ClientToServer && m.Type == tlsbridge.HandshakeClientHello:
@@ -414,7 +414,7 @@ func (w *watcher) handshake(d *dirWatch, ev *tlsbridge.Event) error {
 			return nil
 		}
 		for _, der := range cm.Chain {
-			if !w.rec.room(len(ti.Certificates)) {
+			if !room(w.rec, len(ti.Certificates)) {
 				break
 			}
 			cs, err := summarizeCertificate(der)
@@ -450,7 +450,7 @@ func (w *watcher) appData(d *dirWatch) {
 			w.mark(PhasePreloginRequest, d.dir, true)
 		case (!strict || w.strictPre[ServerToClient]) && !w.login7:
 			w.login7 = true
-			w.rec.login()
+			loginOf(w.rec)
 			w.mark(PhaseLogin7, d.dir, true)
 		}
 		return
@@ -461,7 +461,7 @@ func (w *watcher) appData(d *dirWatch) {
 		w.mark(PhasePreloginResponse, d.dir, true)
 	case w.login7 && !w.loginResp:
 		w.loginResp = true
-		w.rec.login().Outcome = LoginUnknown
+		loginOf(w.rec).Outcome = LoginUnknown
 		w.mark(PhaseLoginResponse, d.dir, true)
 		w.mark(PhaseEstablished, d.dir, true)
 		w.stopWatching("negotiation is over (login response encrypted)")
@@ -481,7 +481,7 @@ func (w *watcher) mark(p Phase, dir Direction, encrypted bool) {
 }
 
 func (w *watcher) issue(dir Direction, what string, err error) {
-	if !w.rec.room(len(w.rec.ParseIssues)) {
+	if !room(w.rec, len(w.rec.ParseIssues)) {
 		return
 	}
 	w.rec.ParseIssues = append(w.rec.ParseIssues, ParseIssue{
@@ -491,7 +491,7 @@ func (w *watcher) issue(dir Direction, what string, err error) {
 }
 
 func (w *watcher) note(s string) {
-	if w.rec.room(len(w.rec.Notes)) {
+	if room(w.rec, len(w.rec.Notes)) {
 		w.rec.Notes = append(w.rec.Notes, s)
 	}
 }
@@ -581,25 +581,4 @@ func fillLogin(li *LoginInfo, l *tds.Login7) {
 	li.LibraryVersion = l.ClientProgVersion()
 	li.TDSVersion = fmt.Sprintf("0x%08X", l.TDSVersion)
 	li.PacketSize = l.PacketSize
-}
-
-func (r *Record) prelogin() *PreloginInfo {
-	if r.Prelogin == nil {
-		r.Prelogin = &PreloginInfo{}
-	}
-	return r.Prelogin
-}
-
-func (r *Record) tls() *TLSInfo {
-	if r.TLS == nil {
-		r.TLS = &TLSInfo{}
-	}
-	return r.TLS
-}
-
-func (r *Record) login() *LoginInfo {
-	if r.Login == nil {
-		r.Login = &LoginInfo{}
-	}
-	return r.Login
 }

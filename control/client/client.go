@@ -4,8 +4,8 @@
 // close connections, and read the records of finished connections.
 //
 //	c := client.New("http://127.0.0.1:8475", os.Getenv("TDSPROXY_ADMIN_TOKEN"))
-//	_, err := c.AddFault(ctx, "default", faults.RuleSpec{
-//		Name: "old-tls-server", Scenario: faults.ScenarioProtocolMismatch,
+//	_, err := c.AddFault(ctx, "default", api.Rule{
+//		Name: "old-tls-server", Scenario: "protocol-mismatch",
 //		Options: map[string]string{"server_tls": "1.0"},
 //	})
 //	// ... run the application, watch it fail and retry ...
@@ -13,6 +13,9 @@
 //
 // Every error the API answers is an *APIError; errors.Is matches it
 // against ErrNotFound, ErrConflict, ErrBadRequest and ErrUnauthorized.
+//
+// The package links only the wire types (control/api, record): not the
+// relay, not the fault engine (TestClientLinksNoRelay).
 package client
 
 import (
@@ -28,9 +31,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tdsproxy/tdsproxy/control"
-	"github.com/tdsproxy/tdsproxy/faults"
-	"github.com/tdsproxy/tdsproxy/proxy"
+	"github.com/tdsproxy/tdsproxy/control/api"
+	"github.com/tdsproxy/tdsproxy/record"
 )
 
 // Client talks to one tdsproxy admin API. Its methods are safe for
@@ -123,7 +125,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("tdsproxy admin API: %s %s: reading the answer: %w", method, path, err)
 	}
 	if resp.StatusCode >= 300 {
-		var eb control.ErrorBody
+		var eb api.ErrorBody
 		if json.Unmarshal(b, &eb) != nil || eb.Error.Code == "" {
 			return &APIError{Status: resp.StatusCode, Code: "http", Message: strings.TrimSpace(string(b))}
 		}
@@ -145,14 +147,14 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 func esc(s string) string { return url.PathEscape(s) }
 
 // Proxies lists the running proxies (GET /proxies).
-func (c *Client) Proxies(ctx context.Context) ([]control.ProxyInfo, error) {
-	var out []control.ProxyInfo
+func (c *Client) Proxies(ctx context.Context) ([]api.ProxyInfo, error) {
+	var out []api.ProxyInfo
 	return out, c.do(ctx, http.MethodGet, "/proxies", nil, &out)
 }
 
 // Proxy describes one proxy (GET /proxies/{name}).
-func (c *Client) Proxy(ctx context.Context, name string) (*control.ProxyInfo, error) {
-	var out control.ProxyInfo
+func (c *Client) Proxy(ctx context.Context, name string) (*api.ProxyInfo, error) {
+	var out api.ProxyInfo
 	if err := c.do(ctx, http.MethodGet, "/proxies/"+esc(name), nil, &out); err != nil {
 		return nil, err
 	}
@@ -161,8 +163,8 @@ func (c *Client) Proxy(ctx context.Context, name string) (*control.ProxyInfo, er
 
 // AddProxy starts a proxy (POST /proxies) and returns it as started (Addr is
 // the bound address).
-func (c *Client) AddProxy(ctx context.Context, p control.ProxyRequest) (*control.ProxyInfo, error) {
-	var out control.ProxyInfo
+func (c *Client) AddProxy(ctx context.Context, p api.ProxyRequest) (*api.ProxyInfo, error) {
+	var out api.ProxyInfo
 	if err := c.do(ctx, http.MethodPost, "/proxies", p, &out); err != nil {
 		return nil, err
 	}
@@ -186,14 +188,14 @@ func (c *Client) DeleteProxyDrain(ctx context.Context, name string, drain time.D
 }
 
 // Faults lists a proxy's fault rules (GET /proxies/{name}/faults).
-func (c *Client) Faults(ctx context.Context, proxyName string) ([]faults.RuleSpec, error) {
-	var out []faults.RuleSpec
+func (c *Client) Faults(ctx context.Context, proxyName string) ([]api.Rule, error) {
+	var out []api.Rule
 	return out, c.do(ctx, http.MethodGet, "/proxies/"+esc(proxyName)+"/faults", nil, &out)
 }
 
 // Fault returns one rule (GET /proxies/{name}/faults/{rule}).
-func (c *Client) Fault(ctx context.Context, proxyName, rule string) (*faults.RuleSpec, error) {
-	var out faults.RuleSpec
+func (c *Client) Fault(ctx context.Context, proxyName, rule string) (*api.Rule, error) {
+	var out api.Rule
 	if err := c.do(ctx, http.MethodGet, "/proxies/"+esc(proxyName)+"/faults/"+esc(rule), nil, &out); err != nil {
 		return nil, err
 	}
@@ -202,8 +204,8 @@ func (c *Client) Fault(ctx context.Context, proxyName, rule string) (*faults.Rul
 
 // AddFault adds a rule (POST /proxies/{name}/faults) and returns it as
 // installed (with its seed).
-func (c *Client) AddFault(ctx context.Context, proxyName string, rule faults.RuleSpec) (*faults.RuleSpec, error) {
-	var out faults.RuleSpec
+func (c *Client) AddFault(ctx context.Context, proxyName string, rule api.Rule) (*api.Rule, error) {
+	var out api.Rule
 	if err := c.do(ctx, http.MethodPost, "/proxies/"+esc(proxyName)+"/faults", rule, &out); err != nil {
 		return nil, err
 	}
@@ -212,11 +214,11 @@ func (c *Client) AddFault(ctx context.Context, proxyName string, rule faults.Rul
 
 // SetFaults replaces all of a proxy's rules at once (PUT
 // /proxies/{name}/faults).
-func (c *Client) SetFaults(ctx context.Context, proxyName string, rules []faults.RuleSpec) ([]faults.RuleSpec, error) {
+func (c *Client) SetFaults(ctx context.Context, proxyName string, rules []api.Rule) ([]api.Rule, error) {
 	if rules == nil {
-		rules = []faults.RuleSpec{}
+		rules = []api.Rule{}
 	}
-	var out []faults.RuleSpec
+	var out []api.Rule
 	return out, c.do(ctx, http.MethodPut, "/proxies/"+esc(proxyName)+"/faults", rules, &out)
 }
 
@@ -224,8 +226,8 @@ func (c *Client) SetFaults(ctx context.Context, proxyName string, rules []faults
 // /proxies/{name}/faults/{rule}): patch is a JSON merge patch (RFC 7396),
 // e.g. map[string]any{"close": "fin", "match": map[string]any{"probability": 0.5}};
 // a nil value removes the key.
-func (c *Client) PatchFault(ctx context.Context, proxyName, rule string, patch map[string]any) (*faults.RuleSpec, error) {
-	var out faults.RuleSpec
+func (c *Client) PatchFault(ctx context.Context, proxyName, rule string, patch map[string]any) (*api.Rule, error) {
+	var out api.Rule
 	if err := c.do(ctx, http.MethodPatch, "/proxies/"+esc(proxyName)+"/faults/"+esc(rule), patch, &out); err != nil {
 		return nil, err
 	}
@@ -244,15 +246,15 @@ func (c *Client) Reset(ctx context.Context) error {
 
 // Connections lists the open connections with their records so far (GET
 // /connections).
-func (c *Client) Connections(ctx context.Context) ([]proxy.Record, error) {
-	var out []proxy.Record
+func (c *Client) Connections(ctx context.Context) ([]record.Record, error) {
+	var out []record.Record
 	return out, c.do(ctx, http.MethodGet, "/connections", nil, &out)
 }
 
 // Connection returns one open connection's record so far (GET
 // /connections/{id}).
-func (c *Client) Connection(ctx context.Context, id uint64) (*proxy.Record, error) {
-	var out proxy.Record
+func (c *Client) Connection(ctx context.Context, id uint64) (*record.Record, error) {
+	var out record.Record
 	if err := c.do(ctx, http.MethodGet, "/connections/"+strconv.FormatUint(id, 10), nil, &out); err != nil {
 		return nil, err
 	}
@@ -272,14 +274,14 @@ func (c *Client) CloseConnection(ctx context.Context, id uint64, style string) e
 
 // RecordPage is one answer of Records.
 type RecordPage struct {
-	Records []proxy.Record `json:"records"`
-	Next    uint64         `json:"next"`
-	Missed  uint64         `json:"missed,omitempty"`
+	Records []record.Record `json:"records"`
+	Next    uint64          `json:"next"`
+	Missed  uint64          `json:"missed,omitempty"`
 }
 
 // Records returns records of finished connections (GET /records), oldest
 // first. To poll, pass the previous page's Next as q.After.
-func (c *Client) Records(ctx context.Context, q control.RecordQuery) (*RecordPage, error) {
+func (c *Client) Records(ctx context.Context, q api.RecordQuery) (*RecordPage, error) {
 	v := url.Values{}
 	switch {
 	case q.After > 0:
@@ -311,8 +313,8 @@ func (c *Client) Health(ctx context.Context) error {
 }
 
 // Version returns GET /version.
-func (c *Client) Version(ctx context.Context) (*control.VersionInfo, error) {
-	var out control.VersionInfo
+func (c *Client) Version(ctx context.Context) (*api.VersionInfo, error) {
+	var out api.VersionInfo
 	if err := c.do(ctx, http.MethodGet, "/version", nil, &out); err != nil {
 		return nil, err
 	}

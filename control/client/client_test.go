@@ -9,11 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tdsproxy/tdsproxy/control/api"
+
 	"github.com/tdsproxy/tdsproxy/internal/testkit"
 
 	"github.com/tdsproxy/tdsproxy/control"
 	"github.com/tdsproxy/tdsproxy/control/client"
-	"github.com/tdsproxy/tdsproxy/faults"
 )
 
 // Every client method against a running instance.
@@ -45,9 +46,9 @@ func TestClient(t *testing.T) {
 		t.Errorf("Version = %+v, %v", v, err)
 	}
 	p, err := c.AddProxy(ctx, control.ProxyRequest{Name: "e", Listen: "127.0.0.1:0", Upstream: echo,
-		DialTimeout: faults.Duration(2 * time.Second)})
+		DialTimeout: api.Duration(2 * time.Second)})
 	must(err)
-	if p.Addr == "" || p.DialTimeout != faults.Duration(2*time.Second) {
+	if p.Addr == "" || p.DialTimeout != api.Duration(2*time.Second) {
 		t.Errorf("AddProxy = %+v", p)
 	}
 	if ps, err := c.Proxies(ctx); err != nil || len(ps) != 1 || ps[0].Name != "e" {
@@ -57,7 +58,7 @@ func TestClient(t *testing.T) {
 		t.Errorf("Proxy = %+v, %v", got, err)
 	}
 
-	slow := faults.RuleSpec{Name: "slow", Action: "latency", Options: map[string]string{"latency": "1ms"}}
+	slow := api.Rule{Name: "slow", Action: "latency", Options: map[string]string{"latency": "1ms"}}
 	r, err := c.AddFault(ctx, "e", slow)
 	must(err)
 	if r.Seed == 0 {
@@ -69,7 +70,7 @@ func TestClient(t *testing.T) {
 	if got, err := c.PatchFault(ctx, "e", "slow", map[string]any{"direction": "downstream"}); err != nil || got.Direction != "downstream" {
 		t.Errorf("PatchFault = %+v, %v", got, err)
 	}
-	set, err := c.SetFaults(ctx, "e", []faults.RuleSpec{slow, {Name: "b", Action: "bandwidth", Options: map[string]string{"rate": "1MB/s"}}})
+	set, err := c.SetFaults(ctx, "e", []api.Rule{slow, {Name: "b", Action: "bandwidth", Options: map[string]string{"rate": "1MB/s"}}})
 	if err != nil || len(set) != 2 {
 		t.Errorf("SetFaults = %+v, %v", set, err)
 	}

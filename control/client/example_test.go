@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/tdsproxy/tdsproxy/control/api"
+
 	"github.com/tdsproxy/tdsproxy/control"
 	"github.com/tdsproxy/tdsproxy/control/client"
 	"github.com/tdsproxy/tdsproxy/faults"
@@ -36,11 +38,11 @@ func Example() {
 	// Half the connections meet a server that is slow to accept (scenario
 	// 6); the seed makes the draw replayable.
 	half := 0.5
-	rule, err := c.AddFault(ctx, "orders-db", faults.RuleSpec{
+	rule, err := c.AddFault(ctx, "orders-db", api.Rule{
 		Name:     "slow-accept",
 		Scenario: faults.ScenarioDelayedAccept,
 		Options:  map[string]string{"accept_delay": "2s"},
-		Match:    faults.Match{Probability: &half},
+		Match:    api.Match{Probability: &half},
 		Seed:     42,
 	})
 	if err != nil {
@@ -56,9 +58,9 @@ func Example() {
 	fmt.Println("patched: probability set:", rule.Match.Probability != nil)
 
 	// Errors are *client.APIError, matched with errors.Is.
-	_, err = c.AddFault(ctx, "orders-db", faults.RuleSpec{Name: "slow-accept", Action: "latency", Options: map[string]string{"latency": "1s"}})
+	_, err = c.AddFault(ctx, "orders-db", api.Rule{Name: "slow-accept", Action: "latency", Options: map[string]string{"latency": "1s"}})
 	fmt.Println("same name again:", errors.Is(err, client.ErrConflict))
-	_, err = c.AddFault(ctx, "orders-db", faults.RuleSpec{Name: "typo", Scenario: "protocol-mismatch", Options: map[string]string{"server_tsl": "1.2"}})
+	_, err = c.AddFault(ctx, "orders-db", api.Rule{Name: "typo", Scenario: "protocol-mismatch", Options: map[string]string{"server_tsl": "1.2"}})
 	var apiErr *client.APIError
 	if errors.As(err, &apiErr) {
 		fmt.Println("bad rule:", apiErr.Status, apiErr.Message)

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tdsproxy/tdsproxy/control/api"
+
 	"github.com/tdsproxy/tdsproxy/internal/testkit"
 
 	"github.com/tdsproxy/tdsproxy/control"
@@ -22,7 +24,7 @@ import (
 func readmeClient(ctx context.Context, adminURL string, lastCursor uint64) (uint64, error) {
 	// readme:begin
 	c := client.New(adminURL, os.Getenv("TDSPROXY_ADMIN_TOKEN")) // adminURL: "http://127.0.0.1:8475" for a local tdsproxy run
-	if _, err := c.AddFault(ctx, "default", faults.RuleSpec{
+	if _, err := c.AddFault(ctx, "default", api.Rule{
 		Name: "slow-accept", Scenario: faults.ScenarioDelayedAccept,
 		Options: map[string]string{"accept_delay": "2s"},
 	}); err != nil {
