@@ -151,7 +151,7 @@ func certChange(change string, c *clientAgg) (verdict, string) {
 		return changes, "negotiates TLS 1.2, under which SQL Server cannot use a SHA-512-signed certificate (weak-cert-hash)"
 	}
 	if c.weakCert > 0 && change == ChangeCertSHA256 {
-		return changes, fmt.Sprintf("failed %d times on a weak-hash certificate (%s); %s fixes that", c.weakCert, strings.Join(c.certAlgs.sorted(), ", "), hash)
+		return changes, fmt.Sprintf("met a weak-hash certificate on %d connections (certificates seen: %s); a %s one removes the risk", c.weakCert, strings.Join(c.certAlgs.sorted(), ", "), hash)
 	}
 	return unaffected, ""
 }
