@@ -29,7 +29,7 @@ ODBC_DIR  := internal/interop/odbc
 # sudo only when not root and sudo exists.
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || ! command -v sudo >/dev/null 2>&1 || echo sudo)
 
-.PHONY: build deps deps-tsql deps-node deps-jdbc deps-odbc test vet fuzz bench lint clean
+.PHONY: build deps deps-tsql deps-node deps-jdbc deps-odbc deps-chromium test vet fuzz bench bench-report lint clean
 
 build:
 	$(GO_BUILD)
@@ -48,7 +48,14 @@ dist:
 	cd dist && if command -v sha256sum >/dev/null 2>&1; then sha256sum tdsproxy-*; else shasum -a 256 tdsproxy-*; fi > SHA256SUMS
 
 ## deps: install what the interop tests need, only what is missing.
-deps: deps-tsql deps-node deps-jdbc deps-odbc
+deps: deps-tsql deps-node deps-jdbc deps-odbc deps-chromium
+
+# Debian chromium: report's HTML test opens the page in it, headless.
+deps-chromium:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		echo "deps: installing chromium (headless, for the report HTML test)"; \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; \
+	fi
 
 # FreeTDS tsql (Debian freetds-bin 1.3.17, GnuTLS).
 deps-tsql:
@@ -160,6 +167,11 @@ fuzz:
 BENCHFLAGS ?=
 bench:
 	$(GO) run ./bench $(BENCHFLAGS)
+
+## bench-report: `tdsproxy report --json` over 1,000,000 generated log
+# lines (TDSPROXY_REPORT_LINES to change): wall time and peak RSS.
+bench-report:
+	$(GO) test -run '^$$' -bench '^BenchmarkReportCommand$$' -benchtime 1x -timeout 15m ./report/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go' 2>/dev/null || find . -name '*.go' -not -path './$(NODE_DIR)/*')); \
