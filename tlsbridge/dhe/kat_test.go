@@ -33,13 +33,12 @@ func seq(a, b int) []byte {
 }
 
 // Inputs shared by the vectors.
-var (
-	katClientRandom = seq(32, 64)
-	katServerRandom = seq(64, 96)
-	// katPreMaster starts with three zero bytes, as a padded Z can.
-	katPreMaster = append([]byte{0, 0, 0}, seq(200, 253)...)
-	katMaster    = seq(100, 148)
-)
+func katClientRandom() []byte { return seq(32, 64) }
+func katServerRandom() []byte { return seq(64, 96) }
+func katMaster() []byte       { return seq(100, 148) }
+
+// katPreMaster() starts with three zero bytes, as a padded Z can.
+func katPreMaster() []byte { return append([]byte{0, 0, 0}, seq(200, 253)...) }
 
 // TestPRFKnownAnswers checks the TLS 1.2 PRF with SHA-256 and SHA-384
 // (RFC 5246 §5) and the TLS 1.0 PRF (RFC 2246 §5, odd-length secret).
@@ -82,11 +81,11 @@ func TestMasterSecretKnownAnswers(t *testing.T) {
 		got  []byte
 		want string
 	}{
-		{"tls12-sha256", masterSecret(VersionTLS12, gcm128, katPreMaster, katClientRandom, katServerRandom, false, nil),
+		{"tls12-sha256", masterSecret(VersionTLS12, gcm128, katPreMaster(), katClientRandom(), katServerRandom(), false, nil),
 			"51ac361f8129f1ee77c9dd4d370638c7f3d36ac31894cba63bdcffa40b4f6de20a5c6b525ddedf64fc28a20183c64799"},
-		{"tls10", masterSecret(VersionTLS10, cbc, katPreMaster, katClientRandom, katServerRandom, false, nil),
+		{"tls10", masterSecret(VersionTLS10, cbc, katPreMaster(), katClientRandom(), katServerRandom(), false, nil),
 			"37fd48bb84c52f2ee842b694d24c871ab1f17613ba714cdf34412c1fce4fe683e3b9ecbca45024e555faea1623152614"},
-		{"ems-sha384", masterSecret(VersionTLS12, gcm256, katPreMaster, katClientRandom, katServerRandom, true, seq(96, 128)),
+		{"ems-sha384", masterSecret(VersionTLS12, gcm256, katPreMaster(), katClientRandom(), katServerRandom(), true, seq(96, 128)),
 			"225b83c6f17957c4684b6f426d7063d12831f44b625217bdb58f0d6289a205583fdeca9284d0228d724abbfc9a182e69"},
 	}
 	for _, c := range cases {
@@ -94,7 +93,7 @@ func TestMasterSecretKnownAnswers(t *testing.T) {
 			t.Errorf("%s: got %x\nwant %s", c.name, c.got, c.want)
 		}
 	}
-	stripped := masterSecret(VersionTLS12, gcm128, katPreMaster[3:], katClientRandom, katServerRandom, false, nil)
+	stripped := masterSecret(VersionTLS12, gcm128, katPreMaster()[3:], katClientRandom(), katServerRandom(), false, nil)
 	if bytes.Equal(stripped, cases[0].got) {
 		t.Error("stripping the leading zeros of the pre-master secret did not change the master secret")
 	}
@@ -121,7 +120,7 @@ func TestKeyExpansionKnownAnswers(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			s := suiteByID(c.suite)
 			block := unhex(t, c.block)
-			k := keysFromMaster(c.version, s, katMaster, katClientRandom, katServerRandom)
+			k := keysFromMaster(c.version, s, katMaster(), katClientRandom(), katServerRandom())
 			got := bytes.Join([][]byte{k.clientMAC, k.serverMAC, k.clientKey, k.serverKey, k.clientIV, k.serverIV}, nil)
 			if !bytes.Equal(got, block[:len(got)]) {
 				t.Errorf("key block\ngot  %x\nwant %x", got, block)
@@ -135,7 +134,7 @@ func TestKeyExpansionKnownAnswers(t *testing.T) {
 
 // TestFinishedKnownAnswer checks verify_data (RFC 5246 §7.4.9).
 func TestFinishedKnownAnswer(t *testing.T) {
-	got := finishedData(VersionTLS12, suiteByID(TLS_DHE_RSA_WITH_AES_128_GCM_SHA256), katMaster, labelClientFinished, []byte("handshake"))
+	got := finishedData(VersionTLS12, suiteByID(TLS_DHE_RSA_WITH_AES_128_GCM_SHA256), katMaster(), labelClientFinished, []byte("handshake"))
 	if want := unhex(t, "ee5301a6e88ceffabc981968"); !bytes.Equal(got, want) {
 		t.Errorf("got %x want %x", got, want)
 	}
@@ -232,7 +231,7 @@ func TestServerKeyExchangeSignatureKnownAnswers(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			sig, err := signParams(nil, key, c.version, c.sigAlg, katClientRandom, katServerRandom, params)
+			sig, err := signParams(nil, key, c.version, c.sigAlg, katClientRandom(), katServerRandom(), params)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -240,12 +239,12 @@ func TestServerKeyExchangeSignatureKnownAnswers(t *testing.T) {
 				t.Fatalf("signature\ngot  %x\nwant %x", sig, want)
 			}
 			pub := &key.PublicKey
-			if err := verifyParams(pub, c.version, c.sigAlg, katClientRandom, katServerRandom, params, sig); err != nil {
+			if err := verifyParams(pub, c.version, c.sigAlg, katClientRandom(), katServerRandom(), params, sig); err != nil {
 				t.Errorf("verify: %v", err)
 			}
 			bad := bytes.Clone(params)
 			bad[len(bad)-1] ^= 1
-			if err := verifyParams(pub, c.version, c.sigAlg, katClientRandom, katServerRandom, bad, sig); err == nil {
+			if err := verifyParams(pub, c.version, c.sigAlg, katClientRandom(), katServerRandom(), bad, sig); err == nil {
 				t.Error("a tampered Ys verified")
 			}
 		})
