@@ -72,7 +72,7 @@ func genRecord(i int, base time.Time) *proxy.Record {
 		ID: uint64(i + 1), Proxy: "default", Listener: "127.0.0.1:1433", Upstream: "10.1.0.1:1433",
 		Client:              fmt.Sprintf("10.0.%d.%d:%d", i%len(profiles), (i/len(profiles))%40+1, 40000+i%20000),
 		Start:               start,
-		Protocol:            p.protocol,
+		Protocol:            record.Protocol(p.protocol),
 		Phase:               proxy.PhaseEstablished,
 		Prelogin:            &proxy.PreloginInfo{Client: &proxy.PreloginSide{Version: "1.11.2.0", Encryption: p.enc}, Server: &proxy.PreloginSide{Encryption: "OFF", Version: "16.0.1000"}, Scope: "login-only"},
 		Login:               &proxy.LoginInfo{Outcome: "unknown"},

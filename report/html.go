@@ -23,6 +23,7 @@ func (r *Report) WriteHTML(w io.Writer, generated time.Time) error {
 		"Offered":   template.HTML(r.offeredChart()),
 		"Failures":  template.HTML(r.failureChart()),
 		"Steps":     template.HTML(r.stepChart()),
+		"Readiness": template.HTML(r.readinessChart()),
 	}
 	return page.Execute(w, data)
 }
@@ -55,9 +56,21 @@ th{background:#f3f3f3}td.n{text-align:right}.b{color:#b00020;font-weight:600}.c{
 .small{color:#666;font-size:12px}code{font-size:12px;word-break:break-all}svg{max-width:100%;height:auto}
 </style></head><body>
 <h1>tdsproxy report</h1>
-<p class="small">Generated {{.Generated}} from {{.Input.Records}} connection records ({{.Input.Lines}} lines; {{.Input.Malformed}} malformed lines skipped).</p>
+<p class="small">Generated {{.Generated}} from {{.Input.Records}} connection records{{if .Input.Lines}} ({{.Input.Lines}} log lines; {{.Input.Malformed}} malformed lines skipped){{end}}.</p>
 
 <h2>Readiness: who breaks if the server changes</h2>
+{{.Readiness}}
+
+<h2>TLS versions offered over time</h2>
+{{.Offered}}
+
+<h2>Failures by finding</h2>
+{{.Failures}}
+
+<h2>Login time per step</h2>
+{{.Steps}}
+
+<h2>Readiness in detail</h2>
 <table><tr><th>change</th><th>breaks</th><th>changes</th><th>unaffected</th></tr>
 {{range .R.Readiness}}{{$ev := .Evidence}}<tr><td>{{.Change}}</td>
 <td>{{range first .Breaks}}<div class="b"><code>{{.}}</code>: {{ev $ev .}}</div>{{else}}<span class="ok">none</span>{{end}}{{more .Breaks}}</td>
@@ -65,18 +78,13 @@ th{background:#f3f3f3}td.n{text-align:right}.b{color:#b00020;font-weight:600}.c{
 <td class="n">{{.Unaffected}}</td></tr>
 {{end}}</table>
 
-<h2>TLS versions offered over time</h2>
-{{.Offered}}
-
-<h2>Failures by finding</h2>
-{{.Failures}}
+<h2>Failures in detail</h2>
 <table><tr><th>finding</th><th>count</th><th>injected</th><th>first seen</th><th>last seen</th><th>fix</th><th>examples</th></tr>
 {{range .R.Failures}}<tr><td>{{.Finding}}{{if .Number}} {{.Number}}{{end}}</td><td class="n">{{.Count}}</td><td class="n">{{.Injected}}</td><td>{{stamp .FirstSeen}}</td><td>{{stamp .LastSeen}}</td><td>{{.Fix}}</td>
 <td>{{range .Examples}}<div class="small">{{.Proxy}} conn {{.Conn}} <code>{{.Client}}</code>: {{.Evidence}}</div>{{end}}</td></tr>
 {{end}}</table>
 
-<h2>Login time per step</h2>
-{{.Steps}}
+<h2>Login steps in detail</h2>
 <table><tr><th>step</th><th>awaited</th><th>logins</th><th>p50</th><th>p95</th><th>max</th><th>slowest in</th><th>inferred</th></tr>
 {{range .R.SlowLogins}}<tr><td>{{.Step}}</td><td>{{.Awaited}}</td><td class="n">{{.Logins}}</td><td class="n">{{ms .P50}}</td><td class="n">{{ms .P95}}</td><td class="n">{{ms .Max}}</td><td class="n">{{.Slow}}</td><td class="n">{{.Inferred}}</td></tr>
 {{end}}</table>
@@ -203,6 +211,9 @@ func hbars(title string, labels []string, values [][]float64, legends, colours [
 		fmt.Fprintf(&sb, `<text x="%d" y="%d" font-size="12" text-anchor="end">%s</text>`, left-6, y+14, esc(l))
 		k := len(values[i])
 		for j, v := range values[i] {
+			if v == 0 && k > 1 {
+				continue
+			}
 			h := float64(rowH-6) / float64(k)
 			w := v / maxV * barW
 			fmt.Fprintf(&sb, `<rect x="%d" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s %s</title></rect>`, left, float64(y)+float64(j)*h, max(w, 1), h-1, colours[j], esc(legends[j]), esc(format(v)))
@@ -250,4 +261,44 @@ func (r *Report) stepChart() string {
 	out := hbars("login time per step", labels, values, []string{"p50", "p95"}, []string{"#1565c0", "#90caf9"},
 		func(v float64) string { return fmt.Sprintf("%.1f ms", v) })
 	return out + `<p class="small">* end inferred from encrypted TLS records on some logins (passthrough).</p>`
+}
+
+// readinessChart is one stacked bar per change: clients that break,
+// change and are unaffected.
+func (r *Report) readinessChart() string {
+	if len(r.Clients) == 0 {
+		return `<p class="small">No clients.</p>`
+	}
+	const W, left, rowH = 900, 300, 26
+	H := len(r.Readiness)*rowH + 40
+	var sb strings.Builder
+	fmt.Fprintf(&sb, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-label="readiness">`, W, H, W, H)
+	barW := float64(W - left - 20)
+	total := float64(len(r.Clients))
+	for i, rd := range r.Readiness {
+		y := 10 + i*rowH
+		fmt.Fprintf(&sb, `<text x="%d" y="%d" font-size="12" text-anchor="end">%s</text>`, left-6, y+14, esc(rd.Change))
+		x := float64(left)
+		for _, part := range []struct {
+			n      int
+			colour string
+			what   string
+		}{{len(rd.Breaks), "#c62828", "break"}, {len(rd.Changes), "#f9a825", "change"}, {rd.Unaffected, "#66bb6a", "unaffected"}} {
+			if part.n == 0 {
+				continue
+			}
+			w := float64(part.n) / total * barW
+			fmt.Fprintf(&sb, `<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%d %s</title></rect>`, x, y, w, rowH-6, part.colour, part.n, part.what)
+			if w > 24 {
+				fmt.Fprintf(&sb, `<text x="%.1f" y="%d" font-size="11" fill="#fff" text-anchor="middle">%d</text>`, x+w/2, y+14, part.n)
+			}
+			x += w
+		}
+	}
+	for j, lg := range [][2]string{{"breaks", "#c62828"}, {"changes", "#f9a825"}, {"unaffected", "#66bb6a"}} {
+		x := left + j*120
+		fmt.Fprintf(&sb, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d" font-size="12">%s</text>`, x, H-20, lg[1], x+16, H-10, lg[0])
+	}
+	sb.WriteString(`</svg>`)
+	return sb.String()
 }

@@ -129,3 +129,39 @@ func TestHTMLInChromium(t *testing.T) {
 		t.Fatalf("control page: console %q, requests %q: the checks cannot see a bad page", console, requests)
 	}
 }
+
+// TestDocsScreenshot writes docs/report.png, the README's picture of the
+// HTML page, when TDSPROXY_DOCS_SCREENSHOT=1: a generated fleet over three
+// days whose old-TLS clients fade out.
+func TestDocsScreenshot(t *testing.T) {
+	if os.Getenv("TDSPROXY_DOCS_SCREENSHOT") != "1" {
+		t.Skip("SKIP docs screenshot: set TDSPROXY_DOCS_SCREENSHOT=1 to rewrite docs/report.png")
+	}
+	chromium := findChromium(t)
+	b := New(Options{})
+	const n = 6000
+	for i := range n {
+		r := genRecord(i, base)
+		shift := time.Duration(i) * 43 * time.Second
+		r.Start, r.End = r.Start.Add(shift), r.End.Add(shift)
+		// Old clients are upgraded over the three days.
+		if r.TLS != nil && r.TLS.Version == "TLS 1.0" && i%n > n/3 && i%3 != 0 {
+			r = genRecord(i-i%len(profiles), base)
+			r.Start, r.End = r.Start.Add(shift), r.End.Add(shift)
+		}
+		b.Add(r)
+	}
+	var page bytes.Buffer
+	if err := b.Result().WriteHTML(&page, base.Add(n*43*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	name := filepath.Join(dir, "report.html")
+	if err := os.WriteFile(name, page.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	png, _ := filepath.Abs(filepath.Join("..", "docs", "report.png"))
+	if console, requests := browse(t, chromium, name, png); len(console)+len(requests) > 0 {
+		t.Fatalf("console %q, requests %q", console, requests)
+	}
+}

@@ -294,7 +294,6 @@ func (b *Builder) ReadAPI(ctx context.Context, base, token string, since time.Ti
 			return err
 		}
 		for i := range page.Records {
-			b.in.Records++
 			b.Add(&page.Records[i])
 		}
 		if len(page.Records) < pageSize || page.Next <= q.After {

@@ -127,6 +127,7 @@ func prepare(rec *proxy.Record, opts Options) *prepared {
 // Add folds one record in.
 func (b *Builder) Add(rec *proxy.Record) {
 	if rec != nil {
+		b.in.Records++
 		b.addPrepared(prepare(rec, b.opts))
 	}
 }
