@@ -35,76 +35,10 @@ type labFlags struct {
 func newLabCmd() *cobra.Command {
 	var f labFlags
 	cmd := &cobra.Command{
-		Use:   "lab",
-		Short: "Reproduce each documented cause of error 10054, before and after its fix (no SQL Server needed)",
-		Long: `Reproduce every documented cause of "error 10054: An existing connection was
-forcibly closed by the remote host", with no SQL Server and no arguments.
-
-The lab starts, in this process and on loopback only, the SQL Server emulator
-and a tdsproxy proxy with the scenario's fault rule armed. For each scenario
-it connects a real client (go-mssqldb, or those --client names) twice:
-
-  before the fix  a client or server set up as in the failing case: a client
-                  limited to TLS 1.0/1.1, a client whose cipher suites do not
-                  overlap the server's, a server certificate signed with MD5,
-                  a client timeout shorter than the server's accept delay;
-  after the fix   the remedy the scenario names: a TLS 1.2 client, a matching
-                  suite, a SHA-256 certificate, a longer timeout.
-
-The scenarios, in the documented order:
-` + scenarioList() + `
-How to read the table (one row per scenario):
-
-  FAULT AT       the phase where the rule acted, from the proxy's record of
-                 the connection before the fix (tcp.accept, prelogin.*,
-                 tls.client_hello, tls.client_finished, ...)
-  CLOSE          how that connection ended and who closed first: "rst by
-                 proxy" is the RST a Windows client reports as 10054 (the
-                 proxy closed in the failing server's place); "fin by client"
-                 means the client gave up
-  BEFORE THE FIX the client library's own error text (addresses elided): what
-                 your application would log
-  AFTER THE FIX  whether the fixed client connected and ran SELECT 1
-  RESULT         ok: the failure and the fix behaved as documented;
-                 UNEXPECTED: something did not (the line under the table says
-                 what); skipped: no client here can meet the scenario
-
-Below the table each row lists both connections in full: client, server, the
-rule's decisions and the record's close, then a note and the fix.
-
---client picks the clients: go (go-mssqldb, the default), jdbc (Microsoft
-JDBC Driver 13.6 on the JDK), odbc (Microsoft ODBC Driver 18 through
-mssql-python), tedious, tsql (FreeTDS), a comma-separated list, or all. Each
-(scenario, client) is a row with that client's own error text. The others
-are installed by make deps; one that is missing gives skipped rows saying so.
-JDBC and ODBC meet the DHE rows for real (JSSE and OpenSSL negotiate DHE), in
-TDS 8.0 strict form against openssl s_server.
-
-go-mssqldb cannot negotiate DHE (Go's crypto/tls has no DHE key agreement),
-so the two DHE rows use openssl s_client and s_server, TLS first as a TDS 8.0
-strict connection starts, and still show go-mssqldb passing the armed rule
-("server chose ECDHE, not DHE"). Without openssl those rows are skipped and
-say why.
-
-Exit status: 0 when every row behaved as documented (skipped rows included),
-1 otherwise, with a line naming each row that did not, 2 for bad flags.
-
-With --hold, one scenario is kept running for your own clients: the emulator
-(openssl s_server for the DHE scenarios) behind a proxy on --listen with the
-rule armed. tdsproxy prints connection strings for go-mssqldb, the JDBC
-driver, ODBC Driver 18, tedious and FreeTDS, before and after the fix, and logs each connection's record until
-SIGINT or SIGTERM.`,
-		Example: `  # Every scenario, a table; exit status 0 when all behaved as documented
-  tdsproxy lab
-
-  # Microsoft's own drivers as well as go-mssqldb
-  tdsproxy lab --client go,jdbc,odbc
-
-  # One scenario, the report as JSON (with each connection's record)
-  tdsproxy lab --scenario protocol-mismatch --json
-
-  # Keep a scenario running and try your own application against it
-  tdsproxy lab --scenario cipher-mismatch --hold --listen 127.0.0.1:11433`,
+		Use:     "lab",
+		Short:   "Reproduce each documented cause of error 10054, before and after its fix (no SQL Server needed)",
+		Long:    labLong(),
+		Example: labExample(),
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usagef("lab takes no arguments, got %q (one scenario goes after --scenario)", args)
@@ -124,7 +58,7 @@ SIGINT or SIGTERM.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.scenario, "scenario", "", "run one scenario `name`: "+strings.Join(faults.ScenarioNames(), ", "))
 	fl.StringVar(&f.client, "client", lab.ClientGo, "the client(s) that meet each scenario: "+strings.Join(lab.ClientNames(), ", ")+
-		", a comma-separated list, or "+lab.ClientAll+" (go is go-mssqldb, in process and the fastest; the others need `make deps`)")
+		", a comma-separated list, or "+lab.ClientAll+" (go is go-mssqldb, in process and the fastest; the others need make deps)")
 	fl.BoolVar(&f.json, "json", false, "print the report as JSON, with each connection's record, instead of the table")
 	fl.DurationVar(&f.timeout, "timeout", 2*time.Minute, "give up on the whole lab after this long")
 	fl.BoolVar(&f.hold, "hold", false, "with --scenario: keep the emulator and the armed proxy running for your own clients until Ctrl-C")
@@ -279,4 +213,81 @@ func runLabHold(cmd *cobra.Command, f labFlags) error {
 	<-ctx.Done()
 	log.Info("lab hold: stopping", zap.String("scenario", held.Scenario.Name))
 	return nil
+}
+
+// labLong is lab's help text.
+func labLong() string {
+	return `Reproduce every documented cause of "error 10054: An existing connection was
+forcibly closed by the remote host", with no SQL Server and no arguments.
+
+The lab starts, in this process and on loopback only, the SQL Server emulator
+and a tdsproxy proxy with the scenario's fault rule armed. For each scenario
+it connects a real client (go-mssqldb, or those --client names) twice:
+
+  before the fix  a client or server set up as in the failing case: a client
+                  limited to TLS 1.0/1.1, a client whose cipher suites do not
+                  overlap the server's, a server certificate signed with MD5,
+                  a client timeout shorter than the server's accept delay;
+  after the fix   the remedy the scenario names: a TLS 1.2 client, a matching
+                  suite, a SHA-256 certificate, a longer timeout.
+
+The scenarios, in the documented order:
+` + scenarioList() + `
+How to read the table (one row per scenario):
+
+  FAULT AT       the phase where the rule acted, from the proxy's record of
+                 the connection before the fix (tcp.accept, prelogin.*,
+                 tls.client_hello, tls.client_finished, ...)
+  CLOSE          how that connection ended and who closed first: "rst by
+                 proxy" is the RST a Windows client reports as 10054 (the
+                 proxy closed in the failing server's place); "fin by client"
+                 means the client gave up
+  BEFORE THE FIX the client library's own error text (addresses elided): what
+                 your application would log
+  AFTER THE FIX  whether the fixed client connected and ran SELECT 1
+  RESULT         ok: the failure and the fix behaved as documented;
+                 UNEXPECTED: something did not (the line under the table says
+                 what); skipped: no client here can meet the scenario
+
+Below the table each row lists both connections in full: client, server, the
+rule's decisions and the record's close, then a note and the fix.
+
+--client picks the clients: go (go-mssqldb, the default), jdbc (Microsoft
+JDBC Driver 13.6 on the JDK), odbc (Microsoft ODBC Driver 18 through
+mssql-python), tedious, tsql (FreeTDS), a comma-separated list, or all. Each
+(scenario, client) is a row with that client's own error text. The others
+are installed by make deps; one that is missing gives skipped rows saying so.
+JDBC and ODBC meet the DHE rows for real (JSSE and OpenSSL negotiate DHE), in
+TDS 8.0 strict form against openssl s_server.
+
+go-mssqldb cannot negotiate DHE (Go's crypto/tls has no DHE key agreement),
+so the two DHE rows use openssl s_client and s_server, TLS first as a TDS 8.0
+strict connection starts, and still show go-mssqldb passing the armed rule
+("server chose ECDHE, not DHE"). Without openssl those rows are skipped and
+say why.
+
+Exit status: 0 when every row behaved as documented (skipped rows included),
+1 otherwise, with a line naming each row that did not, 2 for bad flags.
+
+With --hold, one scenario is kept running for your own clients: the emulator
+(openssl s_server for the DHE scenarios) behind a proxy on --listen with the
+rule armed. tdsproxy prints connection strings for go-mssqldb, the JDBC
+driver, ODBC Driver 18, tedious and FreeTDS, before and after the fix, and logs each connection's record until
+SIGINT or SIGTERM.`
+}
+
+// labExample is lab's examples, naming scenarios from the table.
+func labExample() string {
+	names := faults.ScenarioNames()
+	return `  # Every scenario, a table; exit status 0 when all behaved as documented
+  tdsproxy lab
+
+  # Microsoft's own drivers as well as go-mssqldb
+  tdsproxy lab --client go,jdbc,odbc
+
+  # One scenario, the report as JSON (with each connection's record)
+  tdsproxy lab --scenario ` + names[0] + ` --json
+
+  # Keep a scenario running and try your own application against it
+  tdsproxy lab --scenario ` + names[1] + ` --hold --listen 127.0.0.1:11433`
 }

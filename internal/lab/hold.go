@@ -196,20 +196,7 @@ func (h *Held) printClients(w io.Writer, tag string, set map[string]clientSetup)
 		return err
 	}
 	if c, ok := set["go-mssqldb"]; ok {
-		fmt.Fprintf(w, "  go-mssqldb:\n")
-		if c.none != "" {
-			fmt.Fprintf(w, "    %s\n", c.none)
-		} else {
-			q := url.Values{"database": {"master"}, "encrypt": {"true"}, "TrustServerCertificate": {"true"}}
-			for k, v := range c.goDSN {
-				q[k] = v
-			}
-			u := url.URL{Scheme: "sqlserver", User: url.UserPassword(labUser, labPassword), Host: h.Proxy, RawQuery: q.Encode()}
-			fmt.Fprintf(w, "    %s\n", u.String())
-			if c.goTLS != "" {
-				fmt.Fprintf(w, "    then, after msdsn.Parse: %s\n", c.goTLS)
-			}
-		}
+		h.printGo(w, c)
 	}
 	if c, ok := set["jdbc"]; ok {
 		if err := h.printJDBC(w, tag, c); err != nil {
@@ -222,57 +209,90 @@ func (h *Held) printClients(w io.Writer, tag string, set map[string]clientSetup)
 		}
 	}
 	if c, ok := set["tedious"]; ok {
-		fmt.Fprintf(w, "  tedious (new Connection(config)):\n")
-		if c.none != "" {
-			fmt.Fprintf(w, "    %s\n", c.none)
-		} else {
-			opts := map[string]any{"port": json.Number(port), "encrypt": true, "trustServerCertificate": true}
-			for k, v := range c.tediousOptions {
-				opts[k] = v
-			}
-			if c.tediousCrypto != nil {
-				opts["cryptoCredentialsDetails"] = c.tediousCrypto
-			}
-			cfg := map[string]any{"server": host, "options": opts,
-				"authentication": map[string]any{"type": "default", "options": map[string]any{"userName": labUser, "password": labPassword}}}
-			b, err := json.Marshal(cfg)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(w, "    %s\n", b)
+		if err := printTedious(w, host, port, c); err != nil {
+			return err
 		}
 	}
 	if c, ok := set["freetds"]; ok {
-		fmt.Fprintf(w, "  FreeTDS (tsql):\n")
-		if c.none != "" {
-			fmt.Fprintf(w, "    %s\n", c.none)
-			return nil
-		}
-		section := "tdsproxy-lab-" + tag
-		conf := fmt.Sprintf("[%s]\n\thost = %s\n\tport = %s\n\ttds version = 7.4\n\tencryption = require\n", section, host, port)
-		for _, l := range c.freetds {
-			conf += "\t" + l + "\n"
-		}
-		confFile := filepath.Join(h.Dir, "freetds-"+tag+".conf")
-		if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
+		return h.printFreeTDS(w, tag, host, port, c)
+	}
+	return nil
+}
+
+// printGo prints a go-mssqldb DSN and the TLS settings it needs in code.
+func (h *Held) printGo(w io.Writer, c clientSetup) {
+	fmt.Fprintf(w, "  go-mssqldb:\n")
+	if c.none != "" {
+		fmt.Fprintf(w, "    %s\n", c.none)
+		return
+	}
+	q := url.Values{"database": {"master"}, "encrypt": {"true"}, "TrustServerCertificate": {"true"}}
+	for k, v := range c.goDSN {
+		q[k] = v
+	}
+	u := url.URL{Scheme: "sqlserver", User: url.UserPassword(labUser, labPassword), Host: h.Proxy, RawQuery: q.Encode()}
+	fmt.Fprintf(w, "    %s\n", u.String())
+	if c.goTLS != "" {
+		fmt.Fprintf(w, "    then, after msdsn.Parse: %s\n", c.goTLS)
+	}
+}
+
+// printTedious prints a tedious connection config.
+func printTedious(w io.Writer, host, port string, c clientSetup) error {
+	fmt.Fprintf(w, "  tedious (new Connection(config)):\n")
+	if c.none != "" {
+		fmt.Fprintf(w, "    %s\n", c.none)
+		return nil
+	}
+	opts := map[string]any{"port": json.Number(port), "encrypt": true, "trustServerCertificate": true}
+	for k, v := range c.tediousOptions {
+		opts[k] = v
+	}
+	if c.tediousCrypto != nil {
+		opts["cryptoCredentialsDetails"] = c.tediousCrypto
+	}
+	cfg := map[string]any{"server": host, "options": opts,
+		"authentication": map[string]any{"type": "default", "options": map[string]any{"userName": labUser, "password": labPassword}}}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "    %s\n", b)
+	return nil
+}
+
+// printFreeTDS prints a tsql command line with the freetds.conf (and GnuTLS
+// priority file) it needs, written to Dir.
+func (h *Held) printFreeTDS(w io.Writer, tag, host, port string, c clientSetup) error {
+	fmt.Fprintf(w, "  FreeTDS (tsql):\n")
+	if c.none != "" {
+		fmt.Fprintf(w, "    %s\n", c.none)
+		return nil
+	}
+	section := "tdsproxy-lab-" + tag
+	conf := fmt.Sprintf("[%s]\n\thost = %s\n\tport = %s\n\ttds version = 7.4\n\tencryption = require\n", section, host, port)
+	for _, l := range c.freetds {
+		conf += "\t" + l + "\n"
+	}
+	confFile := filepath.Join(h.Dir, "freetds-"+tag+".conf")
+	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	env := "FREETDSCONF=" + confFile
+	if len(c.gnutls) > 0 {
+		pf := filepath.Join(h.Dir, "gnutls-"+tag+".conf")
+		if err := os.WriteFile(pf, []byte("[overrides]\n"+strings.Join(c.gnutls, "\n")+"\n"), 0o600); err != nil {
 			return fmt.Errorf("lab: %w", err)
 		}
-		env := "FREETDSCONF=" + confFile
-		if len(c.gnutls) > 0 {
-			pf := filepath.Join(h.Dir, "gnutls-"+tag+".conf")
-			if err := os.WriteFile(pf, []byte("[overrides]\n"+strings.Join(c.gnutls, "\n")+"\n"), 0o600); err != nil {
-				return fmt.Errorf("lab: %w", err)
-			}
-			env += " GNUTLS_SYSTEM_PRIORITY_FILE=" + pf
-		}
-		fmt.Fprintf(w, "    %s tsql -S %s -U %s -P %s\n", env, section, labUser, labPassword)
-		fmt.Fprintf(w, "    %s:\n", confFile)
-		for _, l := range strings.Split(strings.TrimRight(conf, "\n"), "\n") {
-			fmt.Fprintf(w, "      %s\n", l)
-		}
-		if len(c.gnutls) > 0 {
-			fmt.Fprintf(w, "    GnuTLS [overrides]: %s\n", strings.Join(c.gnutls, "; "))
-		}
+		env += " GNUTLS_SYSTEM_PRIORITY_FILE=" + pf
+	}
+	fmt.Fprintf(w, "    %s tsql -S %s -U %s -P %s\n", env, section, labUser, labPassword)
+	fmt.Fprintf(w, "    %s:\n", confFile)
+	for _, l := range strings.Split(strings.TrimRight(conf, "\n"), "\n") {
+		fmt.Fprintf(w, "      %s\n", l)
+	}
+	if len(c.gnutls) > 0 {
+		fmt.Fprintf(w, "    GnuTLS [overrides]: %s\n", strings.Join(c.gnutls, "; "))
 	}
 	return nil
 }
