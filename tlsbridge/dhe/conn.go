@@ -307,6 +307,9 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if err := c.Handshake(); err != nil {
 		return 0, err
 	}
+	if len(b) == 0 {
+		return 0, nil
+	}
 	c.outMu.Lock()
 	defer c.outMu.Unlock()
 	if c.closed {
@@ -365,10 +368,7 @@ func (c *Conn) readRecord() (uint8, []byte, error) {
 	for {
 		var hdr [recordHeaderLen]byte
 		if _, err := io.ReadFull(c.conn, hdr[:]); err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return 0, nil, err
+			return 0, nil, err // io.EOF at a record boundary: the peer closed (a FIN)
 		}
 		typ := hdr[0]
 		n := int(binary.BigEndian.Uint16(hdr[3:]))

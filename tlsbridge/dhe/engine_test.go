@@ -5,9 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
+	"net"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestEngineEveryVersionSuite runs the engine against itself for each
@@ -68,5 +71,53 @@ func TestGroupLZ2049(t *testing.T) {
 	r := runPair(t, &Config{Certificates: []tls.Certificate{cert}, Group: g, Z: ZPad, Rand: seeded(5)}, &Config{InsecureSkipVerify: true, Rand: seeded(6)})
 	if !errors.Is(r.serverErr, ErrBadFinished) || !r.client.ZLeadingZero || r.client.PreMasterLen >= 257 {
 		t.Errorf("server %v, client %v, client state %+v", r.serverErr, r.clientErr, r.client)
+	}
+}
+
+// TestEngineLargeWriteAndClose: a write larger than a record is split
+// into records of at most 2^14 bytes and arrives whole; Close sends
+// close_notify, which the peer reads as io.EOF.
+func TestEngineLargeWriteAndClose(t *testing.T) {
+	cert, _, _ := testCert(t)
+	for _, c := range []struct {
+		v     uint16
+		suite uint16
+	}{{VersionTLS12, TLS_DHE_RSA_WITH_AES_256_GCM_SHA384}, {VersionTLS10, TLS_DHE_RSA_WITH_AES_128_CBC_SHA}, {VersionTLS12, TLS_DHE_RSA_WITH_AES_256_CBC_SHA256}} {
+		t.Run(CipherSuiteName(c.suite), func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			payload := bytes.Repeat([]byte("0123456789abcdef"), 10000) // 160,000 bytes
+			errc := make(chan error, 1)
+			go func() {
+				raw, err := ln.Accept()
+				if err != nil {
+					errc <- err
+					return
+				}
+				sc := Server(raw, &Config{Certificates: []tls.Certificate{cert}, Group: groupMODP1024, MinVersion: VersionTLS10})
+				_, err = sc.Write(payload)
+				if err == nil {
+					err = sc.Close()
+				}
+				errc <- err
+			}()
+			raw, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			_ = raw.SetDeadline(time.Now().Add(20 * time.Second))
+			cc := Client(raw, &Config{InsecureSkipVerify: true, MinVersion: c.v, MaxVersion: c.v, CipherSuites: []uint16{c.suite}})
+			got, err := io.ReadAll(cc)
+			if err != nil || !bytes.Equal(got, payload) {
+				t.Fatalf("read %d of %d bytes, %v", len(got), len(payload), err)
+			}
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
