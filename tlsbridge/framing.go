@@ -278,7 +278,11 @@ func (c *FramedConn) flushLocked() error {
 	if len(c.pending) == 0 {
 		return nil
 	}
-	msg := c.w.AppendMessage(nil, tds.PacketPrelogin, 0, c.pending)
+	// Each flight is a message of its own whose packet ids start at 1, as
+	// go-mssqldb numbers them; Wireshark's TDS dissector takes a later id
+	// for a continuation and then misses the TLS inside.
+	w := tds.Writer{PacketSize: c.w.PacketSize, SPID: c.w.SPID}
+	msg := w.AppendMessage(nil, tds.PacketPrelogin, 0, c.pending)
 	c.pending = c.pending[:0]
 	if _, err := c.raw.Write(msg); err != nil {
 		return fmt.Errorf("tlsbridge: %s sending handshake flight: %w", c.role, err)
