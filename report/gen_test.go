@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tdsproxy/tdsproxy/proxy"
+	"github.com/tdsproxy/tdsproxy/record"
 )
 
 // profile is a kind of client in generated logs: what it offers, what it
