@@ -63,6 +63,13 @@ so it can play a server that a client cannot agree with.
 --encrypt is the server's setting: off (SQL Server's default: no "force
 encryption"), on or req (force encryption), not_sup (no TLS at all).
 
+--dhe prefer|only negotiates TLS_DHE_RSA suites with tdsproxy's own DHE engine
+(Go's TLS has none), inside PRELOGIN and in strict mode, at TLS 1.2 at most.
+With --dhe-z pad it behaves like an unpatched Windows server: clients that
+strip the DH shared secret's leading zero byte (OpenSSL, GnuTLS, JSSE) fail
+about one handshake in 256, the way --dhe-fail says; --dhe-group lz2049 makes
+that every handshake (docs/dhe.md).
+
 It prints the address and connection strings for go-mssqldb, tedious and
 FreeTDS, then serves until interrupted (SIGINT or SIGTERM).`,
 		Example: `  # SQL Server 2022's defaults: encryption off, self-signed certificate,
