@@ -45,6 +45,9 @@ type Config struct {
 	MaxNegotiationBuffer int
 	// LimitStyle is how a limit closes a connection; "" means StyleRST.
 	LimitStyle CloseStyle
+	// Bridge, when set, makes the proxy terminate TLS on both legs
+	// (bridge.go, docs/bridge.md); nil means passthrough.
+	Bridge *BridgeConfig
 }
 
 // Defaults of Config's limits.
@@ -107,6 +110,9 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("limit_close: %q is not rst or fin", c.LimitStyle)
 	}
+	if err := c.Bridge.Validate(); err != nil {
+		return err // says "bridge: ..."
+	}
 	return nil
 }
 
@@ -164,6 +170,10 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		p.ids = new(atomic.Uint64)
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
+	if err := p.setupBridge(); err != nil {
+		p.cancel()
+		return nil, fmt.Errorf("proxy %q: %w", cfg.Name, err)
+	}
 	return p, nil
 }
 
@@ -374,6 +384,10 @@ func (p *Proxy) handle(c net.Conn) {
 	}
 	// The session releases the WaitGroup slot when its last direction
 	// ends (session.finish).
+	if st := p.bridgeState(); st != nil {
+		go s.runBridge(st)
+		return
+	}
 	go s.run()
 }
 
@@ -489,6 +503,7 @@ func (p *Proxy) Close() error {
 	p.cancel()
 	p.closeAll(false)
 	p.wg.Wait()
+	p.closeBridge()
 	return nil
 }
 
