@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/tdsproxy/tdsproxy/faults"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
+	"github.com/tdsproxy/tdsproxy/internal/testkit/proxykit"
 	"github.com/tdsproxy/tdsproxy/proxy"
 )
 
@@ -27,14 +29,7 @@ func TestBacklogPauseFollowsItsRule(t *testing.T) {
 		if err := e.SetRules("p", []faults.RuleSpec{r}); err != nil {
 			t.Fatal(err)
 		}
-		p, err := proxy.New(proxy.Config{Name: "p", Listen: "127.0.0.1:0", Upstream: echoServer(t)}, proxy.Options{Decider: e.Decider("p")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := p.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Close() })
+		p := proxykit.Start(t, proxy.Config{Name: "p", Upstream: testkit.StartEcho(t)}, proxy.Options{Decider: e.Decider("p")})
 		return e, p.Addr().String()
 	}
 	// echoWithin sends a byte and waits up to d for the echo.

@@ -180,12 +180,14 @@ func TestRandSplit(t *testing.T) {
 }
 
 func TestRandConcurrent(t *testing.T) {
+	const goroutines, rounds, callsPerRound = 8, 500, 4
 	r := NewRand(13)
+	got := make([][]float64, goroutines)
 	var wg sync.WaitGroup
-	for range 8 {
+	for g := range goroutines {
 		wg.Go(func() {
-			for i := range 500 {
-				r.Float64()
+			for i := range rounds {
+				got[g] = append(got[g], r.Float64())
 				r.Intn(i + 1)
 				r.Chance(0.5)
 				r.Duration(time.Second, time.Second)
@@ -193,4 +195,27 @@ func TestRandConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	// Every call took exactly one draw of the one stream, none lost or
+	// taken twice: each concurrent Float64 is a draw of the sequential
+	// stream, all at different positions, and the next draw is the one
+	// after all of them.
+	ref := NewRand(13)
+	pos := map[float64]int{}
+	const total = goroutines * rounds * callsPerRound
+	for i := range total {
+		pos[ref.Float64()] = i
+	}
+	seen := map[int]bool{}
+	for _, vs := range got {
+		for _, v := range vs {
+			i, ok := pos[v]
+			if !ok || seen[i] {
+				t.Fatalf("concurrent draw %v: in the stream %v, already taken %v", v, ok, seen[i])
+			}
+			seen[i] = true
+		}
+	}
+	if next, want := r.Float64(), ref.Float64(); next != want {
+		t.Errorf("after %d concurrent calls the next draw is %v, want the stream's draw %d (%v)", total, next, total, want)
+	}
 }
