@@ -233,3 +233,26 @@ func FuzzReadClientHello(f *testing.F) {
 		}
 	})
 }
+
+// FuzzClientHandshake feeds arbitrary server bytes to a client Conn: the
+// record reader and the ServerHello, Certificate, ServerKeyExchange and
+// ServerHelloDone steps.
+func FuzzClientHandshake(f *testing.F) {
+	rec := func(payload []byte) []byte {
+		return append([]byte{recordHandshake, 3, 3, byte(len(payload) >> 8), byte(len(payload))}, payload...)
+	}
+	sh := (&serverHelloMsg{vers: VersionTLS12, random: make([]byte, 32), cipherSuite: TLS_DHE_RSA_WITH_AES_128_GCM_SHA256, ems: true, secureReneg: true}).marshal()
+	cert := (&certificateMsg{certificates: [][]byte{{0x30, 0x03, 0x02, 0x01, 0x01}}}).marshal()
+	params := encodeDHParams(groupMODP1024.P.Bytes(), []byte{2}, []byte{7})
+	ske := (&serverKeyExchangeMsg{params: params, sigAlg: sigRSASHA256, sig: []byte{1}}).marshal(VersionTLS12)
+	addSeeds(f, []namedSeed{
+		{"ServerHello", rec(sh)},
+		{"ServerHello + bad certificate", rec(append(append([]byte{}, sh...), cert...))},
+		{"ServerHello + SKE without certificate", append(rec(sh), rec(ske)...)},
+		{"fatal alert", []byte{21, 3, 3, 0, 2, 2, 40}},
+	})
+	cfg := &Config{InsecureSkipVerify: true}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		_ = Client(&fuzzConn{r: bytes.NewReader(in)}, cfg).Handshake() // must return, never panic
+	})
+}
