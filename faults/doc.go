@@ -5,6 +5,26 @@
 // the answer (proxy.Verdict), so every fault here is testable with plain
 // values, channels and a fake clock.
 //
+// # Scenarios: one table
+//
+// A scenario (scenario.go) is one documented cause of error 10054
+// (docs/protocol.md) and one complete value in the table scenarios: its
+// texts and fix, the phase where it acts, its options (Option: key, run
+// flag, type, default, help; bound by name into the rule's struct through
+// `opt` tags, bind.go), its per-connection state and decision
+// (scenarioRule, scenarioConn), its hooks at accept (acceptActor,
+// acceptGater: the listener pause of delayed-accept's backlog form), how it
+// is recognised in a record (Diagnose), and what `tdsproxy lab` and the
+// soak test need (LabSetup, SoakCase, labsetup.go). The CLI's flags and
+// help, the lab, hold and soak iterate over Scenarios(); adding a scenario
+// is one entry plus its tests. The scenarios live in scenario_tls.go
+// (protocol-mismatch, cipher-mismatch, weak-cert-hash), scenario_dhe.go and
+// scenario_delayed.go.
+//
+// Rules (rule.go, rule_input.go) match connections and carry a scenario or
+// a generic action; a bad rule is a RuleError whose Key names the key at
+// fault. The Engine (engine.go) holds each proxy's rules and decides.
+//
 // # Generic faults (stages)
 //
 // The Toxiproxy-like faults are proxy.Stage values that shape one
@@ -13,7 +33,9 @@
 // optionally starting only after N bytes of its direction (Delayed, option
 // "after_bytes"). Build them from Go with NewLatency, NewBandwidth, ... or
 // from strings with ParseStage/NewStage; StageKinds and StageHelp describe
-// the kinds and their options.
+// the kinds and their options. Each stage is one file (stage_*.go); the
+// registry (stage_registry.go) binds options by name into the config
+// structs' fields, and size.go parses sizes and rates.
 //
 // A stage value belongs to one connection and one direction: it keeps
 // state between calls and is not safe for concurrent use. Parse a
