@@ -135,13 +135,16 @@ deps-odbc:
 		touch $(ODBC_DIR)/.venv/.deps-stamp; \
 	fi
 
-# CI (.ci/run) is `make test`: the suite with every real client required,
+# CI (.ci/run) is `make test`: go vet for linux, windows and darwin (the
+# platform-specific files must build everywhere), the suite with every real
+# client required,
 # then each fuzz target for 50,000 execs (2-40 s each on 2 cores) and
 # govulncheck (which says SKIPPED, never passes silently, when its database
 # is unreachable).
 CI_FUZZTIME ?= 50000x
 test: deps
 	$(GO) vet ./...
+	GOOS=windows $(GO) vet ./... && GOOS=darwin $(GO) vet ./...
 	TDSPROXY_INTEROP=require $(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(CI_FUZZTIME)
 	$(MAKE) --no-print-directory vulncheck
