@@ -154,13 +154,3 @@ type SoakCase struct {
 
 // soakHandshakeReset is how go-mssqldb reports a reset of its handshake.
 var soakHandshakeReset = []string{"TLS Handshake failed", "connection reset by peer"}
-
-// Fault actions faults records beside proxy.ActionPass, ActionSkip and
-// ActionArmed (which are not injections: proxy.FaultEvent.Acted).
-const (
-	// ActionDelay: the rule held a phase (Verdict.Delay).
-	ActionDelay = "delay"
-	// ActionClosePrefix starts a close's action: "close:rst", "close:fin",
-	// "close:alert".
-	ActionClosePrefix = "close:"
-)
