@@ -188,6 +188,9 @@ type ProxyConfig struct {
 	// LimitClose (proxies[i].limit_close) is how a limit closes a
 	// connection: rst or fin. Absent means rst.
 	LimitClose string
+	// Bridge (proxies[i].bridge), when present, makes the proxy terminate
+	// TLS on both legs (bridge.go, docs/bridge.md). Absent: passthrough.
+	Bridge *BridgeConfig
 }
 
 // ShutdownConfig is the "shutdown" section.
@@ -280,6 +283,7 @@ type rawProxy struct {
 	NegotiationTimeout   string           `mapstructure:"negotiation_timeout"`
 	MaxNegotiationBuffer *int             `mapstructure:"max_negotiation_buffer"`
 	LimitClose           string           `mapstructure:"limit_close"`
+	Bridge               *rawBridge       `mapstructure:"bridge"`
 }
 
 type rawShutdown struct {
@@ -465,6 +469,7 @@ func (r *rawConfig) resolve() (*Config, error) {
 			MaxConnections:       intOr(p.MaxConnections, DefaultMaxConnections),
 			MaxNegotiationBuffer: intOr(p.MaxNegotiationBuffer, DefaultMaxNegotiationBuffer),
 			LimitClose:           p.LimitClose,
+			Bridge:               p.Bridge.resolve(),
 		})
 	}
 	if err := errors.Join(errs...); err != nil {

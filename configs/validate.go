@@ -107,6 +107,9 @@ func (c *Config) Validate() error {
 		if p.LimitClose != "" {
 			add(oneOf(key("limit_close"), p.LimitClose, []string{"rst", "fin"}))
 		}
+		for _, e := range validateBridge(key("bridge"), p.Bridge) {
+			add(e)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -295,6 +295,7 @@ func ProxyConfigFrom(pc configs.ProxyConfig) proxy.Config {
 		NegotiationTimeout:   pc.NegotiationTimeout,
 		MaxNegotiationBuffer: pc.MaxNegotiationBuffer,
 		LimitStyle:           proxy.CloseStyle(pc.LimitClose),
+		Bridge:               bridgeConfigFrom(pc.Bridge),
 	}
 	if c.NegotiationTimeout == 0 {
 		c.NegotiationTimeout = -1
