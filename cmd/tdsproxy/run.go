@@ -33,6 +33,7 @@ type runFlags struct {
 	logFile      string
 	drainTimeout time.Duration
 	admin        string
+	bridge       bridgeFlags // bridgeflags.go
 }
 
 // flagKeys maps run's flags to the config keys they override.
@@ -175,6 +176,7 @@ func bindRunFlags(cmd *cobra.Command, f *runFlags) {
 	fl.StringVar(&f.logFormat, "log-format", configs.DefaultLogFormat, "json, console, or auto: console on a terminal, else json (env TDSPROXY_LOG_FORMAT)")
 	fl.StringVar(&f.logFile, "log-file", "", "append the log to `path` instead of stderr (env TDSPROXY_LOG_FILE)")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", configs.DefaultDrainTimeout, "on SIGINT/SIGTERM, wait this long for open connections before closing them (env TDSPROXY_SHUTDOWN_DRAIN_TIMEOUT)")
+	bindBridgeFlags(cmd, &f.bridge)
 	fl.StringVar(&f.admin, "admin", configs.DefaultAdminListen, "`host:port` of the admin API (proxies, faults, connections, records, metrics), or off; a non-loopback address needs admin.token (env TDSPROXY_ADMIN_LISTEN; token: TDSPROXY_ADMIN_TOKEN)")
 }
 
@@ -231,6 +233,13 @@ func loadRunConfigRule(cmd *cobra.Command, f *runFlags, rule map[string]any) (*c
 		if rule != nil {
 			cfg.Proxies[0].Faults = append(cfg.Proxies[0].Faults, rule)
 		}
+	}
+	var flagProxy *configs.ProxyConfig
+	if proxyFromFlags {
+		flagProxy = &cfg.Proxies[0]
+	}
+	if err := f.bridge.apply(cmd, flagProxy); err != nil {
+		return nil, err
 	}
 	if err := checkConfig(cfg); err != nil {
 		return nil, configUsageError(err, where)
