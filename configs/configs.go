@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/tdsproxy/tdsproxy/faults"
+	"github.com/tdsproxy/tdsproxy/proxy"
 )
 
 //go:embed tdsproxy.yaml
@@ -78,11 +79,15 @@ const (
 	DefaultLogLevel    = "info"
 	DefaultLogFormat   = "auto"
 	DefaultAdminListen = "127.0.0.1:8475"
-	DefaultDialTimeout = 10 * time.Second
-	// Limits per proxy (issue: robustness); they match package proxy's.
-	DefaultMaxConnections       = 10000
-	DefaultNegotiationTimeout   = 60 * time.Second
-	DefaultMaxNegotiationBuffer = 256 << 10
+	// The per-proxy defaults are package proxy's own constants: written
+	// once. One meaning differs on purpose: proxy.Config's zero
+	// NegotiationTimeout means the default and a negative one none, while
+	// here an absent key means the default and "0s" none;
+	// control.ProxyConfigFrom maps one to the other.
+	DefaultDialTimeout          = proxy.DefaultDialTimeout
+	DefaultMaxConnections       = proxy.DefaultMaxConnections
+	DefaultNegotiationTimeout   = proxy.DefaultNegotiationTimeout
+	DefaultMaxNegotiationBuffer = proxy.DefaultMaxNegotiationBuffer
 	DefaultLimitClose           = "rst"
 	DefaultDrainTimeout         = 30 * time.Second
 	DefaultShutdownClose        = "fin"
@@ -168,7 +173,7 @@ type ProxyConfig struct {
 	// host:port. The proxy never connects anywhere a client asks for.
 	Upstream string
 	// DialTimeout (proxies[i].dial_timeout) bounds each upstream dial.
-	// Zero (absent) means 10s.
+	// Absent means DefaultDialTimeout (10s).
 	DialTimeout time.Duration
 	// Faults (proxies[i].faults) are the proxy's fault rules, kept as the
 	// generic maps the file holds: package faults owns their schema, and
@@ -179,7 +184,8 @@ type ProxyConfig struct {
 	// open at once; -1 means no cap. Absent or 0 means 10000.
 	MaxConnections int
 	// NegotiationTimeout (proxies[i].negotiation_timeout) bounds accept to
-	// login answered; "0s" disables it. Absent means 60s.
+	// login answered; "0s" disables it. Absent means
+	// DefaultNegotiationTimeout (60s).
 	NegotiationTimeout time.Duration
 	// MaxNegotiationBuffer (proxies[i].max_negotiation_buffer) caps what is
 	// buffered per direction to parse one negotiation message, in bytes.

@@ -364,7 +364,7 @@ func resetFor(style proxy.CloseStyle) (bool, error) {
 func (in *Instance) info(e *entry) ProxyInfo {
 	dt := e.cfg.DialTimeout
 	if dt == 0 {
-		dt = 10 * time.Second // proxy's default
+		dt = proxy.DefaultDialTimeout
 	}
 	rules := in.engine.Rules(e.cfg.Name)
 	if rules == nil {

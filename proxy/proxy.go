@@ -27,7 +27,7 @@ type Config struct {
 	Listen string
 	// Upstream is the SQL Server to relay to, host:port.
 	Upstream string
-	// DialTimeout bounds the upstream dial; 0 means 10 seconds.
+	// DialTimeout bounds the upstream dial; 0 means DefaultDialTimeout.
 	DialTimeout time.Duration
 	// MaxConnections caps the connections open at once; one more is
 	// accepted and closed at once in LimitStyle, and recorded. 0 means
@@ -37,7 +37,9 @@ type Config struct {
 	// over (login answered) while the proxy watches; past it the proxy
 	// closes the connection in LimitStyle (slowloris). 0 means
 	// DefaultNegotiationTimeout; negative means none. A fault that delays
-	// longer than this is cut short by it.
+	// longer than this is cut short by it. (The config file spells "none"
+	// as 0s and "default" as absent: control.ProxyConfigFrom is the one
+	// mapping between the two.)
 	NegotiationTimeout time.Duration
 	// MaxNegotiationBuffer caps what the watcher buffers per direction to
 	// reassemble one negotiation message; past it the proxy stops parsing
@@ -50,8 +52,10 @@ type Config struct {
 	Bridge *BridgeConfig
 }
 
-// Defaults of Config's limits.
+// Defaults of Config's zero values. package configs uses these same
+// constants for an absent key, so each default is written once.
 const (
+	DefaultDialTimeout        = 10 * time.Second
 	DefaultMaxConnections     = 10000
 	DefaultNegotiationTimeout = 60 * time.Second
 )
@@ -191,7 +195,7 @@ func (p *Proxy) dialTimeout() time.Duration {
 	if p.cfg.DialTimeout > 0 {
 		return p.cfg.DialTimeout
 	}
-	return 10 * time.Second
+	return DefaultDialTimeout
 }
 
 // Start listens on the configured address and accepts in the background.
