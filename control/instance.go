@@ -85,6 +85,10 @@ type Options struct {
 	// Version is reported by GET /version and tdsproxy_build_info; ""
 	// means the main module's version from the build information.
 	Version string
+	// SlowLogin is the login time above which a finished connection's
+	// diagnosis gets a slow-login finding; 0 means diagnose.DefaultSlowLogin
+	// (2 s), negative turns the finding off.
+	SlowLogin time.Duration
 }
 
 // Instance runs any number of named proxies with one fault engine, keeps
@@ -98,6 +102,8 @@ type Instance struct {
 	records *ring
 	metrics *metrics
 	version string
+	// slowLogin is Options.SlowLogin, for the diagnosis (finish).
+	slowLogin time.Duration
 
 	// structMu serialises changes to the set of proxies (AddProxy,
 	// RemoveProxy, Apply); faultMu serialises read-modify-write of rules.
@@ -130,12 +136,13 @@ type entry struct {
 // refuses the metrics (e.g. another instance registered there already).
 func New(opts Options) (*Instance, error) {
 	in := &Instance{
-		log:     opts.Logger,
-		engine:  opts.Engine,
-		proxies: map[string]*entry{},
-		retired: map[*proxy.Proxy]string{},
-		applied: map[string][]faults.RuleSpec{},
-		version: opts.Version,
+		log:       opts.Logger,
+		engine:    opts.Engine,
+		proxies:   map[string]*entry{},
+		retired:   map[*proxy.Proxy]string{},
+		applied:   map[string][]faults.RuleSpec{},
+		version:   opts.Version,
+		slowLogin: opts.SlowLogin,
 	}
 	if in.log == nil {
 		in.log = zap.NewNop()
@@ -208,6 +215,7 @@ func (in *Instance) newProxy(cfg proxy.Config) (*proxy.Proxy, error) {
 	return proxy.New(cfg, proxy.Options{
 		Logger: in.log,
 		Sink:   in.sink,
+		Finish: in.finish,
 		IDs:    &in.ids,
 		// Always a decider, even with no rules yet: rules added later
 		// through the API apply to the next connection.

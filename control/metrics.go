@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/tdsproxy/tdsproxy/diagnose"
 	"github.com/tdsproxy/tdsproxy/faults"
 	"github.com/tdsproxy/tdsproxy/proxy"
 	"github.com/tdsproxy/tdsproxy/tlsbridge"
@@ -31,6 +32,8 @@ const (
 	MetricAcceptWaitSeconds  = "tdsproxy_accept_wait_seconds"
 	MetricConfigReloads      = "tdsproxy_config_reloads_total"
 	MetricBuildInfo          = "tdsproxy_build_info"
+	MetricDiagnoses          = "tdsproxy_diagnoses_total"
+	MetricLoginStepSeconds   = "tdsproxy_login_step_seconds"
 )
 
 // Outcomes of a connection (tdsproxy_connections_total's outcome label).
@@ -88,6 +91,8 @@ type metrics struct {
 	negotiation *prometheus.HistogramVec
 	acceptWait  *prometheus.HistogramVec
 	reloads     *prometheus.CounterVec
+	diagnoses   *prometheus.CounterVec
+	steps       *prometheus.HistogramVec
 }
 
 // timeBuckets go from 1 ms to about 33 s: a LAN login takes milliseconds;
@@ -136,6 +141,15 @@ func newMetrics(in *Instance, extra prometheus.Registerer) (*metrics, error) {
 			Name: MetricConfigReloads,
 			Help: "Configurations applied (Instance.Apply: start-up, SIGHUP, file change) by result (ok, rejected).",
 		}, []string{"result"}),
+		diagnoses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricDiagnoses,
+			Help: "Findings of finished connections' diagnoses (package diagnose): a 10054 scenario or a connection-level pattern (client-cancelled, server-refused-encryption, login-failed, upstream-unreachable, negotiation-timeout, slow-login, injected-fault).",
+		}, []string{"finding"}),
+		steps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    MetricLoginStepSeconds,
+			Help:    "Duration of each login step (tcp.accept ... login.response, the step named by the phase that ends it) of finished connections; steps inferred from encrypted records included.",
+			Buckets: timeBuckets,
+		}, []string{"step"}),
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: MetricBuildInfo,
@@ -144,7 +158,7 @@ func newMetrics(in *Instance, extra prometheus.Registerer) (*metrics, error) {
 	build.WithLabelValues(in.version, runtime.Version()).Set(1)
 	own := []prometheus.Collector{
 		m.conns, m.closes, m.handshakes, m.hellos, m.faults, m.bytes,
-		m.negotiation, m.acceptWait, m.reloads, build, &activeCollector{in: in},
+		m.negotiation, m.acceptWait, m.reloads, m.diagnoses, m.steps, build, &activeCollector{in: in},
 	}
 	for i, c := range own {
 		m.reg.MustRegister(c)
@@ -160,6 +174,9 @@ func newMetrics(in *Instance, extra prometheus.Registerer) (*metrics, error) {
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("rejected")
+	for _, f := range diagnose.Names() {
+		m.diagnoses.WithLabelValues(f)
+	}
 	return m, nil
 }
 
@@ -188,6 +205,12 @@ func (m *metrics) finished(r *proxy.Record) {
 		if mk.Phase == proxy.PhaseEstablished {
 			m.negotiation.WithLabelValues(r.Proxy).Observe(mk.At.Seconds())
 		}
+	}
+	for _, f := range r.Diagnosis {
+		m.diagnoses.WithLabelValues(f.Finding).Inc()
+	}
+	for _, st := range r.Steps {
+		m.steps.WithLabelValues(st.Step).Observe(st.Duration.Seconds())
 	}
 }
 

@@ -19,26 +19,12 @@ import (
 
 	"github.com/tdsproxy/tdsproxy/faults"
 	"github.com/tdsproxy/tdsproxy/proxy"
+	"github.com/tdsproxy/tdsproxy/record"
 )
 
-// Finding is one thing wrong with a connection.
-type Finding struct {
-	// Finding is a scenario name (faults.ScenarioNames) or one of the
-	// connection-level patterns below.
-	Finding string `json:"finding"`
-	// Evidence says which record fields show it, in words.
-	Evidence string `json:"evidence"`
-	// Fix is what to do about it.
-	Fix string `json:"fix"`
-	// Injected is true when a fault rule of this tdsproxy caused it (Rule
-	// names the rule); false for a natural failure.
-	Injected bool   `json:"injected,omitempty"`
-	Rule     string `json:"rule,omitempty"`
-	// Step names the slow step of a slow-login finding.
-	Step string `json:"step,omitempty"`
-	// Number is the SQL Server error number of a login-failed finding.
-	Number int32 `json:"number,omitempty"`
-}
+// Finding is one thing wrong with a connection (record.Finding: the
+// record carries its diagnosis).
+type Finding = record.Finding
 
 // Connection-level findings.
 const (
@@ -233,6 +219,16 @@ func Record(rec *proxy.Record, opts Options) []Finding {
 		}
 	}
 	return out
+}
+
+// Apply fills a finished record's Diagnosis and Steps. The proxy calls it
+// (through control) when a connection closes, before the record is logged.
+func Apply(rec *proxy.Record, opts Options) {
+	if rec == nil {
+		return
+	}
+	rec.Steps = Steps(rec)
+	rec.Diagnosis = Record(rec, opts)
 }
 
 // loggedIn reports whether the login was answered with success, or is

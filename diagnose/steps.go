@@ -5,28 +5,11 @@ import (
 	"time"
 
 	"github.com/tdsproxy/tdsproxy/proxy"
+	"github.com/tdsproxy/tdsproxy/record"
 )
 
-// Step is one step of a login, SQL Network Analyzer style: the time from
-// the previous message being passed on to the message that ends this step
-// being passed on, and which side the connection was waiting for.
-type Step struct {
-	// Step is the phase that ends the step (proxy.Phase names:
-	// "prelogin.request", "tls.server_hello", "login.response", ...).
-	Step string `json:"step"`
-	// Awaited is the side that owed the bytes ending the step: "client" or
-	// "server".
-	Awaited string `json:"awaited"`
-	// Duration is the step's length, including Held.
-	Duration time.Duration `json:"duration_ns"`
-	// Held is the part of Duration for which an injected fault held the
-	// bytes that ended the step (delayed-accept's prelogin_delay, ...).
-	Held time.Duration `json:"held_ns,omitempty"`
-	// Inferred is true when the step's end was inferred from encrypted TLS
-	// records (passthrough: the client's and server's Finished, LOGIN7 and
-	// its response inside TLS) rather than read.
-	Inferred bool `json:"inferred,omitempty"`
-}
+// Step is one step of a login (record.Step: the record carries its steps).
+type Step = record.Step
 
 // StepNames lists the login steps in their nominal order (TDS 7.x with TLS;
 // MS-TDS §3.2.5.1 "Sent Initial PRELOGIN Packet State" onwards). TDS 8.0

@@ -34,6 +34,13 @@ func logRecord(log *zap.Logger, r *Record) {
 	if rule := actedRule(r.Faults); rule != "" {
 		fields = append(fields, zap.String("fault", rule))
 	}
+	if len(r.Diagnosis) > 0 {
+		names := make([]string, len(r.Diagnosis))
+		for i, f := range r.Diagnosis {
+			names[i] = f.Finding
+		}
+		fields = append(fields, zap.Strings("diagnosis", names))
+	}
 	fields = append(fields, zap.Any("record", r))
 	log.Info("connection closed", fields...)
 }

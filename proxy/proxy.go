@@ -129,6 +129,11 @@ type Options struct {
 	// Sink, if set, receives every finished connection's record. It is
 	// called from the connection's goroutine and must not block for long.
 	Sink func(*Record)
+	// Finish, if set, is called with every finished connection's record
+	// before it is logged and handed to the Sink, from the connection's
+	// goroutine: it may fill in fields (control sets the diagnosis and the
+	// login steps, package diagnose).
+	Finish func(*Record)
 	// IDs, if set, is shared by several proxies so connection ids are unique
 	// across them.
 	IDs *atomic.Uint64
@@ -401,6 +406,9 @@ func (p *Proxy) handle(c net.Conn) {
 // caller that waits for "no live connections" and then reads the records
 // must find every one of them.
 func (p *Proxy) finished(s *session, rec *Record) {
+	if p.opts.Finish != nil {
+		p.opts.Finish(rec)
+	}
 	logRecord(p.log, rec)
 	if p.opts.Sink != nil {
 		p.opts.Sink(rec)

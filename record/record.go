@@ -54,6 +54,11 @@ type Record struct {
 	Faults []FaultEvent `json:"faults,omitempty"`
 	// Notes are human-readable remarks (e.g. why watching stopped).
 	Notes []string `json:"notes,omitempty"`
+	// Diagnosis lists what went wrong, filled at close (package diagnose);
+	// a connection nothing went wrong with has none.
+	Diagnosis []Finding `json:"diagnosis,omitempty"`
+	// Steps times each login step, filled at close (package diagnose).
+	Steps []Step `json:"steps,omitempty"`
 	// Dropped counts list entries (notes, parse issues, alerts, faults)
 	// left out because the list reached MaxListEntries: a hostile peer
 	// must not grow a record without bound.
@@ -298,6 +303,8 @@ func (r *Record) Clone() *Record {
 	c.ParseIssues = append([]ParseIssue(nil), r.ParseIssues...)
 	c.Faults = append([]FaultEvent(nil), r.Faults...)
 	c.Notes = append([]string(nil), r.Notes...)
+	c.Diagnosis = append([]Finding(nil), r.Diagnosis...)
+	c.Steps = append([]Step(nil), r.Steps...)
 	if r.Prelogin != nil {
 		p := *r.Prelogin
 		c.Prelogin = &p

@@ -119,6 +119,13 @@ func prepare(rec *proxy.Record, opts Options) *prepared {
 	if !opts.Since.IsZero() && at.Before(opts.Since) {
 		return p
 	}
+	// A record diagnosed when its connection closed (tdsproxy run) carries
+	// its steps and findings: they are the proxy's word (its slow_login).
+	// Older records are diagnosed here.
+	if len(rec.Steps) > 0 || len(rec.Diagnosis) > 0 {
+		p.findings, p.steps = rec.Diagnosis, rec.Steps
+		return p
+	}
 	p.findings = diagnose.Record(rec, diagnose.Options{SlowLogin: opts.SlowLogin})
 	p.steps = diagnose.Steps(rec)
 	return p

@@ -170,7 +170,7 @@ func renderTop(admin string, now time.Time, proxies []control.ProxyInfo, live, f
 
 	fmt.Fprintf(&b, "\nRECENTLY FINISHED\n")
 	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tPROXY\tCLIENT\tREACHED\tCLOSED BY\tHOW\tIN PHASE\tTLS\tDURATION\tFAULT")
+	fmt.Fprintln(tw, "ID\tPROXY\tCLIENT\tREACHED\tCLOSED BY\tHOW\tIN PHASE\tTLS\tDURATION\tFAULT\tDIAGNOSIS")
 	shown := finished
 	if len(shown) > nFinished {
 		shown = shown[len(shown)-nFinished:]
@@ -189,7 +189,7 @@ func renderTop(admin string, now time.Time, proxies []control.ProxyInfo, live, f
 				fault = ev.Rule
 			}
 		}
-		row(tw, r.ID, r.Proxy, r.Client, r.Phase, by, kind, phase, ver, age(r.End.Sub(r.Start)), fault)
+		row(tw, r.ID, r.Proxy, r.Client, r.Phase, by, kind, phase, ver, age(r.End.Sub(r.Start)), fault, diagnosisOf(&r))
 	}
 	tw.Flush()
 
@@ -327,4 +327,24 @@ func age(d time.Duration) string {
 		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
 	}
 	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+}
+
+// diagnosisOf lists a record's findings (package diagnose), an injected
+// one marked with *; "-" for none.
+func diagnosisOf(r *proxy.Record) string {
+	var out []string
+	for _, f := range r.Diagnosis {
+		n := f.Finding
+		if f.Number != 0 {
+			n += fmt.Sprintf(" %d", f.Number)
+		}
+		if f.Step != "" {
+			n += " (" + f.Step + ")"
+		}
+		if f.Injected {
+			n += "*"
+		}
+		out = append(out, n)
+	}
+	return orDash(strings.Join(out, ", "))
 }
