@@ -387,7 +387,7 @@ func (a *api) addProxy(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	cfg := proxy.Config{Name: req.Name, Listen: req.Listen, Upstream: req.Upstream}
+	cfg := proxy.Config{Name: req.Name, Listen: req.Listen, Upstream: req.Upstream, Bridge: bridgeFromWire(req.Bridge)}
 	if req.DialTimeout != "" {
 		d, err := time.ParseDuration(req.DialTimeout)
 		if err != nil || d <= 0 {

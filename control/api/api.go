@@ -53,6 +53,8 @@ type ProxyRequest struct {
 	// DialTimeout is a duration ("5s"); absent means 10s.
 	DialTimeout Duration `json:"dial_timeout,omitzero"`
 	Faults      []Rule   `json:"faults,omitempty"`
+	// Bridge, when present, makes the proxy a TLS-terminating bridge.
+	Bridge *Bridge `json:"bridge,omitempty"`
 }
 
 // ProxyInfo describes a running proxy (GET /proxies).
