@@ -471,13 +471,16 @@ func (s *bridgeSession) upstreamHandshake(ctx context.Context, up *captureConn, 
 	cfg := s.b.cfg
 	host := cfg.UpstreamHost
 	isIP := net.ParseIP(host) != nil
+	// The bridge verifies the upstream itself, against host: a mirrored
+	// server_name may carry the name the client gave the proxy, and utls
+	// would verify against that.
 	ucfg := &utls.Config{
-		ServerName:         host,
-		RootCAs:            cfg.UpstreamRoots,
-		InsecureSkipVerify: cfg.UpstreamInsecure,
-		KeyLogWriter:       cfg.KeyLog,
-		MinVersion:         utls.VersionTLS10,
-		MaxVersion:         utls.VersionTLS13,
+		ServerName:            host,
+		InsecureSkipVerify:    true,
+		VerifyPeerCertificate: verifyUpstream(host, cfg.UpstreamRoots, cfg.UpstreamInsecure),
+		KeyLogWriter:          cfg.KeyLog,
+		MinVersion:            utls.VersionTLS10,
+		MaxVersion:            utls.VersionTLS13,
 	}
 	var uc *utls.UConn
 	if cfg.Hello == HelloGo {
@@ -782,4 +785,34 @@ func (l *TLSLeg) String() string {
 		return ""
 	}
 	return strings.TrimSpace(VersionName(l.Version) + " " + CipherSuiteName(l.CipherSuite))
+}
+
+// verifyUpstream checks the upstream's chain against roots (nil: the
+// system roots) and host, a name or an IP address (RFC 5280 §4.2.1.6 via
+// crypto/x509); insecure accepts anything.
+func verifyUpstream(host string, roots *x509.CertPool, insecure bool) func([][]byte, [][]*x509.Certificate) error {
+	return func(raw [][]byte, _ [][]*x509.Certificate) error {
+		if insecure {
+			return nil
+		}
+		if len(raw) == 0 {
+			return errors.New("bridge: the upstream sent no certificate")
+		}
+		certs := make([]*x509.Certificate, len(raw))
+		for i, der := range raw {
+			c, err := x509.ParseCertificate(der)
+			if err != nil {
+				return fmt.Errorf("bridge: upstream certificate %d: %w", i, err)
+			}
+			certs[i] = c
+		}
+		opts := x509.VerifyOptions{Roots: roots, DNSName: host, Intermediates: x509.NewCertPool()}
+		for _, c := range certs[1:] {
+			opts.Intermediates.AddCert(c)
+		}
+		if _, err := certs[0].Verify(opts); err != nil {
+			return fmt.Errorf("bridge: upstream certificate: %w", err)
+		}
+		return nil
+	}
 }

@@ -67,8 +67,8 @@ var utlsGroups = map[utls.CurveID]bool{
 // is the version field of the record that carried it, which utls takes as
 // the lowest version offered when there is no supported_versions
 // extension. host is the upstream's name: the mirrored server_name carries
-// it instead of the name the client gave the proxy, and it is left out
-// for an IP address (RFC 6066 §3 allows only host names).
+// it instead of the name the client gave the proxy; when host is an IP
+// address the client's server_name stays as it was.
 //
 // Left out, and listed in Dropped: cipher suites utls does not implement
 // (TLS_DHE_* among them: utls, like crypto/tls, has no DHE), key shares
@@ -106,11 +106,13 @@ func MirrorClientHello(hello []byte, recordVersion uint16, host string, hostIsIP
 			m.Dropped = append(m.Dropped, "extension pre_shared_key")
 			continue
 		case *utls.SNIExtension:
-			if hostIsIP || host == "" {
-				m.Dropped = append(m.Dropped, "extension server_name (the upstream is an IP address)")
-				continue
+			// The upstream's own name when it has one; for an IP address
+			// (which SNI cannot carry, RFC 6066 §3) the name the client
+			// gave, as it sent it. The bridge verifies the upstream
+			// certificate against host whatever SNI says.
+			if !hostIsIP && host != "" {
+				x.ServerName = host
 			}
-			x.ServerName = host
 		case *utls.KeyShareExtension:
 			shares := x.KeyShares[:0:0]
 			for _, ks := range x.KeyShares {
