@@ -1,6 +1,8 @@
 package faults
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -146,8 +148,21 @@ func ScenarioByName(name string) (ScenarioInfo, bool) {
 	return s.info(), true
 }
 
+// info describes s; its slices and maps are copies, so a caller cannot
+// change the table.
 func (s *scenario) info() ScenarioInfo {
-	return ScenarioInfo{Name: s.Name, Summary: s.Summary, Where: s.Where, Fix: s.Fix, Phase: s.Phase, Options: s.Options, Lab: s.Lab, Soak: s.Soak}
+	lab := s.Lab
+	lab.Options = maps.Clone(lab.Options)
+	lab.AfterFor = maps.Clone(lab.AfterFor)
+	lab.NoteFor = maps.Clone(lab.NoteFor)
+	lab.Cannot = maps.Clone(lab.Cannot)
+	lab.Expect.Errors = maps.Clone(lab.Expect.Errors)
+	soak := slices.Clone(s.Soak)
+	for i := range soak {
+		soak[i].Options = maps.Clone(soak[i].Options)
+	}
+	return ScenarioInfo{Name: s.Name, Summary: s.Summary, Where: s.Where, Fix: s.Fix, Phase: s.Phase,
+		Options: slices.Clone(s.Options), Lab: lab, Soak: soak}
 }
 
 // Finding is a scenario recognised in a connection record.

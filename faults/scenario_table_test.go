@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"encoding"
 	"errors"
 	"reflect"
 	"slices"
@@ -28,8 +29,17 @@ func TestOptionFieldsBound(t *testing.T) {
 	for _, s := range scenarios {
 		var names []string
 		for _, o := range s.Options {
-			if _, err := optField(s.rule(), o.Name); err != nil {
+			f, err := optField(s.rule(), o.Name)
+			if err != nil {
 				t.Errorf("%s: %v", s.Name, err)
+				continue
+			}
+			// The field holds the option's type: it parses itself, or it
+			// is the plain kind bindOption sets.
+			_, parses := f.Addr().Interface().(encoding.TextUnmarshaler)
+			kind := map[OptionType]reflect.Kind{OptString: reflect.String, OptDuration: reflect.Int64, OptInt: reflect.Int, OptBool: reflect.Bool}[o.Type]
+			if !parses && f.Kind() != kind {
+				t.Errorf("%s.%s: field of kind %s for a %s option", s.Name, o.Name, f.Kind(), o.Type)
 			}
 			names = append(names, o.Name)
 		}
