@@ -3,8 +3,10 @@ package emulator
 import (
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"strings"
+	"sync"
 
 	"github.com/tdsproxy/tdsproxy/tlsbridge/dhe"
 )
@@ -95,7 +97,10 @@ func (s *Server) dheConfigs(max7, max8 uint16) error {
 		Z:            cfg.DHEZ,
 		Y:            cfg.DHEY,
 		Fail:         cfg.DHEFail,
-		KeyLogWriter: cfg.DHEKeyLog,
+	}
+	if cfg.DHEKeyLog != nil {
+		// Connections log concurrently; one line per write, whole.
+		base.KeyLogWriter = &lockedWriter{w: cfg.DHEKeyLog}
 	}
 	s.dhe7, s.dhe8 = new(dhe.Config), new(dhe.Config)
 	*s.dhe7, *s.dhe8 = base, base
@@ -103,6 +108,18 @@ func (s *Server) dheConfigs(max7, max8 uint16) error {
 	s.dhe8.MaxVersion = min(max8, tls.VersionTLS12)
 	s.dhe8.NextProtos = []string{"tds/8.0"}
 	return nil
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
 
 func cmpOr(a, b string) string {

@@ -305,3 +305,20 @@ func goClientHello(t *testing.T, sni string) []byte {
 	}
 	return append(hdr, body...)
 }
+
+// TestDHEKeyLog: the emulator's NSS key log line for a DHE session is the
+// one the client logs (same client random, same master secret).
+func TestDHEKeyLog(t *testing.T) {
+	var serverLog bytes.Buffer
+	s := startServer(t, Config{Encrypt: tds.EncryptOn, DHE: DHEOnly, DHEKeyLog: &serverLog})
+	cfg := dheClientConfig(t, s)
+	var clientLog bytes.Buffer
+	cfg.KeyLogWriter = &clientLog
+	if _, err := dheSession(t, s, "session", cfg); err != nil {
+		t.Fatal(err)
+	}
+	s.Close() // the handler has returned: serverLog is complete
+	if !strings.HasPrefix(clientLog.String(), "CLIENT_RANDOM ") || serverLog.String() != clientLog.String() {
+		t.Errorf("server key log %q, client %q", serverLog.String(), clientLog.String())
+	}
+}

@@ -106,7 +106,7 @@ func TestRealClientsDHEOff(t *testing.T) {
 // multiple of 64 bits, so it cannot be forced this way (and with such a
 // prime the rate is at most 1/128): it is checked to refuse the group.
 func TestRealClientsForcedLeadingZero(t *testing.T) {
-	clients := []clientMode{tediousMode(true, false), tediousMode("strict", false), tsqlMode("require"), odbcMode("yes"), odbcMode("strict")}
+	clients := []clientMode{tediousMode(true, false), tediousMode("strict", false), tsqlMode("request"), tsqlMode("require"), odbcMode("yes"), odbcMode("strict")}
 	for _, cm := range clients {
 		for _, fail := range []dhe.FailMode{dhe.FailFIN, dhe.FailRST, dhe.FailAlert} {
 			t.Run(cm.client+"/"+cm.mode+"/pad/"+fail.String(), func(t *testing.T) {
