@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tdsproxy/tdsproxy/proxy"
 )
@@ -177,3 +178,45 @@ func TestArmedIsNotAnInjection(t *testing.T) {
 }
 
 func errorsAs(err error, re **RuleError) bool { return errors.As(err, re) }
+
+// A seventh scenario is one table entry: with it appended, rules name it,
+// its options bind by name, Scenarios lists it (the CLI's flags, the lab
+// and soak read that), and the engine asks its decision.
+func TestSeventhScenarioIsOneEntry(t *testing.T) {
+	seventh := &scenario{
+		Name: "test-seventh", Summary: "a test", Where: "at accept", Phase: proxy.PhaseAccept, Fix: "none",
+		Options:   []Option{{Name: "hold_for", Flag: "hold-for", Type: OptDuration, Help: "how long"}},
+		rule:      func() scenarioRule { return &seventhRule{} },
+		recognise: func(*proxy.Record) (string, bool) { return "", false },
+		Lab:       LabSetup{Server: LabServer{Desc: "emulator"}, Expect: LabExpect{By: proxy.SideClient}},
+	}
+	saved := scenarios
+	scenarios = append(slices.Clone(scenarios), seventh)
+	t.Cleanup(func() { scenarios = saved })
+
+	if info, ok := ScenarioByName("test-seventh"); !ok || info.Options[0].Flag != "hold-for" {
+		t.Fatalf("ScenarioByName: %+v, %v", info, ok)
+	}
+	e := NewEngine(nil)
+	if err := e.SetRules("p", []RuleSpec{{Name: "r", Scenario: "test-seventh", Options: map[string]string{"hold_for": "2s"}}}); err != nil {
+		t.Fatal(err)
+	}
+	cd := e.Decider("p").Connect(proxy.ConnInfo{})
+	v := cd.Decide(&proxy.Event{Phase: proxy.PhaseAccept}, &proxy.Record{})
+	if v.Delay != 2*time.Second || v.Scenario != "test-seventh" || v.Action != ActionDelay {
+		t.Errorf("verdict %+v, want the seventh scenario's 2s delay", v)
+	}
+}
+
+type seventhRule struct {
+	HoldFor time.Duration `opt:"hold_for"`
+}
+
+func (p *seventhRule) check(func(string) bool) error { return nil }
+func (p *seventhRule) conn(float64) scenarioConn     { return p }
+func (p *seventhRule) decide(st *connRule, ev *proxy.Event, _ *proxy.Record) proxy.Verdict {
+	if ev.Phase == proxy.PhaseAccept {
+		return st.delay(p.HoldFor, "held")
+	}
+	return proxy.Verdict{}
+}
