@@ -1,6 +1,6 @@
 // Package lab is `tdsproxy lab`: with no SQL Server at all it starts the
 // SQL Server emulator and a tdsproxy proxy with a fault engine, in process
-// on loopback, and for each of the six documented causes of error 10054
+// on loopback, and for each documented cause of error 10054 (the faults scenario table)
 // (docs/protocol.md) connects a real client twice: once **before the fix** (a
 // client or server set up as in the failing production case, with the
 // scenario's rule armed) and once **after the fix** (the remedy the
@@ -39,7 +39,7 @@ import (
 
 // Options configures Run. The zero value runs every scenario.
 type Options struct {
-	// Scenarios lists the scenarios to run, by name; empty means all six.
+	// Scenarios lists the scenarios to run, by name; empty means all.
 	// Rows always come in the documented order.
 	Scenarios []string
 	// Clients lists the clients that meet each scenario (ClientNames, or
