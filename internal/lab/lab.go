@@ -1,7 +1,7 @@
 // Package lab is `tdsproxy lab`: with no SQL Server at all it starts the
 // SQL Server emulator and a tdsproxy proxy with a fault engine, in process
-// on loopback, and for each documented cause of error 10054 (the faults scenario table)
-// (docs/protocol.md) connects a real client twice: once **before the fix** (a
+// on loopback, and for each documented cause of error 10054
+// (docs/protocol.md; the faults scenario table) connects a real client twice: once **before the fix** (a
 // client or server set up as in the failing production case, with the
 // scenario's rule armed) and once **after the fix** (the remedy the
 // scenario's Fix text names). Each row of the Report says where the fault
