@@ -85,111 +85,159 @@ type change struct {
 	from  string // "new address", "handed over from <name>"
 }
 
+// applyPlan is one Apply under way: the proxies running when it began, and
+// what happens to each proxy of the new configuration. Apply runs in four
+// phases under structMu: plan (nothing changes), prepare (build the new
+// proxies, bind or take over their listeners), rules (under faultMu), then
+// start the new proxies and retire the old ones. A failure before the last
+// phase leaves everything running as it was (abandon).
+type applyPlan struct {
+	cur     map[string]*entry // running proxies by name (a copy)
+	changes []*change
+	kept    map[*entry]bool // running proxies kept as they are
+	donated map[*entry]bool // running proxies whose socket a change took
+	opened  []net.Listener  // listeners prepare bound or duplicated
+}
+
 func (in *Instance) apply(cfg *configs.Config) error {
 	in.structMu.Lock()
 	defer in.structMu.Unlock()
+	cur, err := in.runningProxies()
+	if err != nil {
+		return err
+	}
+	pl, err := planApply(cfg, cur)
+	if err != nil {
+		return err
+	}
+	for _, c := range pl.changes {
+		if err := in.prepare(pl, c); err != nil {
+			return pl.abandon(err)
+		}
+	}
+	if err := in.applyRules(pl); err != nil {
+		return pl.abandon(err)
+	}
+	in.switchOver(pl)
+	return nil
+}
+
+// runningProxies copies the set of running proxies, or fails with
+// ErrClosed once the instance is closing.
+func (in *Instance) runningProxies() (map[string]*entry, error) {
 	in.mu.Lock()
+	defer in.mu.Unlock()
 	if in.closing {
-		in.mu.Unlock()
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	cur := make(map[string]*entry, len(in.proxies))
 	for n, e := range in.proxies {
 		cur[n] = e
 	}
-	in.mu.Unlock()
+	return cur, nil
+}
 
-	changes := make([]*change, len(cfg.Proxies))
-	kept := map[*entry]bool{}
+// planApply pairs each proxy of cfg with the running proxy of its name and
+// marks the ones whose proxy.Config is unchanged as kept.
+func planApply(cfg *configs.Config, cur map[string]*entry) (*applyPlan, error) {
+	pl := &applyPlan{cur: cur, changes: make([]*change, len(cfg.Proxies)), kept: map[*entry]bool{}, donated: map[*entry]bool{}}
 	for i, pc := range cfg.Proxies {
 		rules, err := faults.RuleSpecsFromMaps(pc.Faults)
-		if err != nil { // validated above; kept for safety
-			return invalid(fmt.Errorf("proxies[%d].%w", i, err))
+		if err != nil { // validated by Apply; kept for safety
+			return nil, invalid(fmt.Errorf("proxies[%d].%w", i, err))
 		}
 		c := &change{index: i, rules: rules, old: cur[pc.Name], cfg: ProxyConfigFrom(pc)}
 		if c.old != nil && c.old.cfg == c.cfg {
 			c.keep = true
-			kept[c.old] = true
+			pl.kept[c.old] = true
 		}
-		changes[i] = c
+		pl.changes[i] = c
 	}
+	return pl, nil
+}
 
-	// Prepare: build the new proxies and bind (or take over) every
-	// listener. Nothing running changes until all of it worked.
-	var opened []net.Listener
-	fail := func(err error) error {
-		for _, ln := range opened {
-			ln.Close()
-		}
-		for _, c := range changes {
-			if c.p != nil {
-				_ = c.p.Close() // never started: releases its context
-			}
-		}
-		return err
+// abandon undoes prepare (closes what it bound, releases the proxies it
+// built, none of them started) and returns err.
+func (pl *applyPlan) abandon(err error) error {
+	for _, ln := range pl.opened {
+		ln.Close()
 	}
-	donated := map[*entry]bool{}
-	for _, c := range changes {
-		if c.keep {
-			continue
+	for _, c := range pl.changes {
+		if c.p != nil {
+			_ = c.p.Close() // never started: releases its context
 		}
-		p, err := in.newProxy(c.cfg)
+	}
+	return err
+}
+
+// prepare builds c's new proxy and gets its listener: the socket of a
+// running proxy on the same address that is being replaced or removed
+// (clients queued in the kernel's accept queue are not refused), else a
+// fresh bind. Nothing running changes.
+func (in *Instance) prepare(pl *applyPlan, c *change) error {
+	if c.keep {
+		return nil
+	}
+	p, err := in.newProxy(c.cfg)
+	if err != nil {
+		return invalid(&configs.KeyError{Key: fmt.Sprintf("proxies[%d]", c.index), Err: err})
+	}
+	c.p = p
+	if donor := pl.donorFor(c); donor != nil {
+		if ln, err := dupListener(donor.ln); err == nil {
+			pl.donated[donor] = true
+			c.ln, c.from = ln, "handed over from "+donor.cfg.Name
+			pl.opened = append(pl.opened, ln)
+		} else {
+			in.log.Warn("cannot share the listening socket; binding anew", zap.String("proxy", c.cfg.Name), zap.Error(err))
+		}
+	}
+	if c.ln == nil {
+		ln, err := listen(c.cfg.Name, c.cfg.Listen)
 		if err != nil {
-			return fail(invalid(&configs.KeyError{Key: fmt.Sprintf("proxies[%d]", c.index), Err: err}))
+			return &configs.KeyError{Key: fmt.Sprintf("proxies[%d].listen", c.index), Err: err}
 		}
-		c.p = p
-		// A running proxy on the same configured address that is being
-		// replaced or removed hands its socket over: clients queued in the
-		// kernel's accept queue are not refused.
-		// With port 0 only the proxy itself keeps its port: another one on
-		// "127.0.0.1:0" asked for a fresh port, not for this one.
-		donor := c.old
-		if donor == nil || donor.cfg.Listen != c.cfg.Listen || donated[donor] {
-			donor = nil
-			for _, e := range sortedEntries(cur) {
-				if !anyPort(c.cfg.Listen) && e.cfg.Listen == c.cfg.Listen && !kept[e] && !donated[e] {
-					donor = e
-					break
-				}
-			}
-		}
-		if donor != nil {
-			if ln, err := dupListener(donor.ln); err == nil {
-				donated[donor] = true
-				c.ln, c.from = ln, "handed over from "+donor.cfg.Name
-				opened = append(opened, ln)
-			} else {
-				in.log.Warn("cannot share the listening socket; binding anew", zap.String("proxy", c.cfg.Name), zap.Error(err))
-			}
-		}
-		if c.ln == nil {
-			ln, err := listen(c.cfg.Name, c.cfg.Listen)
-			if err != nil {
-				return fail(&configs.KeyError{Key: fmt.Sprintf("proxies[%d].listen", c.index), Err: err})
-			}
-			c.ln, c.from = ln, "new address"
-			opened = append(opened, ln)
-		}
-		// On the bound address, so port 0 and host names are resolved: a
-		// proxy relaying to its own listener would never serve.
-		if err := proxy.CheckSelfLoop(c.cfg.Upstream, c.ln.Addr()); err != nil {
-			return fail(invalid(&configs.KeyError{Key: fmt.Sprintf("proxies[%d].upstream", c.index), Err: err}))
+		c.ln, c.from = ln, "new address"
+		pl.opened = append(pl.opened, ln)
+	}
+	// On the bound address, so port 0 and host names are resolved: a
+	// proxy relaying to its own listener would never serve.
+	if err := proxy.CheckSelfLoop(c.cfg.Upstream, c.ln.Addr()); err != nil {
+		return invalid(&configs.KeyError{Key: fmt.Sprintf("proxies[%d].upstream", c.index), Err: err})
+	}
+	return nil
+}
+
+// donorFor is the running proxy whose socket c takes over, or nil: c's own
+// predecessor when it keeps its address, else another running proxy on the
+// same address that is not kept. With port 0 only the proxy itself keeps
+// its port: another one on "127.0.0.1:0" asked for a fresh port.
+func (pl *applyPlan) donorFor(c *change) *entry {
+	if d := c.old; d != nil && d.cfg.Listen == c.cfg.Listen && !pl.donated[d] {
+		return d
+	}
+	for _, e := range sortedEntries(pl.cur) {
+		if !anyPort(c.cfg.Listen) && e.cfg.Listen == c.cfg.Listen && !pl.kept[e] && !pl.donated[e] {
+			return e
 		}
 	}
+	return nil
+}
 
-	// Commit: rules first (so a new proxy's first connection sees them),
-	// then start the new proxies, then retire the old ones.
+// applyRules installs each proxy's file rules before any new proxy starts,
+// so its first connection sees them. A proxy added through the API has no
+// file rules yet (nil): its API rules stay unless the file now gives it
+// some.
+func (in *Instance) applyRules(pl *applyPlan) error {
 	in.faultMu.Lock()
-	for _, c := range changes {
-		// A proxy added through the API has no file rules yet (nil): its
-		// API rules stay unless the file now gives it some.
+	defer in.faultMu.Unlock()
+	for _, c := range pl.changes {
 		if prev := in.applied[c.cfg.Name]; c.old != nil && sameRules(prev, c.rules) {
 			in.applied[c.cfg.Name] = c.rules
 			continue
 		}
 		if err := in.engine.SetRules(c.cfg.Name, c.rules); err != nil { // validated
-			in.faultMu.Unlock()
-			return fail(invalid(err))
+			return invalid(err)
 		}
 		in.applied[c.cfg.Name] = c.rules
 		in.metrics.forgetRulesExcept(c.cfg.Name, in.engine.Rules(c.cfg.Name))
@@ -197,11 +245,16 @@ func (in *Instance) apply(cfg *configs.Config) error {
 			in.logRule("fault rule armed", c.cfg.Name, r)
 		}
 	}
-	in.faultMu.Unlock()
+	return nil
+}
 
+// switchOver starts the new proxies, retires the ones they replace and
+// removes the running proxies the configuration no longer names; it
+// cannot fail.
+func (in *Instance) switchOver(pl *applyPlan) {
 	wanted := map[string]bool{}
 	var added, replaced, removed []string
-	for _, c := range changes {
+	for _, c := range pl.changes {
 		wanted[c.cfg.Name] = true
 		if c.keep {
 			continue
@@ -219,30 +272,34 @@ func (in *Instance) apply(cfg *configs.Config) error {
 			added = append(added, c.cfg.Name)
 		}
 	}
-	for _, c := range changes {
+	for _, c := range pl.changes {
 		if c.old != nil && !c.keep {
 			in.retire(c.old)
 		}
 	}
-	for _, e := range sortedEntries(cur) {
-		if wanted[e.cfg.Name] {
-			continue
+	for _, e := range sortedEntries(pl.cur) {
+		if !wanted[e.cfg.Name] {
+			in.removeEntry(e)
+			removed = append(removed, e.cfg.Name)
 		}
-		in.mu.Lock()
-		delete(in.proxies, e.cfg.Name)
-		delete(in.applied, e.cfg.Name)
-		in.mu.Unlock()
-		in.faultMu.Lock()
-		_ = in.engine.SetRules(e.cfg.Name, nil)
-		in.faultMu.Unlock()
-		in.retire(e)
-		removed = append(removed, e.cfg.Name)
-		in.log.Info("proxy removed", zap.String("proxy", e.cfg.Name),
-			zap.Int("open_connections_kept", e.p.ActiveCount()))
 	}
-	in.log.Info("configuration applied", zap.Int("proxies", len(changes)),
+	in.log.Info("configuration applied", zap.Int("proxies", len(pl.changes)),
 		zap.Strings("added", added), zap.Strings("replaced", replaced), zap.Strings("removed", removed))
-	return nil
+}
+
+// removeEntry stops a running proxy the configuration no longer names: its
+// rules go, its open connections drain (retire).
+func (in *Instance) removeEntry(e *entry) {
+	in.mu.Lock()
+	delete(in.proxies, e.cfg.Name)
+	delete(in.applied, e.cfg.Name)
+	in.mu.Unlock()
+	in.faultMu.Lock()
+	_ = in.engine.SetRules(e.cfg.Name, nil)
+	in.faultMu.Unlock()
+	in.retire(e)
+	in.log.Info("proxy removed", zap.String("proxy", e.cfg.Name),
+		zap.Int("open_connections_kept", e.p.ActiveCount()))
 }
 
 // anyPort reports whether addr asks for a free port (port 0).
