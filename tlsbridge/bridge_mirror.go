@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 
 	utls "github.com/refraction-networking/utls"
@@ -90,6 +92,10 @@ func MirrorClientHello(hello []byte, recordVersion uint16, host string, hostIsIP
 		return nil, fmt.Errorf("bridge: mirror: utls cannot read the ClientHello: %w", err)
 	}
 	m := &Mirror{Spec: spec}
+	var clientSNI string
+	if ch, err := ParseClientHello(hello); err == nil {
+		clientSNI = ch.ServerName
+	}
 	suites := spec.CipherSuites[:0:0]
 	for _, s := range spec.CipherSuites {
 		if s == utls.GREASE_PLACEHOLDER || utlsSuites[s] {
@@ -110,8 +116,18 @@ func MirrorClientHello(hello []byte, recordVersion uint16, host string, hostIsIP
 			// (which SNI cannot carry, RFC 6066 §3) the name the client
 			// gave, as it sent it. The bridge verifies the upstream
 			// certificate against host whatever SNI says.
-			if !hostIsIP && host != "" {
+			// utls does not read the name from the raw hello (it treats
+			// SNI as the caller's): take it from our own parse.
+			switch {
+			case !hostIsIP && host != "":
 				x.ServerName = host
+			case clientSNI == "" || net.ParseIP(clientSNI) != nil:
+				// An IP literal in server_name is against RFC 6066 §3, and
+				// utls does not send it.
+				m.Dropped = append(m.Dropped, "extension server_name ("+strconv.Quote(clientSNI)+")")
+				continue
+			default:
+				x.ServerName = clientSNI
 			}
 		case *utls.KeyShareExtension:
 			shares := x.KeyShares[:0:0]
