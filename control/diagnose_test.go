@@ -145,7 +145,22 @@ func TestDiagnosisEverywhere(t *testing.T) {
 	}
 	slices.Sort(got)
 	// The rule that held the login is named too (delayed-accept, injected).
-	if want := []string{"delayed-accept", "slow-login", "upstream-unreachable"}; !slices.Equal(got, want) {
-		t.Errorf("report failures %q, want %q", got, want)
+	want2 := []string{"delayed-accept", "slow-login", "upstream-unreachable"}
+	if !slices.Equal(got, want2) {
+		t.Errorf("report failures %q, want %q", got, want2)
+	}
+
+	// tdsproxy report --from: the same from GET /records.
+	fromAPI := report.New(report.Options{})
+	if err := fromAPI.ReadAPI(context.Background(), base, "", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	got = got[:0]
+	for _, f := range fromAPI.Result().Failures {
+		got = append(got, f.Finding)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want2) || fromAPI.Input().Records != 2 {
+		t.Errorf("report --from: failures %q from %d records, want %q from 2", got, fromAPI.Input().Records, want2)
 	}
 }

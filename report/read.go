@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/tdsproxy/tdsproxy/control"
 	"github.com/tdsproxy/tdsproxy/control/client"
-	"github.com/tdsproxy/tdsproxy/proxy"
 )
 
 // MaxLine is the longest log line read; a longer one is skipped (counted
@@ -27,13 +25,6 @@ const MaxLine = 4 << 20
 // closedMsg is the message of tdsproxy's one line per finished connection
 // (proxy/log.go).
 const closedMsg = "connection closed"
-
-// logLine is the part of a log line the report reads: zap's message and
-// the whole record (proxy/log.go logRecord).
-type logLine struct {
-	Msg    string        `json:"msg"`
-	Record *proxy.Record `json:"record"`
-}
 
 // Input counts what the readers saw.
 type Input struct {
@@ -112,8 +103,9 @@ func (b *Builder) ReadLog(r io.Reader, src string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			cache := newSectionCache()
 			for bt := range work {
-				bt.decode(b.opts)
+				bt.decode(b.opts, cache)
 				close(bt.done)
 			}
 		}()
@@ -222,7 +214,7 @@ func splitLines(br *bufio.Reader, src string, emit func(*batch)) error {
 }
 
 // decode turns each line of the batch into an item (a worker's job).
-func (bt *batch) decode(opts Options) {
+func (bt *batch) decode(opts Options, cache *sectionCache) {
 	for i := range bt.items {
 		it := &bt.items[i]
 		if it.long {
@@ -237,15 +229,15 @@ func (bt *batch) decode(opts Options) {
 			it.bad = "not a JSON object"
 			continue
 		}
-		var l logLine
-		if err := json.Unmarshal(line, &l); err != nil {
+		rec, msg, err := cache.decodeLine(line)
+		if err != nil {
 			it.bad = "not JSON: " + err.Error()
 			continue
 		}
 		switch {
-		case l.Msg == closedMsg && l.Record != nil:
-			it.p = prepare(l.Record, opts)
-		case l.Msg != "":
+		case msg == closedMsg && rec != nil:
+			it.p = prepare(rec, opts)
+		case msg != "":
 			it.other = true
 		default:
 			it.bad = "JSON without a tdsproxy message"
