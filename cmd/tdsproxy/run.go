@@ -54,13 +54,9 @@ var proxyFlagKeys = map[string]string{
 	"dial_timeout": "dial-timeout",
 }
 
-func newRunCmd() *cobra.Command {
-	var f runFlags
-	var sf scenarioFlags
-	cmd := &cobra.Command{
-		Use:   "run",
-		Short: "Run proxies in front of SQL Server until SIGINT or SIGTERM",
-		Long: `Run one or more proxies in front of SQL Server until SIGINT or SIGTERM.
+// runLong is run's help text; the scenario flags' help (scenarioHelp)
+// follows it.
+const runLong = `Run one or more proxies in front of SQL Server until SIGINT or SIGTERM.
 
 Each proxy accepts clients on its listen address and relays every connection,
 byte for byte, to its one upstream SQL Server, recording how the connection
@@ -97,8 +93,10 @@ slicer, timeout, reset, limit_data, slow_close) under its faults key (see
 "tdsproxy config example --faults"). Each injection lands in the
 connection's record and log line.
 
-` + scenarioHelp(),
-		Example: `  # Front a real server; point the application's connection string at 127.0.0.1,11433
+`
+
+// runExample is run's --help examples.
+const runExample = `  # Front a real server; point the application's connection string at 127.0.0.1,11433
   tdsproxy run --listen 127.0.0.1:11433 --upstream sql01.example.com:1433
 
   # Readable log with a line per negotiation phase
@@ -126,41 +124,56 @@ connection's record and log line.
 
   # Environment variables override the file; flags override both
   TDSPROXY_LOG_FILE=/var/log/tdsproxy.log TDSPROXY_SHUTDOWN_DRAIN_TIMEOUT=2m \
-      tdsproxy run --config tdsproxy.yaml --log-level warn`,
+      tdsproxy run --config tdsproxy.yaml --log-level warn`
+
+func newRunCmd() *cobra.Command {
+	var f runFlags
+	var sf scenarioFlags
+	cmd := &cobra.Command{
+		Use:     "run",
+		Short:   "Run proxies in front of SQL Server until SIGINT or SIGTERM",
+		Long:    runLong + scenarioHelp(),
+		Example: runExample,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usagef("run takes no arguments, got %q (a config file goes after --config)", args)
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rule, err := scenarioRule(cmd, &sf)
-			if err != nil {
-				return err
-			}
-			cfg, err := loadRunConfigRule(cmd, &f, rule)
-			if err != nil {
-				return err
-			}
-			where := runKeySource(cmd, &f)
-			log, cleanup, err := newLogger(cfg.Log, isTerminal(os.Stderr))
-			if err != nil {
-				return configUsageError(err, where)
-			}
-			defer cleanup()
-			ctx, stop := notifyShutdown(cmd.Context(), log, cleanup)
-			defer stop()
-			var rl *reloads
-			if f.config != "" {
-				rl = &reloads{load: func() (*configs.Config, error) { return loadRunConfigRule(cmd, &f, rule) }, where: where}
-			}
-			watchReloads(ctx, rl, f.config, log)
-			return runProxies(ctx, cfg, log, rl, where)
-		},
+		RunE: func(cmd *cobra.Command, args []string) error { return runCommand(cmd, &f, &sf) },
 	}
 	bindRunFlags(cmd, &f)
 	bindScenarioFlags(cmd, &sf)
 	return cmd
+}
+
+// runCommand is "tdsproxy run": the configuration (flags over environment over
+// file, with a --scenario rule), the logger, the signal handling, reloads
+// of --config (loaded and validated by the same loadRunConfigRule as the
+// first load), then the proxies until shutdown.
+func runCommand(cmd *cobra.Command, f *runFlags, sf *scenarioFlags) error {
+	rule, err := scenarioRule(cmd, sf)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadRunConfigRule(cmd, f, rule)
+	if err != nil {
+		return err
+	}
+	where := runKeySource(cmd, f)
+	log, cleanup, err := newLogger(cfg.Log, isTerminal(os.Stderr))
+	if err != nil {
+		return configUsageError(err, where)
+	}
+	defer cleanup()
+	ctx, stop := notifyShutdown(cmd.Context(), log, cleanup)
+	defer stop()
+	var rl *reloads
+	if f.config != "" {
+		rl = &reloads{load: func() (*configs.Config, error) { return loadRunConfigRule(cmd, f, rule) }, where: where}
+	}
+	watchReloads(ctx, rl, f.config, log)
+	return runProxies(ctx, cfg, log, rl, where)
 }
 
 // bindRunFlags defines run's flags on cmd, storing into f. Flag defaults are

@@ -142,8 +142,16 @@ func renderTop(admin string, now time.Time, proxies []control.ProxyInfo, live, f
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "tdsproxy top — %s — %s — %d proxies, %d open connections\n\n",
 		admin, now.Format(time.TimeOnly), len(proxies), len(live))
+	topProxies(&b, proxies)
+	topOpen(&b, now, live)
+	topFinished(&b, finished, nFinished)
+	topInjections(&b, now, live, finished)
+	return b.String()
+}
 
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+// topProxies is top's table of proxies and their rules.
+func topProxies(b *bytes.Buffer, proxies []control.ProxyInfo) {
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PROXY\tLISTEN\tUPSTREAM\tOPEN\tFAULT RULES")
 	for _, p := range proxies {
 		var rules []string
@@ -157,9 +165,12 @@ func renderTop(admin string, now time.Time, proxies []control.ProxyInfo, live, f
 		row(tw, p.Name, p.Addr, p.Upstream, p.Connections, orDash(strings.Join(rules, ", ")))
 	}
 	tw.Flush()
+}
 
-	fmt.Fprintf(&b, "\nOPEN CONNECTIONS\n")
-	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+// topOpen is top's table of open connections.
+func topOpen(b *bytes.Buffer, now time.Time, live []proxy.Record) {
+	fmt.Fprintf(b, "\nOPEN CONNECTIONS\n")
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tPROXY\tCLIENT\tPHASE\tTLS\tCIPHER SUITE\tC→S\tS→C\tAGE")
 	for _, r := range live {
 		ver, suite := tlsOf(&r)
@@ -167,9 +178,13 @@ func renderTop(admin string, now time.Time, proxies []control.ProxyInfo, live, f
 			size(r.BytesClientToServer), size(r.BytesServerToClient), age(now.Sub(r.Start)))
 	}
 	tw.Flush()
+}
 
-	fmt.Fprintf(&b, "\nRECENTLY FINISHED\n")
-	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+// topFinished is top's table of the newest nFinished finished connections,
+// newest first.
+func topFinished(b *bytes.Buffer, finished []proxy.Record, nFinished int) {
+	fmt.Fprintf(b, "\nRECENTLY FINISHED\n")
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tPROXY\tCLIENT\tREACHED\tCLOSED BY\tHOW\tIN PHASE\tTLS\tDURATION\tFAULT\tDIAGNOSIS")
 	shown := finished
 	if len(shown) > nFinished {
@@ -192,7 +207,11 @@ func renderTop(admin string, now time.Time, proxies []control.ProxyInfo, live, f
 		row(tw, r.ID, r.Proxy, r.Client, r.Phase, by, kind, phase, ver, age(r.End.Sub(r.Start)), fault, diagnosisOf(&r))
 	}
 	tw.Flush()
+}
 
+// topInjections is top's table of the latest injected faults, open
+// connections' and recent ones', newest first.
+func topInjections(b *bytes.Buffer, now time.Time, live, finished []proxy.Record) {
 	// Injected faults: open connections' and recent ones', newest first.
 	type injection struct {
 		id   uint64
@@ -217,8 +236,8 @@ func renderTop(admin string, now time.Time, proxies []control.ProxyInfo, live, f
 	if len(inj) > 10 {
 		inj = inj[:10]
 	}
-	fmt.Fprintf(&b, "\nINJECTED FAULTS (latest)\n")
-	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(b, "\nINJECTED FAULTS (latest)\n")
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "WHEN\tCONN\tPROXY\tRULE\tSCENARIO\tPHASE\tACTION\tDETAIL")
 	for _, x := range inj {
 		conn := fmt.Sprint(x.id)
@@ -229,7 +248,6 @@ func renderTop(admin string, now time.Time, proxies []control.ProxyInfo, live, f
 			orDash(x.ev.Scenario), x.ev.Phase, x.ev.Action, orDash(oneLine(x.ev.Detail, 60)))
 	}
 	tw.Flush()
-	return b.String()
 }
 
 // row writes one table row. Every value is printed with control
