@@ -188,3 +188,40 @@ func TestBridgeProxyHostile(t *testing.T) {
 		t.Fatalf("after hostile input: %q", res.Error)
 	}
 }
+
+// Bridge connections obey negotiation_timeout and max_connections.
+func TestBridgeProxyLimits(t *testing.T) {
+	emu := testkit.StartEmulator(t, emulator.Config{Encrypt: tds.EncryptOff})
+	sink, recs := proxykit.Records(16)
+	p := proxykit.Start(t, proxy.Config{Upstream: emu.Addr(), MaxConnections: 1, NegotiationTimeout: 300 * time.Millisecond,
+		Bridge: &proxy.BridgeConfig{CAOut: filepath.Join(t.TempDir(), "ca.pem"), UpstreamInsecure: true}}, proxy.Options{Sink: sink})
+	stalled, err := net.Dial("tcp", p.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	stalled.Write([]byte{0x12, 0x01}) // half a PRELOGIN header, then nothing
+	testkit.WaitFor(t, func() bool { return p.ActiveCount() == 1 }, 5*time.Second, "the stalled connection counted")
+	second, err := net.Dial("tcp", p.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	second.SetReadDeadline(time.Now().Add(10 * time.Second))
+	io.Copy(io.Discard, second)
+	second.Close()
+	var limit, timeout bool
+	for range 2 {
+		r := proxykit.Next(t, recs, 20*time.Second)
+		switch {
+		case r.Close != nil && r.Close.Kind == proxy.CloseLimit:
+			limit = true
+		case r.Close != nil && r.Close.Kind == proxy.CloseTimeout && strings.Contains(r.Close.Reason, "negotiation_timeout"):
+			timeout = true
+		default:
+			t.Errorf("record close %+v", r.Close)
+		}
+	}
+	if !limit || !timeout {
+		t.Fatalf("limit %v timeout %v", limit, timeout)
+	}
+}
