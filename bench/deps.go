@@ -89,75 +89,17 @@ func ensureTools(ctx context.Context, sel selection) (*tools, error) {
 	t.versions["go"] = runtime.Version()
 
 	if sel.path(pathTDSProxy) || sel.path(pathFaults) {
-		// Built like the release binary (Makefile GO_BUILD), so the figures
-		// are the ones users get.
-		t.tdsproxy = filepath.Join(t.binDir, "tdsproxy")
-		progress("build: go build -o %s ./cmd/tdsproxy", rel(root, t.tdsproxy))
-		if _, err := runCmd(ctx, 5*time.Minute, []string{"CGO_ENABLED=0"}, root, "go", "build", "-trimpath", "-o", t.tdsproxy, "./cmd/tdsproxy"); err != nil {
+		if err := t.buildTDSProxy(ctx); err != nil {
 			return nil, err
 		}
-		t.versions["tdsproxy"] = gitDescribe(ctx, root)
-		t.passthrough = t.tdsproxy
-		if b := os.Getenv("BENCH_TDSPROXY_BIN"); b != "" {
-			t.passthrough = b
-			t.versions["tdsproxy"] += " (tdsproxy path: " + b + ")"
-			progress("tdsproxy path runs %s ($BENCH_TDSPROXY_BIN)", b)
-		}
 	}
-
-	var apt []string
-	if sel.path(pathHAProxy) {
-		if p, err := exec.LookPath("haproxy"); err == nil {
-			t.haproxy = p
-		} else {
-			apt = append(apt, "haproxy")
-		}
-	}
-	if sel.path(pathSocat) {
-		if p, err := exec.LookPath("socat"); err == nil {
-			t.socat = p
-		} else {
-			apt = append(apt, "socat")
-		}
-	}
-	if len(apt) > 0 {
-		if err := aptInstall(ctx, apt); err != nil {
-			return nil, err
-		}
-		if sel.path(pathHAProxy) {
-			if t.haproxy, err = exec.LookPath("haproxy"); err != nil {
-				return nil, fmt.Errorf("haproxy still missing after apt-get install: %w", err)
-			}
-		}
-		if sel.path(pathSocat) {
-			if t.socat, err = exec.LookPath("socat"); err != nil {
-				return nil, fmt.Errorf("socat still missing after apt-get install: %w", err)
-			}
-		}
-	}
-	if t.haproxy != "" {
-		out, _ := runCmd(ctx, 10*time.Second, nil, root, t.haproxy, "-v")
-		t.versions["haproxy"] = firstLine(out)
-	}
-	if t.socat != "" {
-		out, _ := runCmd(ctx, 10*time.Second, nil, root, t.socat, "-V")
-		for _, l := range strings.Split(out, "\n") {
-			if strings.Contains(l, "socat version") {
-				t.versions["socat"] = strings.TrimSpace(l)
-				break
-			}
-		}
+	if err := t.findRelays(ctx, sel); err != nil {
+		return nil, err
 	}
 	if sel.path(pathToxiproxy) {
-		dir := filepath.Join(t.binDir, "toxiproxy-v2.5.0")
-		t.toxiproxy = filepath.Join(dir, "server")
-		if _, err := os.Stat(t.toxiproxy); err != nil {
-			progress("install: GOBIN=%s go install %s", rel(root, dir), toxiproxyModule)
-			if _, err := runCmd(ctx, 10*time.Minute, []string{"GOBIN=" + dir, "CGO_ENABLED=0"}, root, "go", "install", toxiproxyModule); err != nil {
-				return nil, err
-			}
+		if err := t.installToxiproxy(ctx); err != nil {
+			return nil, err
 		}
-		t.versions["toxiproxy"] = "v2.5.0 (go install " + toxiproxyModule + ", built with the local Go)"
 	}
 	return t, nil
 }
@@ -247,4 +189,88 @@ func describeMachine() machine {
 		}
 	}
 	return m
+}
+
+// buildTDSProxy builds tdsproxy like the release binary (Makefile
+// GO_BUILD), so the figures are the ones users get; BENCH_TDSPROXY_BIN
+// runs another binary on the tdsproxy path.
+func (t *tools) buildTDSProxy(ctx context.Context) error {
+	t.tdsproxy = filepath.Join(t.binDir, "tdsproxy")
+	progress("build: go build -o %s ./cmd/tdsproxy", rel(t.root, t.tdsproxy))
+	if _, err := runCmd(ctx, 5*time.Minute, []string{"CGO_ENABLED=0"}, t.root, "go", "build", "-trimpath", "-o", t.tdsproxy, "./cmd/tdsproxy"); err != nil {
+		return err
+	}
+	t.versions["tdsproxy"] = gitDescribe(ctx, t.root)
+	t.passthrough = t.tdsproxy
+	if b := os.Getenv("BENCH_TDSPROXY_BIN"); b != "" {
+		t.passthrough = b
+		t.versions["tdsproxy"] += " (tdsproxy path: " + b + ")"
+		progress("tdsproxy path runs %s ($BENCH_TDSPROXY_BIN)", b)
+	}
+	return nil
+}
+
+// findRelays finds HAProxy and socat for the selected paths, installing the
+// missing ones with apt-get, and records their versions.
+func (t *tools) findRelays(ctx context.Context, sel selection) error {
+	var apt []string
+	if sel.path(pathHAProxy) {
+		if p, err := exec.LookPath("haproxy"); err == nil {
+			t.haproxy = p
+		} else {
+			apt = append(apt, "haproxy")
+		}
+	}
+	if sel.path(pathSocat) {
+		if p, err := exec.LookPath("socat"); err == nil {
+			t.socat = p
+		} else {
+			apt = append(apt, "socat")
+		}
+	}
+	if len(apt) > 0 {
+		var err error
+		if err = aptInstall(ctx, apt); err != nil {
+			return err
+		}
+		if sel.path(pathHAProxy) {
+			if t.haproxy, err = exec.LookPath("haproxy"); err != nil {
+				return fmt.Errorf("haproxy still missing after apt-get install: %w", err)
+			}
+		}
+		if sel.path(pathSocat) {
+			if t.socat, err = exec.LookPath("socat"); err != nil {
+				return fmt.Errorf("socat still missing after apt-get install: %w", err)
+			}
+		}
+	}
+	if t.haproxy != "" {
+		out, _ := runCmd(ctx, 10*time.Second, nil, t.root, t.haproxy, "-v")
+		t.versions["haproxy"] = firstLine(out)
+	}
+	if t.socat != "" {
+		out, _ := runCmd(ctx, 10*time.Second, nil, t.root, t.socat, "-V")
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "socat version") {
+				t.versions["socat"] = strings.TrimSpace(l)
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// installToxiproxy installs Toxiproxy's server with go install (once, into
+// bench/.bin).
+func (t *tools) installToxiproxy(ctx context.Context) error {
+	dir := filepath.Join(t.binDir, "toxiproxy-v2.5.0")
+	t.toxiproxy = filepath.Join(dir, "server")
+	if _, err := os.Stat(t.toxiproxy); err != nil {
+		progress("install: GOBIN=%s go install %s", rel(t.root, dir), toxiproxyModule)
+		if _, err := runCmd(ctx, 10*time.Minute, []string{"GOBIN=" + dir, "CGO_ENABLED=0"}, t.root, "go", "install", toxiproxyModule); err != nil {
+			return err
+		}
+	}
+	t.versions["toxiproxy"] = "v2.5.0 (go install " + toxiproxyModule + ", built with the local Go)"
+	return nil
 }

@@ -249,51 +249,11 @@ func run(ctx context.Context, o options, sel selection, out io.Writer) error {
 	if err := os.MkdirAll(workDir, 0o755); err != nil {
 		return err
 	}
-	e := &env{o: o, sz: fullSizes(), l: &launcher{t: t, workDir: workDir}, pending: map[string]string{}, res: &results{},
-		gate: &quietGate{budget: 4 * time.Minute, maxWait: o.quietWait}, retryBudget: 3 * time.Minute}
-	if o.quick {
-		e.gate.budget, e.gate.maxWait = 30*time.Second, min(o.quietWait, 5*time.Second)
-		e.retryBudget = 30 * time.Second
+	e, err := newEnv(o, t, workDir, limit)
+	if err != nil {
+		return err
 	}
-	if o.quietWait <= 0 {
-		e.retryBudget = 0
-	}
-	if o.quick {
-		e.sz = quickSizes()
-	}
-	if v := os.Getenv("BENCH_SETTLE"); v != "" {
-		// A profiling aid: time to take a heap profile while the idle
-		// connections are open.
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return fmt.Errorf("BENCH_SETTLE: %w", err)
-		}
-		e.sz.settle = d
-	}
-	// A proxy holds two sockets per connection (plus a few of its own), and
-	// it inherits the harness's limit: that bounds the largest idle set.
-	e.l.maxconn = int(min(limit, 1<<20)-200) / 2
-	if fit := (int(min(limit, 1<<20)) - 400) / 2 / 100 * 100; fit > 0 {
-		for i, n := range e.sz.memIdle {
-			if n > fit {
-				e.sz.memIdle[i] = fit
-				e.memCapped = fmt.Sprintf("%d connections were asked for; RLIMIT_NOFILE is %d here and cannot be raised (the hard limit; no CAP_SYS_RESOURCE), and a proxy needs two sockets per connection, so %d is the most that fits.", n, limit, fit)
-				progress("memory: %s", e.memCapped)
-			}
-		}
-	}
-	for _, p := range allPaths {
-		if sel.path(p) {
-			e.paths = append(e.paths, p)
-		}
-	}
-	if sel.path(pathFaults) {
-		if err := checkFaultsConfig(ctx, t, workDir); err != nil {
-			e.pending[pathFaults] = "pending"
-			progress("path %s is pending: this tdsproxy build does not accept per-proxy faults: %s", pathFaults, firstLine(tail(err.Error(), 3)))
-			e.paths = slices.DeleteFunc(e.paths, func(p string) bool { return p == pathFaults })
-		}
-	}
+	e.selectPaths(ctx, sel, t, workDir)
 
 	emu, ca, err := startEmulator(workDir)
 	if err != nil {
@@ -313,7 +273,94 @@ func run(ctx context.Context, o options, sel selection, out io.Writer) error {
 	mach := describeMachine()
 	progress("machine: %d CPUs (%s), %s, kernel %s; reps %d, quick %v", mach.CPUs, mach.CPUModel, mach.MemTotal, mach.Kernel, o.reps, o.quick)
 	progress("paths: %s", strings.Join(e.paths, ", "))
+	e.runWorkloads(ctx, sel)
 
+	elapsed := time.Since(started)
+	verdicts := e.writeMarkdown(out, t, mach, loadStart, elapsed)
+	progress("total time %s", elapsed.Round(time.Second))
+	if o.jsonPath != "" {
+		rep := report{
+			Command: command(), Started: started, Seconds: elapsed.Seconds(),
+			Reps: o.reps, Quick: o.quick, Machine: mach, Versions: t.versions,
+			Paths: pathDescriptions, Tables: e.res.tables, Verdicts: verdicts, Errors: e.errs,
+		}
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.jsonPath, append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return errors.New("interrupted")
+	}
+	if len(e.errs) > 0 {
+		return fmt.Errorf("%d measurement(s) failed (see Errors)", len(e.errs))
+	}
+	return nil
+}
+
+// newEnv is the run's state: sizes (quick or full, BENCH_SETTLE), the quiet
+// gate's and the retries' budgets, and the idle-connection counts capped to
+// what RLIMIT_NOFILE (limit) lets a proxy hold.
+func newEnv(o options, t *tools, workDir string, limit uint64) (*env, error) {
+	e := &env{o: o, sz: fullSizes(), l: &launcher{t: t, workDir: workDir}, pending: map[string]string{}, res: &results{},
+		gate: &quietGate{budget: 4 * time.Minute, maxWait: o.quietWait}, retryBudget: 3 * time.Minute}
+	if o.quick {
+		e.gate.budget, e.gate.maxWait = 30*time.Second, min(o.quietWait, 5*time.Second)
+		e.retryBudget = 30 * time.Second
+	}
+	if o.quietWait <= 0 {
+		e.retryBudget = 0
+	}
+	if o.quick {
+		e.sz = quickSizes()
+	}
+	if v := os.Getenv("BENCH_SETTLE"); v != "" {
+		// A profiling aid: time to take a heap profile while the idle
+		// connections are open.
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return nil, fmt.Errorf("BENCH_SETTLE: %w", err)
+		}
+		e.sz.settle = d
+	}
+	// A proxy holds two sockets per connection (plus a few of its own), and
+	// it inherits the harness's limit: that bounds the largest idle set.
+	e.l.maxconn = int(min(limit, 1<<20)-200) / 2
+	if fit := (int(min(limit, 1<<20)) - 400) / 2 / 100 * 100; fit > 0 {
+		for i, n := range e.sz.memIdle {
+			if n > fit {
+				e.sz.memIdle[i] = fit
+				e.memCapped = fmt.Sprintf("%d connections were asked for; RLIMIT_NOFILE is %d here and cannot be raised (the hard limit; no CAP_SYS_RESOURCE), and a proxy needs two sockets per connection, so %d is the most that fits.", n, limit, fit)
+				progress("memory: %s", e.memCapped)
+			}
+		}
+	}
+	return e, nil
+}
+
+// selectPaths sets the paths to measure; the faults path is pending (shown,
+// not measured) when this tdsproxy build refuses per-proxy faults.
+func (e *env) selectPaths(ctx context.Context, sel selection, t *tools, workDir string) {
+	for _, p := range allPaths {
+		if sel.path(p) {
+			e.paths = append(e.paths, p)
+		}
+	}
+	if sel.path(pathFaults) {
+		if err := checkFaultsConfig(ctx, t, workDir); err != nil {
+			e.pending[pathFaults] = "pending"
+			progress("path %s is pending: this tdsproxy build does not accept per-proxy faults: %s", pathFaults, firstLine(tail(err.Error(), 3)))
+			e.paths = slices.DeleteFunc(e.paths, func(p string) bool { return p == pathFaults })
+		}
+	}
+}
+
+// runWorkloads runs each selected workload in order until ctx ends, then
+// notes the pending paths in every table.
+func (e *env) runWorkloads(ctx context.Context, sel selection) {
 	steps := []struct {
 		name string
 		fn   func(context.Context, *env)
@@ -337,8 +384,12 @@ func run(ctx context.Context, o options, sel selection, out io.Writer) error {
 			tb.note(p, why)
 		}
 	}
+}
 
-	elapsed := time.Since(started)
+// writeMarkdown writes the report (header, tables, target verdicts,
+// errors) to out and returns the verdicts.
+func (e *env) writeMarkdown(out io.Writer, t *tools, mach machine, loadStart string, elapsed time.Duration) []verdict {
+	o := e.o
 	shown := slices.Clone(e.paths)
 	for _, p := range allPaths {
 		if _, ok := e.pending[p]; ok {
@@ -371,29 +422,7 @@ func run(ctx context.Context, o options, sel selection, out io.Writer) error {
 			fmt.Fprintf(out, "- %s\n", s)
 		}
 	}
-	progress("total time %s", elapsed.Round(time.Second))
-
-	if o.jsonPath != "" {
-		rep := report{
-			Command: command(), Started: started, Seconds: elapsed.Seconds(),
-			Reps: o.reps, Quick: o.quick, Machine: mach, Versions: t.versions,
-			Paths: pathDescriptions, Tables: e.res.tables, Verdicts: verdicts, Errors: e.errs,
-		}
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(o.jsonPath, append(b, '\n'), 0o644); err != nil {
-			return err
-		}
-	}
-	if ctx.Err() != nil {
-		return errors.New("interrupted")
-	}
-	if len(e.errs) > 0 {
-		return fmt.Errorf("%d measurement(s) failed (see Errors)", len(e.errs))
-	}
-	return nil
+	return verdicts
 }
 
 // raiseNoFile raises RLIMIT_NOFILE to want (soft and hard; the hard limit
