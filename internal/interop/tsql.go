@@ -153,35 +153,9 @@ func RunTSQL(ctx context.Context, cfg TSQLConfig) (*Result, error) {
 		}
 		defer os.RemoveAll(dir)
 	}
-	confPath := filepath.Join(dir, "freetds.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		return nil, fmt.Errorf("interop: write freetds.conf: %w", err)
-	}
-	env := cleanEnv(os.Environ(), "FREETDSCONF", "FREETDS", "SYBASE", "TDSDUMP", "TDSDUMPCONFIG",
-		"TDSVER", "TDSPORT", "TDSHOST", "TDSQUERY", "DSQUERY", "GNUTLS_SYSTEM_PRIORITY_FILE",
-		"GNUTLS_SYSTEM_PRIORITY_FAIL_ON_INVALID")
-	env = append(env, "FREETDSCONF="+confPath)
-	if len(cfg.GnuTLSOverrides) > 0 {
-		var b strings.Builder
-		b.WriteString("[overrides]\n")
-		for _, l := range cfg.GnuTLSOverrides {
-			if strings.ContainsAny(l, "\n\r") {
-				return nil, fmt.Errorf("interop: GnuTLS override %q has a newline", l)
-			}
-			b.WriteString(l + "\n")
-		}
-		p := filepath.Join(dir, "gnutls-priority.conf")
-		if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
-			return nil, fmt.Errorf("interop: write GnuTLS priority file: %w", err)
-		}
-		// FAIL_ON_INVALID: a typo in an override must fail the run, not be
-		// ignored silently.
-		env = append(env, "GNUTLS_SYSTEM_PRIORITY_FILE="+p, "GNUTLS_SYSTEM_PRIORITY_FAIL_ON_INVALID=1")
-	}
-	dumpPath := ""
-	if cfg.Dump {
-		dumpPath = filepath.Join(dir, "tdsdump.log")
-		env = append(env, "TDSDUMP="+dumpPath)
+	env, dumpPath, err := cfg.environ(dir, conf)
+	if err != nil {
+		return nil, err
 	}
 
 	query := cfg.Query
@@ -202,21 +176,7 @@ func RunTSQL(ctx context.Context, cfg TSQLConfig) (*Result, error) {
 	cmd.WaitDelay = 2 * time.Second
 	start := time.Now()
 	runErr := cmd.Run()
-	elapsed := time.Since(start)
-
-	res := &Result{
-		Client:   ClientTSQL,
-		ExitCode: cmd.ProcessState.ExitCode(),
-		Elapsed:  elapsed,
-		Raw:      redact(stdout.String(), cfg.Password),
-		Stderr:   redact(stderr.String(), cfg.Password),
-	}
-	if dumpPath != "" {
-		if b, err := os.ReadFile(dumpPath); err == nil {
-			res.Dump = redact(string(b), cfg.Password)
-		}
-	}
-	parseTSQL(res)
+	res := cfg.result(cmd, time.Since(start), stdout.String(), stderr.String(), dumpPath)
 	if ctx.Err() != nil {
 		res.OK = false
 		if res.Error == "" {
@@ -229,6 +189,63 @@ func RunTSQL(ctx context.Context, cfg TSQLConfig) (*Result, error) {
 		return res, fmt.Errorf("interop: run %s: %w", bin, runErr)
 	}
 	return res, nil
+}
+
+// result is a finished tsql run as a Result: its output (the password
+// redacted), the TDSDUMP log if one was asked for, and what parseTSQL
+// reads from them.
+func (cfg TSQLConfig) result(cmd *exec.Cmd, elapsed time.Duration, stdout, stderr, dumpPath string) *Result {
+	res := &Result{
+		Client:   ClientTSQL,
+		ExitCode: cmd.ProcessState.ExitCode(),
+		Elapsed:  elapsed,
+		Raw:      redact(stdout, cfg.Password),
+		Stderr:   redact(stderr, cfg.Password),
+	}
+	if dumpPath != "" {
+		if b, err := os.ReadFile(dumpPath); err == nil {
+			res.Dump = redact(string(b), cfg.Password)
+		}
+	}
+	parseTSQL(res)
+	return res
+}
+
+// environ writes freetds.conf (conf) and, with GnuTLSOverrides, a GnuTLS
+// priority file into dir, and returns tsql's environment: the caller's
+// without any FreeTDS or GnuTLS variable that could change the run, then
+// FREETDSCONF, the priority file (FAIL_ON_INVALID: a typo in an override
+// must fail the run, not be ignored silently) and TDSDUMP (cfg.Dump, its
+// path returned).
+func (cfg TSQLConfig) environ(dir, conf string) (env []string, dumpPath string, err error) {
+	confPath := filepath.Join(dir, "freetds.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+		return nil, "", fmt.Errorf("interop: write freetds.conf: %w", err)
+	}
+	env = cleanEnv(os.Environ(), "FREETDSCONF", "FREETDS", "SYBASE", "TDSDUMP", "TDSDUMPCONFIG",
+		"TDSVER", "TDSPORT", "TDSHOST", "TDSQUERY", "DSQUERY", "GNUTLS_SYSTEM_PRIORITY_FILE",
+		"GNUTLS_SYSTEM_PRIORITY_FAIL_ON_INVALID")
+	env = append(env, "FREETDSCONF="+confPath)
+	if len(cfg.GnuTLSOverrides) > 0 {
+		var b strings.Builder
+		b.WriteString("[overrides]\n")
+		for _, l := range cfg.GnuTLSOverrides {
+			if strings.ContainsAny(l, "\n\r") {
+				return nil, "", fmt.Errorf("interop: GnuTLS override %q has a newline", l)
+			}
+			b.WriteString(l + "\n")
+		}
+		p := filepath.Join(dir, "gnutls-priority.conf")
+		if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
+			return nil, "", fmt.Errorf("interop: write GnuTLS priority file: %w", err)
+		}
+		env = append(env, "GNUTLS_SYSTEM_PRIORITY_FILE="+p, "GNUTLS_SYSTEM_PRIORITY_FAIL_ON_INVALID=1")
+	}
+	if cfg.Dump {
+		dumpPath = filepath.Join(dir, "tdsdump.log")
+		env = append(env, "TDSDUMP="+dumpPath)
+	}
+	return env, dumpPath, nil
 }
 
 // cleanEnv drops the named variables from env.
