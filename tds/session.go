@@ -181,6 +181,9 @@ func (d *SessionDecoder) Feed(fromClient bool, b []byte) {
 		b = b[n:]
 		if s.left == 0 && s.eom {
 			d.message(fromClient, s.typ, s.payload, s.over)
+			if s.typ == PacketLogin7 {
+				clear(s.payload) // the obfuscated password lived here
+			}
 			s.payload, s.over = s.payload[:0], false
 			if cap(s.payload) > 2*DefaultPacketSize {
 				s.payload = nil // do not hold a big buffer for an idle session

@@ -169,6 +169,9 @@ func TestSessionDecoderLoginFailed(t *testing.T) {
 	s2c := w.AppendMessage(nil, PacketReply, 0, AppendDone(e, TokenDone, DoneError, 0, 0))
 	d := &SessionDecoder{}
 	d.Feed(true, c2s)
+	if buf := d.dirs[0].payload[:cap(d.dirs[0].payload)]; bytes.Contains(buf, ObfuscatePassword(appendUCS2(nil, "x"))) {
+		t.Fatal("the decoder kept the obfuscated password")
+	}
 	d.Feed(false, s2c)
 	s := d.Summary()
 	if s.LoginOutcome != "failed" || s.LoginAck != nil || len(s.Errors) != 1 || s.Errors[0].Number != 18456 ||
