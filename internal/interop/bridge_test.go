@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -15,6 +16,7 @@ import (
 	"github.com/tdsproxy/tdsproxy/internal/testkit/proxykit"
 	"github.com/tdsproxy/tdsproxy/proxy"
 	"github.com/tdsproxy/tdsproxy/tds"
+	"github.com/tdsproxy/tdsproxy/tlsbridge"
 )
 
 // startBridgeTo runs a bridge proxy (docs/bridge.md) in front of the
@@ -156,5 +158,46 @@ func checkMirrorJA4(t *testing.T, client, upstream string, dropped []string) {
 	}
 	if c[0][:3] != u[0][:3] || u[0][3:4] != wantSNI || ue != wantExt || c[0][8:] != u[0][8:] || c[2] != u[2] || cn-un != suites {
 		t.Errorf("JA4 client %s upstream %s: want equal but for %d cipher suites dropped (server_name dropped: %v)", client, upstream, suites, sni)
+	}
+}
+
+// Microsoft's drivers through a bridge that shows a given certificate
+// (pinned by the strict modes, which verify whatever they are told):
+// JDBC (false, true, strict) and ODBC Driver 18 (no, yes, strict).
+func TestMSDriversThroughBridge(t *testing.T) {
+	emu, _ := startEmulator(t, tds.EncryptOff)
+	dir := t.TempDir()
+	_, certPEM, keyPEM, err := tlsbridge.GenerateCertificate(tlsbridge.CertOptions{CommonName: "localhost",
+		DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, upCA := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem"), filepath.Join(dir, "up.pem")
+	for f, b := range map[string][]byte{certFile: certPEM, keyFile: keyPEM, upCA: emu.CertificatePEM()} {
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sink, recs := proxykit.Records(64)
+	p := proxykit.Start(t, proxy.Config{Name: "bridge", Upstream: emu.Addr(),
+		Bridge: &proxy.BridgeConfig{Cert: certFile, Key: keyFile, UpstreamCA: upCA}}, proxy.Options{Sink: sink})
+	port := proxykit.Port(p)
+	for _, cm := range []clientMode{jdbcMode("false"), jdbcMode("true"), jdbcMode("strict"), odbcMode("no"), odbcMode("yes"), odbcMode("strict")} {
+		t.Run(cm.client+"/"+cm.mode, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			res, err := cm.run(ctx, t, port, emuPassword, "SELECT 1", certPEM)
+			if err != nil || !res.OK {
+				t.Fatalf("SELECT 1: %v: error %q cause %q", err, res.Error, res.Cause)
+			}
+			r := nextRecord(t, recs)
+			b := r.Bridge
+			if b == nil || r.Login == nil || r.Login.User != emuUser || r.Login.Outcome != proxy.LoginOK || b.LoginAckVersion == "" {
+				t.Fatalf("login %+v bridge %+v", r.Login, b)
+			}
+			checkMirrorJA4(t, b.ClientJA4, b.UpstreamJA4, b.DroppedFromMirror)
+			t.Logf("%s %s: client %s/%s JA4 %s / %s, %d dropped", cm.client, cm.mode, b.ClientTLS.Version, b.ClientTLS.CipherSuite,
+				b.ClientJA4, b.UpstreamJA4, len(b.DroppedFromMirror))
+		})
 	}
 }
