@@ -256,3 +256,20 @@ func TestCertSource(t *testing.T) {
 		t.Error("a leaf accepted as a CA")
 	}
 }
+
+// TLS 1.0 on both legs where client and server allow it: the client leg
+// follows the version the upstream negotiated.
+func TestBridgeOldTLSBothLegs(t *testing.T) {
+	emu := startEmu(t, emulator.Config{Encrypt: tds.EncryptOff, TLSMin: tls.VersionTLS10})
+	r := startBridge(t, emu, nil)
+	for _, v := range []uint16{tls.VersionTLS10, tls.VersionTLS11, tls.VersionTLS12} {
+		res := r.mssql(t, "true", brPassword, "SELECT 1", func(c *tls.Config) { c.MinVersion, c.MaxVersion = v, v })
+		if !res.OK {
+			t.Fatalf("%s: %q", tlsbridge.VersionName(v), res.Error)
+		}
+		rep := r.next(t)
+		if rep.Client.Version != v || rep.Upstream.Version != v || rep.ClientHello.JA4() != rep.UpstreamHello.JA4() {
+			t.Fatalf("%s: legs %s / %s, JA4 %s / %s", tlsbridge.VersionName(v), rep.Client, rep.Upstream, rep.ClientHello.JA4(), rep.UpstreamHello.JA4())
+		}
+	}
+}
