@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"strconv"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/tdsproxy/tdsproxy/control"
 	"github.com/tdsproxy/tdsproxy/control/client"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
 	"github.com/tdsproxy/tdsproxy/proxy"
 )
 
@@ -96,17 +96,8 @@ func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 // the login only; "disable": no TLS, LOGIN7 in plaintext).
 func newSQLClient(t *testing.T, proxyAddr string, local net.IP, user, password, encrypt string) *sqlClient {
 	t.Helper()
-	host, port, err := net.SplitHostPort(proxyAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := url.Values{}
-	q.Set("encrypt", encrypt)
-	q.Set("TrustServerCertificate", "true")
-	q.Set("connection timeout", "5")
-	q.Set("dial timeout", "5")
-	u := url.URL{Scheme: "sqlserver", User: url.UserPassword(user, password), Host: net.JoinHostPort(host, port), RawQuery: q.Encode()}
-	cfg, err := msdsn.Parse(u.String())
+	dsn := testkit.GoMSSQL{User: user, Password: password, Encrypt: encrypt}.DSN(proxyAddr)
+	cfg, err := msdsn.Parse(dsn)
 	if err != nil {
 		t.Fatalf("DSN: %v", errors.Unwrap(err)) // the DSN holds the password
 	}
