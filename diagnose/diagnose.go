@@ -185,10 +185,13 @@ func Record(rec *proxy.Record, opts Options) []Finding {
 		}
 		add(Finding{Finding: LoginFailed, Evidence: ev, Fix: fix, Number: l.ErrorNumber})
 	}
-	// The client left before its login was answered. delayed-accept's
-	// recogniser says the same about a silent server in its phases; then
-	// it is the explanation and this would count the close twice.
-	if c := rec.Close; c != nil && c.By == proxy.SideClient && !seen[faults.ScenarioDelayedAccept] && !loggedIn(rec) && c.Phase != proxy.PhaseEstablished {
+	// The client left before its login was answered. When something
+	// above already explains the failure (delayed-accept's recogniser says
+	// the same about a silent server; a refused login or encryption ends
+	// the connection and the client only closes its side), this would
+	// count the close twice. A generic injected fault does not explain it.
+	explained := slices.ContainsFunc(out, func(f Finding) bool { return f.Finding != InjectedFault })
+	if c := rec.Close; c != nil && c.By == proxy.SideClient && !explained && !loggedIn(rec) && c.Phase != proxy.PhaseEstablished {
 		ev := fmt.Sprintf("close.by client (%s) in %s before the login was answered%s", c.Kind, c.Phase, awaitText(c))
 		if rec.TLS != nil {
 			for _, a := range rec.TLS.Alerts {

@@ -79,6 +79,17 @@ func TestRecord(t *testing.T) {
 			r.Phases = r.Phases[:9]
 			r.Close = &proxy.CloseInfo{By: proxy.SideServer, Kind: proxy.CloseFIN, Phase: proxy.PhaseLoginResponse}
 		}, "login-failed"},
+		{"wrong password, then the client closes", func(r *proxy.Record) {
+			r.Login = &proxy.LoginInfo{Outcome: "failed", ErrorNumber: 18456}
+			r.Phases = r.Phases[:9]
+			r.Close = &proxy.CloseInfo{By: proxy.SideClient, Kind: proxy.CloseFIN, Phase: proxy.PhaseLoginResponse}
+		}, "login-failed"},
+		{"a latency fault, then the client gives up", func(r *proxy.Record) {
+			r.Phases = r.Phases[:8]
+			r.Login = nil
+			r.Faults = []proxy.FaultEvent{{Rule: "lag", Phase: proxy.PhaseLogin7, Action: "latency", Detail: "5s"}}
+			r.Close = &proxy.CloseInfo{By: proxy.SideClient, Kind: proxy.CloseFIN, Phase: proxy.PhaseTLSServerFinished}
+		}, "injected-fault(injected),client-cancelled(injected)"},
 		{"upstream down", func(r *proxy.Record) {
 			r.Phases = r.Phases[:1]
 			r.Prelogin, r.TLS, r.Login = nil, nil, nil
