@@ -72,7 +72,11 @@ docs/report.md.`,
 				}
 			}
 			if f.from != "" {
-				if err := b.ReadAPI(cmd.Context(), adminURL(f.from), f.token, opts.Since); err != nil {
+				token := f.token
+				if token == "" {
+					token = os.Getenv(configs.EnvVar("admin.token"))
+				}
+				if err := b.ReadAPI(cmd.Context(), adminURL(f.from), token, opts.Since); err != nil {
 					return fmt.Errorf("report: %w", err)
 				}
 			}
@@ -107,10 +111,12 @@ docs/report.md.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.from, "from", "", "read a running tdsproxy's finished records from its admin `URL` (e.g. http://127.0.0.1:8475)")
-	fl.StringVar(&f.token, "token", os.Getenv(configs.EnvVar("admin.token")), "bearer `token` of the admin API for --from (default: $TDSPROXY_ADMIN_TOKEN)")
+	// The default is read when the command runs, not shown by --help: it
+	// is a secret.
+	fl.StringVar(&f.token, "token", "", "bearer `token` of the admin API for --from (default: $TDSPROXY_ADMIN_TOKEN)")
 	fl.DurationVar(&f.since, "since", 0, "only connections that ended within this long before now, e.g. 24h (0: all)")
 	fl.BoolVar(&f.json, "json", false, `print one JSON object {"clients","readiness","failures","slow_logins"} instead of text`)
 	fl.StringVar(&f.html, "html", "", "also write a self-contained HTML page with charts to `FILE`")
-	fl.DurationVar(&f.slowLogin, "slow-login", diagnose.DefaultSlowLogin, "a login slower than this gets a slow-login finding")
+	fl.DurationVar(&f.slowLogin, "slow-login", diagnose.DefaultSlowLogin, "a login slower than this gets a slow-login finding (records diagnosed when they closed keep the proxy's own)")
 	return cmd
 }
