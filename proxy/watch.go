@@ -45,25 +45,40 @@ type watcher struct {
 	// messages, and when each direction turns encrypted.
 	tls *tlsbridge.Follower
 
-	preloginReq, preloginResp bool
-	clientEnc                 tds.Encryption
-	scope                     tds.TLSScope
-	scopeKnown                bool
+	// state is how far the TDS negotiation has come; done is true once
+	// the watcher has stopped (at the end of negotiation, or giving up).
+	state negState
+	done  bool
+
+	clientEnc  tds.Encryption
+	scope      tds.TLSScope
+	scopeKnown bool
 
 	suite       uint16
 	version     uint16
 	tls13       bool
 	hsDone      [2]bool // each direction has sent its Finished
-	login7      bool
-	loginResp   bool
-	strictPre   [2]bool // TDS 8.0: encrypted PRELOGIN request/response seen
-	done        bool
 	clientHello *tlsbridge.ClientHello
 	serverHello *tlsbridge.ServerHello
 
 	// events collects the phase events of the current feed call.
 	events []Event
 }
+
+// negState is where a connection's TDS negotiation stands (MS-TDS §3.2.5,
+// the client's states from Sent Initial PRELOGIN Packet to Logged In). It
+// only moves forward. In TDS 8.0 strict the PRELOGIN exchange travels inside
+// TLS and is inferred from encrypted records; a client that sends LOGIN7
+// first (tds7-login) goes from negStart to negLoginSent.
+type negState uint8
+
+const (
+	negStart            negState = iota // nothing seen yet
+	negPreloginSent                     // the client's PRELOGIN
+	negPreloginAnswered                 // the server's PRELOGIN response
+	negLoginSent                        // LOGIN7
+	negLoginAnswered                    // the login response: negotiation is over
+)
 
 type dirWatch struct {
 	dir    Direction
@@ -198,7 +213,7 @@ func (w *watcher) tdsPacket(d *dirWatch) (int, error) {
 		return 0, nil
 	}
 	payload := d.pend[tds.HeaderLen:h.Length]
-	if (h.Type == tds.PacketPrelogin || h.Type == tds.PacketReply) && d.msgPackets == 0 && w.preloginReq &&
+	if (h.Type == tds.PacketPrelogin || h.Type == tds.PacketReply) && d.msgPackets == 0 && w.state >= negPreloginSent &&
 		(w.tls.MidRecord(tlsDir(d.dir)) || tlsbridge.LooksLikeRecord(payload)) {
 		// TLS handshake bytes carried in PRELOGIN packets (TDS 7.x); a
 		// record may span packets, so a packet that continues one is TLS
@@ -231,8 +246,8 @@ func (w *watcher) tdsPacket(d *dirWatch) (int, error) {
 // tdsMessage handles one complete plaintext TDS message.
 func (w *watcher) tdsMessage(d *dirWatch, t tds.PacketType, msg []byte) error {
 	switch {
-	case d.dir == ClientToServer && t == tds.PacketPrelogin && !w.preloginReq:
-		w.preloginReq = true
+	case d.dir == ClientToServer && t == tds.PacketPrelogin && w.state == negStart:
+		w.state = negPreloginSent
 		p, err := tds.ParsePrelogin(msg)
 		if err != nil {
 			w.issue(d.dir, "PRELOGIN request", err)
@@ -245,8 +260,8 @@ func (w *watcher) tdsMessage(d *dirWatch, t tds.PacketType, msg []byte) error {
 			w.clientEnc, _ = p.Encryption()
 		}
 		w.mark(PhasePreloginRequest, d.dir, false)
-	case d.dir == ServerToClient && t == tds.PacketReply && w.preloginReq && !w.preloginResp:
-		w.preloginResp = true
+	case d.dir == ServerToClient && t == tds.PacketReply && w.state == negPreloginSent:
+		w.state = negPreloginAnswered
 		p, err := tds.ParsePrelogin(msg)
 		if err != nil {
 			w.issue(d.dir, "PRELOGIN response", err)
@@ -265,8 +280,8 @@ func (w *watcher) tdsMessage(d *dirWatch, t tds.PacketType, msg []byte) error {
 		if w.scopeKnown && w.scope == tds.ScopeTerminated {
 			w.stopWatching("encryption negotiation says the connection is terminated")
 		}
-	case d.dir == ClientToServer && t == tds.PacketLogin7 && !w.login7:
-		w.login7 = true
+	case d.dir == ClientToServer && t == tds.PacketLogin7 && w.state < negLoginSent:
+		w.state = negLoginSent
 		l, err := tds.ParseLogin7(msg)
 		li := loginOf(w.rec)
 		if err != nil {
@@ -275,13 +290,13 @@ func (w *watcher) tdsMessage(d *dirWatch, t tds.PacketType, msg []byte) error {
 			fillLogin(li, l)
 		}
 		w.mark(PhaseLogin7, d.dir, false)
-	case d.dir == ServerToClient && t == tds.PacketReply && w.login7 && !w.loginResp:
+	case d.dir == ServerToClient && t == tds.PacketReply && w.state == negLoginSent:
 		return w.loginResponse(d, msg)
 	case d.dir == ClientToServer && t == tds.PacketSSPI, d.dir == ClientToServer && t == tds.PacketFedAuthToken:
 		// Integrated or federated authentication continues the login; keep
 		// watching for the response.
 	default:
-		if w.loginResp {
+		if w.state == negLoginAnswered {
 			w.stopWatching("negotiation is over")
 			return nil
 		}
@@ -308,7 +323,7 @@ func (w *watcher) loginResponse(d *dirWatch, msg []byte) error {
 		// SSPI or federated authentication continues: wait for the next reply.
 		return nil
 	}
-	w.loginResp = true
+	w.state = negLoginAnswered
 	w.mark(PhaseLoginResponse, d.dir, false)
 	if li.Outcome != LoginFailed {
 		w.mark(PhaseEstablished, d.dir, false)
@@ -445,22 +460,22 @@ func (w *watcher) appData(d *dirWatch) {
 	strict := w.rec.Protocol == ProtocolStrict
 	if d.dir == ClientToServer {
 		switch {
-		case strict && !w.strictPre[ClientToServer]:
-			w.strictPre[ClientToServer] = true
+		case strict && w.state == negStart:
+			w.state = negPreloginSent
 			w.mark(PhasePreloginRequest, d.dir, true)
-		case (!strict || w.strictPre[ServerToClient]) && !w.login7:
-			w.login7 = true
+		case (!strict || w.state >= negPreloginAnswered) && w.state < negLoginSent:
+			w.state = negLoginSent
 			loginOf(w.rec)
 			w.mark(PhaseLogin7, d.dir, true)
 		}
 		return
 	}
 	switch {
-	case strict && w.strictPre[ClientToServer] && !w.strictPre[ServerToClient]:
-		w.strictPre[ServerToClient] = true
+	case strict && w.state == negPreloginSent:
+		w.state = negPreloginAnswered
 		w.mark(PhasePreloginResponse, d.dir, true)
-	case w.login7 && !w.loginResp:
-		w.loginResp = true
+	case w.state == negLoginSent:
+		w.state = negLoginAnswered
 		loginOf(w.rec).Outcome = LoginUnknown
 		w.mark(PhaseLoginResponse, d.dir, true)
 		w.mark(PhaseEstablished, d.dir, true)
