@@ -40,7 +40,7 @@ func TestScenariosInBridgeMode(t *testing.T) {
 		{faults.ScenarioCipherMismatch, map[string]string{"server_ciphers": "TLS_RSA_WITH_AES_128_CBC_SHA"}, func(c *tls.Config) { c.MaxVersion = tls.VersionTLS12 },
 			"connection reset by peer", "handshake failure", "client-leg TLS (crypto/tls)"},
 		{faults.ScenarioWeakCertHash, map[string]string{"cert_hash": "md5"}, nil,
-			"connection reset by peer", "internal error", "bridge (Schannel's certificate rule)"},
+			"connection reset by peer", "handshake failure", "bridge (Schannel's certificate rule)"},
 	}
 	for _, tc := range cases {
 		for _, style := range []string{"rst", "alert:handshake_failure"} {

@@ -353,6 +353,11 @@ func (s *bridgeSession) handshake(ctx context.Context, clientT, upT net.Conn, st
 		s.rep.ClientHello = ch
 		if why := CertHashRefusal(ch, hashOf(pol)); why != "" {
 			clientRefusal = why
+			if pol.Alert {
+				// Schannel's rule, Schannel's alert: handshake_failure
+				// (RFC 5246 §7.2.2), not crypto/tls's internal_error.
+				s.sendAlert(ccap, AlertHandshakeFailure)
+			}
 			return nil, errors.New("bridge: " + why)
 		}
 		if PolicyRefusal(pol, ch) != "" {
@@ -526,6 +531,16 @@ func (s *bridgeSession) relayUpstreamRefusal(c, up *captureConn, strict bool) {
 	if !ok {
 		return
 	}
+	s.sendAlertRecord(c, a)
+}
+
+// sendAlert sends the client a fatal alert of the bridge's choosing and
+// keeps crypto/tls's own from following it.
+func (s *bridgeSession) sendAlert(c *captureConn, desc uint8) {
+	s.sendAlertRecord(c, Alert{Level: AlertLevelFatal, Description: desc})
+}
+
+func (s *bridgeSession) sendAlertRecord(c *captureConn, a Alert) {
 	c.setDropAlerts(true)
 	rec := AlertRecord(VersionTLS12, a.Level, a.Description)
 	if fc, isFramed := c.Conn.(*FramedConn); isFramed {

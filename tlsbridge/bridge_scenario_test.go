@@ -59,7 +59,7 @@ func TestBridgePolicyScenarios(t *testing.T) {
 		{"cipher-mismatch", tlsbridge.ServerPolicy{Versions: []uint16{tls.VersionTLS12}, CipherSuites: []uint16{tls.TLS_RSA_WITH_AES_128_CBC_SHA}}, nil,
 			"connection reset by peer", "handshake failure", "client-leg TLS (crypto/tls)"},
 		{"weak-cert-hash", tlsbridge.ServerPolicy{CertHash: "md5"}, nil,
-			"connection reset by peer", "internal error", "bridge (Schannel's certificate rule)"},
+			"connection reset by peer", "handshake failure", "bridge (Schannel's certificate rule)"},
 	}
 	for _, tc := range cases {
 		for _, alert := range []bool{false, true} {

@@ -79,7 +79,7 @@ func TestScenariosThroughBridgeRealClients(t *testing.T) {
 				"disabled-version = tls1.3", "tls-disabled-kx = ECDHE-RSA", "tls-disabled-kx = ECDHE-ECDSA", "tls-disabled-kx = DHE-RSA"}}),
 			[]string{"A TLS fatal alert has been received"}},
 		{faults.ScenarioWeakCertHash, map[string]string{"cert_hash": "md5"}, ClientTedious, tediousRun(TediousConfig{Encrypt: true}),
-			[]string{"alert internal error"}},
+			[]string{"alert handshake failure"}},
 		{faults.ScenarioWeakCertHash, map[string]string{"cert_hash": "md5"}, ClientTSQL, tsqlRun(TSQLConfig{Encryption: "require", Dump: true}),
 			[]string{"A TLS fatal alert has been received"}},
 	}
