@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"github.com/tdsproxy/tdsproxy/tlsbridge"
+	"github.com/tdsproxy/tdsproxy/tlsbridge/dhe"
 )
 
 // The record stores names, not numbers: it is read by people and by
@@ -70,6 +71,9 @@ func keyExchangeInfo(ske *tlsbridge.ServerKeyExchange) *KeyExchangeInfo {
 	switch {
 	case ske.PrimeBits > 0:
 		ki.DHPrimeBits = ske.PrimeBits
+		if ske.Generator != nil {
+			ki.DHGroup = dhe.IdentifyGroup(ske.Prime, ske.Generator.Bytes())
+		}
 		ki.DHPublicLeadingZero = ske.PublicLeadingZero || ske.PublicShorterThanPrime
 	case ske.CurveID != 0:
 		ki.Curve = tlsbridge.GroupName(ske.CurveID)

@@ -212,7 +212,11 @@ type KeyExchangeInfo struct {
 	Kind string `json:"kind"` // DHE, ECDHE
 	// DHE: the prime's size, and whether the server's public value starts
 	// with a zero byte or is shorter than the prime (the leading-zero case).
-	DHPrimeBits         int    `json:"dh_prime_bits,omitempty"`
+	DHPrimeBits int `json:"dh_prime_bits,omitempty"`
+	// DHGroup names the group when p and g are a known one (ffdhe2048,
+	// modp1024, rfc5114-2048-256, lz2049, ...; tlsbridge/dhe.Groups), or
+	// "custom".
+	DHGroup             string `json:"dh_group,omitempty"`
 	DHPublicLeadingZero bool   `json:"dh_public_leading_zero,omitempty"`
 	Curve               string `json:"curve,omitempty"`
 }
