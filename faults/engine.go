@@ -419,6 +419,8 @@ func (c *connDecider) Decide(ev *proxy.Event, rec *proxy.Record) proxy.Verdict {
 		var v proxy.Verdict
 		if cr.sc != nil {
 			v = cr.sc.decide(cr, ev, rec)
+		} else if cr.r.tds != nil {
+			v = c.decideTDS(cr, ev, rec)
 		} else if cr.r.scen == nil && ev.Phase == cr.r.phase && !cr.attached {
 			// Once per connection: a phase event can repeat (a second
 			// ClientHello after a HelloRetryRequest, or a hostile flood of

@@ -101,6 +101,7 @@ type rule struct {
 	scen     *scenario    // nil for a generic action
 	sr       scenarioRule // the scenario's options, bound
 	stage    StageSpec
+	tds      *tdsRule // a TDS fault (tds_fault.go); nil otherwise
 	dirs     []proxy.Direction
 	phase    proxy.Phase
 	clients  []netip.Prefix
@@ -130,6 +131,8 @@ func compile(spec RuleSpec, now time.Time) (*rule, error) {
 		return nil, errors.New("scenario, action: set one, not both")
 	case spec.Scenario != "":
 		err = r.compileScenario(spec)
+	case IsTDSFault(spec.Action):
+		err = r.compileTDS(spec)
 	case spec.Action != "":
 		err = r.compileAction(spec)
 	default:

@@ -1,0 +1,174 @@
+package faults_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	mssql "github.com/microsoft/go-mssqldb"
+
+	"github.com/tdsproxy/tdsproxy/faults"
+	"github.com/tdsproxy/tdsproxy/internal/emulator"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
+	"github.com/tdsproxy/tdsproxy/internal/testkit/proxykit"
+	"github.com/tdsproxy/tdsproxy/proxy"
+	"github.com/tdsproxy/tdsproxy/tds"
+)
+
+// tdsEnv is an emulator (NOT_SUP: plaintext, or OFF: login-only) behind a
+// proxy with rules.
+func tdsEnv(t *testing.T, enc tds.Encryption, rules ...faults.RuleSpec) (addr string, recs <-chan *proxy.Record) {
+	t.Helper()
+	emu := testkit.StartEmulator(t, emulator.Config{Encrypt: enc, User: testkit.User, Password: testkit.Password})
+	p, recs := startProxy(t, emu.Addr(), rules...)
+	return p.Addr().String(), recs
+}
+
+// goEncrypt is go-mssqldb's encrypt value for the server setting:
+// "disable" sends ENCRYPT_NOT_SUP (plaintext), "false" ENCRYPT_OFF
+// (login-only against a server that has TLS).
+func goEncrypt(enc tds.Encryption) string {
+	if enc == tds.EncryptNotSup {
+		return "disable"
+	}
+	return "false"
+}
+
+func mssqlNumber(err error) int32 {
+	var me mssql.Error
+	if errors.As(err, &me) {
+		return me.Number
+	}
+	return 0
+}
+
+// TestTDSErrorAtLoginGoMSSQL: go-mssqldb sees each known error at login
+// as an mssql.Error with the number and the server's text, plaintext and
+// login-only; with times: 2 the third login passes; go-mssqldb does not
+// retry by itself (each SelectOne is one attempt).
+func TestTDSErrorAtLoginGoMSSQL(t *testing.T) {
+	for _, enc := range []tds.Encryption{tds.EncryptNotSup, tds.EncryptOff} {
+		for _, n := range []string{"18456", "40613", "1205", "40501"} {
+			t.Run(enc.String()+"/"+n, func(t *testing.T) {
+				addr, recs := tdsEnv(t, enc, faults.RuleSpec{Name: "e", Action: "tds_error",
+					Options: map[string]string{"at": "login", "number": n, "times": "2"}})
+				dsn := testkit.GoDSN(addr, goEncrypt(enc), nil)
+				for i := range 2 {
+					_, err := testkit.SelectOne(t, dsn, testkit.Query{})
+					if got := mssqlNumber(err); itoa(got) != n {
+						t.Fatalf("attempt %d: error %v (number %d), want mssql.Error %s", i+1, err, got, n)
+					}
+					rec := proxykit.Next(t, recs, 10*time.Second)
+					if !hasFault(rec, "e", "tds_error") {
+						t.Fatalf("attempt %d: faults %+v", i+1, rec.Faults)
+					}
+				}
+				if v, err := testkit.SelectOne(t, dsn, testkit.Query{}); err != nil || v != 1 {
+					t.Fatalf("third attempt: %v, %v; times: 2 should let it pass", v, err)
+				}
+			})
+		}
+	}
+}
+
+func itoa(n int32) string { return strconv.Itoa(int(n)) }
+
+func hasFault(rec *proxy.Record, rule, action string) bool {
+	for _, f := range rec.Faults {
+		if f.Rule == rule && f.Action == action {
+			return true
+		}
+	}
+	return false
+}
+
+// TestTDSErrorAtQueryGoMSSQL: a batch matching the rule's query gets the
+// error; the connection stays usable (the next query on the same
+// connection works) and unmatched batches pass.
+func TestTDSErrorAtQueryGoMSSQL(t *testing.T) {
+	for _, enc := range []tds.Encryption{tds.EncryptNotSup, tds.EncryptOff} {
+		for _, n := range []string{"1205", "40501", "18456", "40613"} {
+			t.Run(enc.String()+"/"+n, func(t *testing.T) {
+				addr, _ := tdsEnv(t, enc, faults.RuleSpec{Name: "q", Action: "tds_error",
+					Options: map[string]string{"at": "query", "number": n, "query": `(?i)^\s*update`}})
+				db, err := sql.Open("sqlserver", testkit.GoDSN(addr, goEncrypt(enc), nil))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer db.Close()
+				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+				defer cancel()
+				conn, err := db.Conn(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				_, err = conn.ExecContext(ctx, "UPDATE t SET x = 1")
+				if got := itoa(mssqlNumber(err)); got != n {
+					t.Fatalf("UPDATE: %v (number %s), want %s", err, got, n)
+				}
+				var v int
+				if err := conn.QueryRowContext(ctx, "SELECT 1").Scan(&v); err != nil || v != 1 {
+					t.Fatalf("SELECT 1 on the same connection after the error: %v, %v", v, err)
+				}
+			})
+		}
+	}
+}
+
+// TestTDSLoginMatchNeedsVisibleLogin: a rule matching LOGIN7's app acts
+// when LOGIN7 is plaintext and records the skip when it is encrypted.
+func TestTDSLoginMatchNeedsVisibleLogin(t *testing.T) {
+	rule := faults.RuleSpec{Name: "app", Action: "tds_error", Options: map[string]string{"number": "18456", "app": "^" + testkit.AppName + "$"}}
+	addr, recs := tdsEnv(t, tds.EncryptNotSup, rule)
+	if _, err := testkit.SelectOne(t, testkit.GoDSN(addr, "disable", nil), testkit.Query{}); mssqlNumber(err) != 18456 {
+		t.Fatalf("plaintext: %v, want 18456", err)
+	}
+	proxykit.Next(t, recs, 10*time.Second)
+	addr, recs = tdsEnv(t, tds.EncryptOff, rule)
+	if _, err := testkit.SelectOne(t, testkit.GoDSN(addr, "false", nil), testkit.Query{}); err != nil {
+		t.Fatalf("login-only: %v; the rule cannot see the app name and must pass", err)
+	}
+	rec := proxykit.Next(t, recs, 10*time.Second)
+	found := false
+	for _, f := range rec.Faults {
+		found = found || f.Action == proxy.ActionSkip && f.Detail == faults.SkipLoginHidden
+	}
+	if !found {
+		t.Fatalf("faults %+v, want skip %q", rec.Faults, faults.SkipLoginHidden)
+	}
+}
+
+// TestCutResultGoMSSQL: the connection is cut after 1000 rows; go-mssqldb
+// reports the lost connection.
+func TestCutResultGoMSSQL(t *testing.T) {
+	addr, recs := tdsEnv(t, tds.EncryptNotSup, faults.RuleSpec{Name: "cut", Action: "cut_result",
+		Options: map[string]string{"query": "(?i)large", "rows": "1000"}})
+	db, err := sql.Open("sqlserver", testkit.GoDSN(addr, "disable", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	rows, err := db.QueryContext(ctx, "SELECT large(5000, 20)")
+	n := 0
+	if err == nil {
+		for rows.Next() {
+			n++
+		}
+		err = rows.Err()
+		rows.Close()
+	}
+	if err == nil || n >= 5000 {
+		t.Fatalf("read %d rows, error %v; want the connection cut after about 1000", n, err)
+	}
+	t.Logf("go-mssqldb after %d rows: %v", n, err)
+	rec := proxykit.Next(t, recs, 10*time.Second)
+	if rec.Close == nil {
+		t.Fatal("no close recorded")
+	}
+}

@@ -1,0 +1,537 @@
+package faults
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/tdsproxy/tdsproxy/proxy"
+	"github.com/tdsproxy/tdsproxy/tds"
+)
+
+// The stages of the TDS faults. They read their direction as TDS packets
+// (MS-TDS §2.2.3) and pass TLS records (a login-only session's handshake
+// and LOGIN7) through untouched. The client's stage sees each request
+// message; the server's stage sees each reply message; between them a
+// queue (reqQueue) says, in order, what to do with each reply: a client
+// request gets exactly one reply message (§2.2.1), so the Nth request
+// queued matches the Nth reply.
+
+// maxHeldRequest bounds a client message held whole while the stage
+// decides on it: a larger one (bulk data, a huge batch) passes unmatched.
+const maxHeldRequest = 1 << 20
+
+// maxCountedResult bounds the result kept to count rows (cut_result rows).
+const maxCountedResult = 4 << 20
+
+// noOpBatch replaces a request answered with an error: the server still
+// gets one request (so it answers once, in order), and it has no effect.
+// A deadlock victim's transaction is rolled back by the real server
+// (1205), so that one rolls back.
+const (
+	noOpBatch    = "-- tdsproxy: request answered by a tds_error rule"
+	rollbackOnly = "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION -- tdsproxy: deadlock victim (tds_error 1205)"
+)
+
+// replyPlan is what to do with one reply message.
+type replyPlan struct {
+	replace *tds.ServerMessage // answer with this error instead
+	cut     bool               // cut_result: count this reply
+}
+
+// reqQueue holds the plans of the requests sent and not yet answered.
+type reqQueue struct {
+	mu sync.Mutex
+	q  []replyPlan
+	// attn counts ATTENTION packets forwarded and not yet acknowledged.
+	attn int
+}
+
+func (q *reqQueue) push(p replyPlan) {
+	q.mu.Lock()
+	q.q = append(q.q, p)
+	q.mu.Unlock()
+}
+
+func (q *reqQueue) pop() replyPlan {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.q) == 0 {
+		return replyPlan{}
+	}
+	p := q.q[0]
+	q.q = q.q[1:]
+	return p
+}
+
+func (q *reqQueue) attention(delta int) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.attn = max(q.attn+delta, 0)
+	return q.attn
+}
+
+// framer cuts a direction's bytes into units: whole TDS packets, or whole
+// TLS records (content types 20..23 with major version 3, RFC 8446 §5.1),
+// which a TDS packet type (1..18) cannot start with.
+type framer struct {
+	pend   []byte
+	broken bool // not TDS: pass everything from now on
+}
+
+// next returns the next complete unit, or nil.
+func (f *framer) next() (unit []byte, isTLS bool) {
+	if f.broken || len(f.pend) < 5 {
+		return nil, false
+	}
+	if f.pend[0] >= 20 && f.pend[0] <= 23 && f.pend[1] == 3 {
+		n := 5 + int(f.pend[3])<<8 | int(f.pend[4])
+		if len(f.pend) < n {
+			return nil, false
+		}
+		u := f.pend[:n]
+		f.pend = f.pend[n:]
+		return u, true
+	}
+	if len(f.pend) < tds.HeaderLen {
+		return nil, false
+	}
+	h, err := tds.ParseHeader(f.pend)
+	if err != nil || int(h.Length) < tds.HeaderLen {
+		f.broken = true
+		return nil, false
+	}
+	if len(f.pend) < int(h.Length) {
+		return nil, false
+	}
+	u := f.pend[:h.Length]
+	f.pend = f.pend[h.Length:]
+	return u, false
+}
+
+// feed appends a chunk (copied: a stage never keeps the caller's chunk).
+func (f *framer) feed(chunk []byte) {
+	if len(f.pend) == 0 {
+		f.pend = append(f.pend[:0], chunk...)
+		return
+	}
+	f.pend = append(f.pend, chunk...)
+}
+
+// flushBroken emits what is pending once the stream is not TDS.
+func (f *framer) flushBroken(emit func([]byte) error) error {
+	if !f.broken || len(f.pend) == 0 {
+		return nil
+	}
+	b := f.pend
+	f.pend = nil
+	return emit(b)
+}
+
+// compact keeps the pending tail in a buffer of its own.
+func (f *framer) compact() {
+	if len(f.pend) == 0 {
+		f.pend = f.pend[:0]
+		return
+	}
+	f.pend = append([]byte(nil), f.pend...)
+}
+
+// attachTDS builds the rule's stages for this connection.
+func (c *connDecider) attachTDS(cr *connRule, rec *proxy.Record) proxy.Verdict {
+	t := cr.r.tds
+	o := t.opts
+	inject := func(action string) {
+		if c.d.e.OnInject != nil {
+			c.d.e.OnInject(c.d.name, cr.r.spec.Name, "", proxy.PhaseEstablished, action)
+		}
+	}
+	var user, db, server string
+	if rec.Login != nil {
+		user, db, server = rec.Login.User, rec.Login.Database, rec.Login.Server
+	}
+	v := proxy.Verdict{Action: t.fault.Name}
+	q := &reqQueue{}
+	switch {
+	case t.fault.Name == TDSError && o.At == "login":
+		n, ok := t.take()
+		if !ok {
+			return pass(fmt.Sprintf("times: %d used", o.Times))
+		}
+		m := o.known.message(user, db, server)
+		v.Detail = fmt.Sprintf("login answered with error %d%s", m.Number, t.timesText(n))
+		v.Stages = []proxy.DirectedStage{{Dir: proxy.ServerToClient, Stage: &loginReplace{msg: m}}}
+	case t.fault.Name == TDSError:
+		m := o.known.message(user, db, server)
+		v.Action = proxy.ActionArmed
+		v.Detail = fmt.Sprintf("tds_error %d for requests matching %q", m.Number, o.Query)
+		v.Stages = []proxy.DirectedStage{
+			{Dir: proxy.ClientToServer, Stage: &requestStage{q: q, t: t, plan: func() replyPlan { return replyPlan{replace: &m} }, onHit: inject}},
+			{Dir: proxy.ServerToClient, Stage: &replyStage{q: q}},
+		}
+	case t.fault.Name == TDSRedirect:
+		n, ok := t.take()
+		if !ok {
+			return pass(fmt.Sprintf("times: %d used", o.Times))
+		}
+		v.Detail = fmt.Sprintf("login routed to %s:%d%s", o.routing.Server, o.routing.Port, t.timesText(n))
+		v.Stages = []proxy.DirectedStage{{Dir: proxy.ServerToClient, Stage: &loginRedirect{to: o.routing}}}
+	case t.fault.Name == TDSCutResult:
+		v.Action = proxy.ActionArmed
+		what := fmt.Sprintf("%d rows", o.Rows)
+		if o.Bytes > 0 {
+			what = fmt.Sprintf("%d bytes", o.Bytes)
+		}
+		v.Detail = fmt.Sprintf("cut_result after %s of results matching %q", what, o.Query)
+		v.Stages = []proxy.DirectedStage{
+			{Dir: proxy.ClientToServer, Stage: &requestStage{q: q, t: t, plan: func() replyPlan { return replyPlan{cut: true} }, onHit: inject}},
+			{Dir: proxy.ServerToClient, Stage: &replyStage{q: q, rows: o.Rows, bytes: o.Bytes, style: cr.r.style}},
+		}
+	case t.fault.Name == TDSAttention:
+		v.Action = proxy.ActionArmed
+		v.Detail = "attention " + o.Mode
+		if o.Mode == "delay" {
+			v.Detail += " " + o.Delay.String()
+		}
+		v.Stages = []proxy.DirectedStage{
+			{Dir: proxy.ClientToServer, Stage: &requestStage{q: q, t: t, attnDrop: o.Mode == "drop", onHit: inject}},
+			{Dir: proxy.ServerToClient, Stage: &replyStage{q: q, attnDelay: o.Delay}},
+		}
+	}
+	return v
+}
+
+// loginReplace swallows the server's login response and answers with an
+// error instead, then closes with FIN: the upstream login completed, so
+// the server sees an ordinary disconnect, and the client reads the error
+// before the end (a refused login ends the connection, MS-TDS §3.2.5.2).
+type loginReplace struct {
+	f    framer
+	msg  tds.ServerMessage
+	spid uint16
+	done bool
+}
+
+func (s *loginReplace) Forward(_ context.Context, chunk []byte, emit func([]byte) error) (*proxy.Cut, error) {
+	if s.done {
+		return nil, nil // the connection is being closed
+	}
+	s.f.feed(chunk)
+	for {
+		u, isTLS := s.f.next()
+		if u == nil {
+			break
+		}
+		if isTLS {
+			if err := emit(u); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		h, _ := tds.ParseHeader(u)
+		s.spid = h.SPID
+		if h.Status.EOM() {
+			s.done = true
+			if err := emit(tds.ErrorReply(s.msg, 0, s.spid)); err != nil {
+				return nil, err
+			}
+			return &proxy.Cut{Style: proxy.StyleFIN, Reason: fmt.Sprintf("tds_error %d at login", s.msg.Number)}, nil
+		}
+	}
+	s.f.compact()
+	return nil, s.f.flushBroken(emit)
+}
+
+// loginRedirect adds a ROUTING ENVCHANGE before the final DONE of a
+// successful login response (§2.2.7.9): the client then reconnects to
+// the routed address. A failed login passes as it is.
+type loginRedirect struct {
+	f    framer
+	to   tds.Routing
+	msg  []byte
+	hdr  tds.Header
+	size int
+	done bool
+}
+
+func (s *loginRedirect) Forward(_ context.Context, chunk []byte, emit func([]byte) error) (*proxy.Cut, error) {
+	if s.done {
+		return nil, emit(chunk)
+	}
+	s.f.feed(chunk)
+	for {
+		u, isTLS := s.f.next()
+		if u == nil {
+			break
+		}
+		if isTLS {
+			if err := emit(u); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		h, _ := tds.ParseHeader(u)
+		if s.size == 0 {
+			s.hdr = h
+		}
+		s.size = max(s.size, int(h.Length))
+		s.msg = append(s.msg, u[tds.HeaderLen:]...)
+		if !h.Status.EOM() {
+			continue
+		}
+		s.done = true
+		out := s.msg
+		if resp, err := tds.ParseLoginResponse(s.msg); err == nil && resp.Ack != nil {
+			if p, ok := tds.InsertBeforeFinalDone(s.msg, tds.AppendRoutingEnvChange(nil, s.to)); ok {
+				out = p
+			}
+		}
+		w := tds.Writer{PacketSize: s.size, SPID: s.hdr.SPID}
+		if err := emit(w.AppendMessage(nil, tds.PacketReply, s.hdr.Status, out)); err != nil {
+			return nil, err
+		}
+		rest := s.f.pend
+		s.f.pend = nil
+		return nil, emit(rest)
+	}
+	s.f.compact()
+	return nil, s.f.flushBroken(emit)
+}
+
+// requestStage reads the client's messages: it queues a plan for each
+// request, rewrites the ones a tds_error answers (the server gets a
+// harmless batch instead), and drops ATTENTION packets for attention
+// mode drop.
+type requestStage struct {
+	f     framer
+	q     *reqQueue
+	t     *tdsRule
+	plan  func() replyPlan // the plan for a matching request; nil: none
+	onHit func(action string)
+
+	attnDrop bool
+
+	held     []byte // the packets of the message being read
+	payload  []byte
+	typ      tds.PacketType
+	first    tds.Header
+	overflow bool
+}
+
+func (s *requestStage) Forward(_ context.Context, chunk []byte, emit func([]byte) error) (*proxy.Cut, error) {
+	s.f.feed(chunk)
+	for {
+		u, isTLS := s.f.next()
+		if u == nil {
+			break
+		}
+		if isTLS {
+			if err := emit(u); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err := s.packet(u, emit); err != nil {
+			return nil, err
+		}
+	}
+	s.f.compact()
+	return nil, s.f.flushBroken(emit)
+}
+
+func (s *requestStage) packet(u []byte, emit func([]byte) error) error {
+	h, _ := tds.ParseHeader(u)
+	if h.Type == tds.PacketAttention {
+		if s.attnDrop {
+			if s.onHit != nil {
+				s.onHit("attention:drop")
+			}
+			return nil
+		}
+		s.q.attention(1)
+		return emit(u)
+	}
+	if len(s.held) == 0 && !s.overflow {
+		s.typ, s.first = h.Type, h
+	}
+	if s.overflow {
+		if h.Status.EOM() {
+			s.overflow = false
+			s.q.push(replyPlan{})
+		}
+		return emit(u)
+	}
+	s.held = append(s.held, u...)
+	s.payload = append(s.payload, u[tds.HeaderLen:]...)
+	if len(s.held) > maxHeldRequest {
+		held := s.held
+		s.held, s.payload = nil, nil
+		if h.Status.EOM() {
+			s.q.push(replyPlan{})
+		} else {
+			s.overflow = true
+		}
+		return emit(held)
+	}
+	if !h.Status.EOM() {
+		return nil
+	}
+	held, payload := s.held, s.payload
+	s.held, s.payload = nil, nil
+	p := replyPlan{}
+	if s.plan != nil && s.matches(s.typ, payload) {
+		if _, ok := s.t.take(); ok {
+			p = s.plan()
+		}
+	}
+	s.q.push(p)
+	if p.replace == nil {
+		return emit(held)
+	}
+	if s.onHit != nil {
+		s.onHit(fmt.Sprintf("tds_error:%d", p.replace.Number))
+	}
+	text := noOpBatch
+	if p.replace.Number == 1205 {
+		text = rollbackOnly
+	}
+	// The first packet's status bits (RESETCONNECTION) go with the
+	// replacement, so the server's session state follows the client's.
+	w := tds.Writer{PacketSize: tds.DefaultPacketSize, SPID: s.first.SPID}
+	return emit(w.AppendMessage(nil, tds.PacketSQLBatch, s.first.Status, tds.ReplaceRequest(payload, text)))
+}
+
+// matches applies the rule's query to a SQL batch's text or an RPC's
+// procedure name; with no query, every batch and RPC matches.
+func (s *requestStage) matches(t tds.PacketType, payload []byte) bool {
+	var subject string
+	switch t {
+	case tds.PacketSQLBatch:
+		text, err := tds.ParseSQLBatch(payload)
+		if err != nil {
+			return false
+		}
+		subject = text
+	case tds.PacketRPC:
+		name, err := tds.ParseRPCName(payload)
+		if err != nil {
+			return false
+		}
+		subject = name
+	default:
+		return false
+	}
+	re := s.t.opts.queryRE
+	return re == nil || re.MatchString(subject)
+}
+
+// replyStage reads the server's replies and acts on each as its request's
+// plan says: replace it with an error, count it and cut the connection,
+// or hold an attention acknowledgement.
+type replyStage struct {
+	f framer
+	q *reqQueue
+
+	rows, bytes int64
+	style       proxy.CloseStyle
+	attnDelay   time.Duration
+
+	inReply bool
+	plan    replyPlan
+	spid    uint16
+	seen    int64  // bytes of the counted reply so far
+	result  []byte // payload of the counted reply, for rows
+}
+
+func (s *replyStage) Forward(ctx context.Context, chunk []byte, emit func([]byte) error) (*proxy.Cut, error) {
+	s.f.feed(chunk)
+	for {
+		u, isTLS := s.f.next()
+		if u == nil {
+			break
+		}
+		if isTLS {
+			if err := emit(u); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		cut, err := s.packet(ctx, u, emit)
+		if err != nil || cut != nil {
+			return cut, err
+		}
+	}
+	s.f.compact()
+	return nil, s.f.flushBroken(emit)
+}
+
+func (s *replyStage) packet(ctx context.Context, u []byte, emit func([]byte) error) (*proxy.Cut, error) {
+	h, _ := tds.ParseHeader(u)
+	if !s.inReply {
+		s.inReply = true
+		s.plan = s.q.pop()
+		s.seen, s.result = 0, s.result[:0]
+	}
+	eom := h.Status.EOM()
+	if eom {
+		s.inReply = false
+	}
+	switch {
+	case s.plan.replace != nil:
+		if !eom {
+			return nil, nil
+		}
+		return nil, emit(tds.ErrorReply(*s.plan.replace, 0, h.SPID))
+	case s.plan.cut:
+		return s.count(u, emit)
+	}
+	if eom && s.attnDelay > 0 && s.q.attention(0) > 0 && endsWithAttnAck(u[tds.HeaderLen:]) {
+		s.q.attention(-1)
+		t := time.NewTimer(s.attnDelay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+	}
+	return nil, emit(u)
+}
+
+// count passes a counted reply on until its rows or bytes reach the
+// limit, then cuts the connection there.
+func (s *replyStage) count(u []byte, emit func([]byte) error) (*proxy.Cut, error) {
+	if s.bytes > 0 {
+		left := s.bytes - s.seen
+		if int64(len(u)) < left {
+			s.seen += int64(len(u))
+			return nil, emit(u)
+		}
+		if err := emit(u[:left]); err != nil {
+			return nil, err
+		}
+		return &proxy.Cut{Style: s.style, Reason: fmt.Sprintf("cut_result after %d bytes", s.bytes)}, nil
+	}
+	if len(s.result) < maxCountedResult {
+		s.result = append(s.result, u[tds.HeaderLen:]...)
+	}
+	res, _ := tds.ParseResult(s.result)
+	if err := emit(u); err != nil {
+		return nil, err
+	}
+	if res != nil && int64(len(res.Rows)) >= s.rows {
+		return &proxy.Cut{Style: s.style, Reason: fmt.Sprintf("cut_result after %d rows", len(res.Rows))}, nil
+	}
+	return nil, nil
+}
+
+// endsWithAttnAck reports whether a reply packet ends with a DONE token
+// carrying DONE_ATTN (§2.2.7.6), the server's acknowledgement of a cancel.
+func endsWithAttnAck(p []byte) bool {
+	if len(p) < tds.DoneLen {
+		return false
+	}
+	d, err := tds.ParseDone(p[len(p)-tds.DoneLen:])
+	return err == nil && d.Status&tds.DoneAttn != 0
+}
