@@ -373,6 +373,13 @@ func (s *bridgeSession) handshake(ctx context.Context, clientT, upT net.Conn, st
 			return c, nil
 		}
 		utc, upErr = s.upstreamHandshake(ctx, ucap, raw, recVer, strict)
+		if errors.Is(upErr, ErrNothingToMirror) {
+			// The upstream never heard of it: the bridge refuses, as a
+			// server with no common suite does (RFC 5246 §7.4.1.3).
+			clientRefusal, upErr = upErr.Error(), nil
+			s.sendAlert(ccap, AlertHandshakeFailure)
+			return nil, errors.New(clientRefusal)
+		}
 		if upErr != nil {
 			s.relayUpstreamRefusal(ccap, ucap, strict)
 			return nil, upErr
@@ -418,6 +425,11 @@ func (s *bridgeSession) handshake(ctx context.Context, clientT, upT net.Conn, st
 				resetConn(s.client) // the upstream gave no reason the client could read
 				s.rep.Reset = true
 			}
+			return nil, nil, s.rep.failure()
+		case errors.Is(err, ErrNothingToMirror) || strings.Contains(clientRefusal, ErrNothingToMirror.Error()):
+			s.rep.DecidedBy = "bridge (mirror)"
+			s.rep.Failure = clientRefusal
+			closeWrite(s.client) // after the handshake_failure alert
 			return nil, nil, s.rep.failure()
 		case clientRefusal != "":
 			s.rep.DecidedBy = "bridge (Schannel's certificate rule)"

@@ -35,6 +35,10 @@ func ParseHelloMode(s string) (HelloMode, error) {
 	return "", fmt.Errorf("bridge: --upstream-hello %q: want mirror or go", s)
 }
 
+// ErrNothingToMirror means the client offers no cipher suite the bridge
+// can complete (a DHE-only client, for one).
+var ErrNothingToMirror = errors.New("bridge: mirror: no cipher suite left that the bridge can complete")
+
 // Mirror is a client's ClientHello rebuilt for the upstream leg.
 type Mirror struct {
 	Spec *utls.ClientHelloSpec
@@ -98,7 +102,9 @@ func MirrorClientHello(hello []byte, recordVersion uint16, host string, hostIsIP
 	}
 	suites := spec.CipherSuites[:0:0]
 	for _, s := range spec.CipherSuites {
-		if s == utls.GREASE_PLACEHOLDER || utlsSuites[s] {
+		// Signalling values are not suites: the renegotiation SCSV
+		// (RFC 5746 §3.3) and the fallback SCSV (RFC 7507) go on as sent.
+		if s == utls.GREASE_PLACEHOLDER || utlsSuites[s] || s == 0x00FF || s == 0x5600 {
 			suites = append(suites, s)
 			continue
 		}
@@ -163,8 +169,8 @@ func MirrorClientHello(hello []byte, recordVersion uint16, host string, hostIsIP
 		exts = append(exts, e)
 	}
 	spec.Extensions = exts
-	if len(spec.CipherSuites) == 0 || !slices.ContainsFunc(spec.CipherSuites, func(s uint16) bool { return s != utls.GREASE_PLACEHOLDER }) {
-		return m, fmt.Errorf("bridge: mirror: no cipher suite left that the bridge can complete (dropped %s)", strings.Join(m.Dropped, ", "))
+	if !slices.ContainsFunc(spec.CipherSuites, func(s uint16) bool { return utlsSuites[s] }) {
+		return m, fmt.Errorf("%w (dropped %s)", ErrNothingToMirror, strings.Join(m.Dropped, ", "))
 	}
 	return m, nil
 }

@@ -1,11 +1,13 @@
 package tlsbridge_test
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -271,5 +273,35 @@ func TestBridgeOldTLSBothLegs(t *testing.T) {
 		if rep.Client.Version != v || rep.Upstream.Version != v || rep.ClientHello.JA4() != rep.UpstreamHello.JA4() {
 			t.Fatalf("%s: legs %s / %s, JA4 %s / %s", tlsbridge.VersionName(v), rep.Client, rep.Upstream, rep.ClientHello.JA4(), rep.UpstreamHello.JA4())
 		}
+	}
+}
+
+// A client offering only suites the bridge cannot complete (OpenSSL with
+// DHE only) is refused by the bridge with handshake_failure; the upstream
+// never hears of it.
+func TestBridgeNothingToMirror(t *testing.T) {
+	openssl, err := exec.LookPath("openssl")
+	if err != nil {
+		t.Skip("openssl not installed")
+	}
+	emu := startEmu(t, emulator.Config{Encrypt: tds.EncryptOff})
+	r := startBridge(t, emu, nil)
+	before := emu.Stats()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, openssl, "s_client", "-connect", net.JoinHostPort("127.0.0.1", itoa(r.port)),
+		"-tls1_2", "-cipher", "DHE-RSA-AES128-GCM-SHA256", "-alpn", "tds/8.0")
+	cmd.Stdin = strings.NewReader("")
+	out, _ := cmd.CombinedOutput()
+	if !strings.Contains(string(out), "alert handshake failure") {
+		t.Errorf("s_client output lacks the handshake_failure alert:\n%s", out)
+	}
+	rep := r.next(t)
+	if rep.DecidedBy != "bridge (mirror)" || rep.Alert == nil || rep.Alert.Description != tlsbridge.AlertHandshakeFailure ||
+		!strings.Contains(rep.Failure, "no cipher suite left") || len(rep.Dropped) == 0 {
+		t.Fatalf("decided by %q alert %v failure %q dropped %q", rep.DecidedBy, rep.Alert, rep.Failure, rep.Dropped)
+	}
+	if emu.Stats().TLSHandshakes != before.TLSHandshakes {
+		t.Error("the upstream completed a handshake")
 	}
 }
