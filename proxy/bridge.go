@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -83,10 +82,6 @@ type bridgeState struct {
 	cfg    *BridgeConfig
 }
 
-// bridges holds the built bridge of each proxy that has one, so the Proxy
-// struct needs no field of its own.
-var bridges sync.Map // *Proxy → *bridgeState
-
 // setupBridge builds p's bridge: loads or creates the certificate source,
 // opens the key log, loads the upstream CA. It logs where a generated CA
 // is (clients must trust it) and warns about the key log.
@@ -144,24 +139,16 @@ func (p *Proxy) setupBridge() error {
 	if c.UpstreamInsecure {
 		p.log.Warn("bridge: the upstream certificate is not verified (--upstream-insecure)", zap.String("proxy", p.cfg.Name))
 	}
-	bridges.Store(p, st)
+	p.bridge = st
 	return nil
 }
 
-func (p *Proxy) bridgeState() *bridgeState {
-	v, ok := bridges.Load(p)
-	if !ok {
-		return nil
-	}
-	return v.(*bridgeState)
-}
+func (p *Proxy) bridgeState() *bridgeState { return p.bridge }
 
 // closeBridge releases the bridge's key log.
 func (p *Proxy) closeBridge() {
-	if v, ok := bridges.LoadAndDelete(p); ok {
-		if st := v.(*bridgeState); st.keylog != nil {
-			st.keylog.Close()
-		}
+	if st := p.bridge; st != nil && st.keylog != nil {
+		st.keylog.Close()
 	}
 }
 

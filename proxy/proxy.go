@@ -153,6 +153,8 @@ type Proxy struct {
 	seq  atomic.Uint64 // connections accepted by this proxy
 	// rejected counts connections closed at once because of MaxConnections.
 	rejected atomic.Uint64
+	// bridge is set by New when cfg.Bridge is (bridge.go).
+	bridge *bridgeState
 	// chunkHook, set only by tests before Start, sees every chunk the
 	// watcher sees, in the order the session observed them.
 	chunkHook func(dir Direction, b []byte)
