@@ -116,6 +116,7 @@ func bindScenarioFlags(cmd *cobra.Command, f *scenarioFlags) {
 	fl.Float64Var(&f.probability, "probability", 1, "chance 0..1 that a connection is hit")
 	fl.Uint64Var(&f.seed, "seed", 0, "seed for --probability and --dhe-rate draws; the same seed and connection sequence give the same decisions (0: random, logged)")
 	fl.StringSliceVar(&f.clients, "clients", nil, "hit only clients in these `CIDRs` (comma-separated or repeated)")
+	bindTDSFlags(fl)
 }
 
 // bindOptionFlag declares one option flag with its type; its value is read
@@ -138,6 +139,9 @@ func bindOptionFlag(fl *pflag.FlagSet, of optionFlag) {
 func scenarioRule(cmd *cobra.Command, f *scenarioFlags) (map[string]any, error) {
 	fl := cmd.Flags()
 	flags := optionFlags()
+	if rule, err := tdsFlagRule(cmd, f); rule != nil || err != nil {
+		return rule, err
+	}
 	if !fl.Changed("scenario") {
 		for _, of := range flags {
 			if fl.Changed(of.flag) {
