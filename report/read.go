@@ -98,6 +98,10 @@ func (b *Builder) ReadLog(r io.Reader, src string) error {
 	workers := max(runtime.GOMAXPROCS(0), 1)
 	work := make(chan *batch, workers)
 	order := make(chan *batch, 2*workers)
+	// free recycles batches once folded in: at most the batches in flight
+	// (order's capacity, one being filled, one being folded) exist, so the
+	// line buffers are allocated a few times, not once per batch.
+	free := make(chan *batch, 2*workers+2)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
@@ -114,7 +118,14 @@ func (b *Builder) ReadLog(r io.Reader, src string) error {
 	go func() {
 		defer close(order)
 		defer close(work)
-		readErr = splitLines(br, src, func(bt *batch) {
+		readErr = splitLines(br, src, func() *batch {
+			select {
+			case bt := <-free:
+				return bt
+			default:
+				return newBatch()
+			}
+		}, func(bt *batch) {
 			order <- bt
 			work <- bt
 		})
@@ -123,6 +134,11 @@ func (b *Builder) ReadLog(r io.Reader, src string) error {
 		<-bt.done
 		for i := range bt.items {
 			b.fold(&bt.items[i], src)
+		}
+		bt.reset()
+		select {
+		case free <- bt:
+		default:
 		}
 	}
 	wg.Wait()
@@ -153,12 +169,22 @@ type item struct {
 	p          *prepared
 }
 
-func newBatch() *batch { return &batch{done: make(chan struct{})} }
+func newBatch() *batch {
+	return &batch{data: make([]byte, 0, batchBytes+64<<10), items: make([]item, 0, batchLines), done: make(chan struct{})}
+}
+
+// reset makes a folded batch ready to be filled again.
+func (bt *batch) reset() {
+	bt.data = bt.data[:0]
+	clear(bt.items) // drop the records they point to
+	bt.items = bt.items[:0]
+	bt.done = make(chan struct{})
+}
 
 // splitLines reads lines and hands them over in batches.
-func splitLines(br *bufio.Reader, src string, emit func(*batch)) error {
+func splitLines(br *bufio.Reader, src string, next func() *batch, emit func(*batch)) error {
 	var (
-		bt   = newBatch()
+		bt   = next()
 		buf  []byte
 		n    int64
 		long bool
@@ -166,7 +192,7 @@ func splitLines(br *bufio.Reader, src string, emit func(*batch)) error {
 	flush := func() {
 		if len(bt.items) > 0 {
 			emit(bt)
-			bt = newBatch()
+			bt = next()
 		}
 	}
 	for {
@@ -243,7 +269,6 @@ func (bt *batch) decode(opts Options, cache *sectionCache) {
 			it.bad = "JSON without a tdsproxy message"
 		}
 	}
-	bt.data = nil
 }
 
 // fold adds one decoded line to the builder.
