@@ -345,6 +345,10 @@ func TestReadmeRunCommands(t *testing.T) {
 			t.Run(fmt.Sprintf("line %d", b.line+c.line), func(t *testing.T) {
 				t.Logf("README.md:%d: %s", b.line+c.line, c.text)
 				args = replaceFlag(replaceFlag(args, "--listen", "127.0.0.1:0"), "--upstream", upstream)
+				// Files a command writes go to the test's own directory.
+				dir := t.TempDir()
+				args = replaceFlag(args, "--bridge-ca-out", filepath.Join(dir, "bridge-ca.pem"))
+				args = replaceFlag(args, "--keylog", filepath.Join(dir, "keys.log"))
 				if i := indexOf(args, "--admin"); i >= 0 && !strings.HasPrefix(args[i+1], "127.0.0.1") {
 					checkAdminNeedsToken(t, args)
 					return
