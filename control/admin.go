@@ -151,6 +151,8 @@ func (in *Instance) Handler(token string) http.Handler {
 	mux.HandleFunc("GET /connections/{id}", a.getConnection)
 	mux.HandleFunc("POST /connections/{id}/close", a.closeConnection)
 	mux.HandleFunc("GET /records", a.records)
+	mux.HandleFunc("GET /retries", a.listRetries)
+	mux.HandleFunc("POST /proxies/{name}/failover", a.failover)
 	mux.HandleFunc("GET /healthz", a.healthz)
 	mux.HandleFunc("GET /version", a.version)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(in.metrics.reg, promhttp.HandlerOpts{}))

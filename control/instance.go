@@ -101,6 +101,7 @@ type Instance struct {
 	ids     atomic.Uint64 // connection ids, unique across the proxies
 	records *ring
 	metrics *metrics
+	retries *retryTracker // retry chains (retries.go)
 	version string
 	// slowLogin is Options.SlowLogin, for the diagnosis (finish).
 	slowLogin time.Duration
@@ -163,6 +164,7 @@ func New(opts Options) (*Instance, error) {
 		return nil, err
 	}
 	in.metrics = m
+	in.retries = newRetryTracker(m.reg)
 	prev := in.engine.OnInject
 	in.engine.OnInject = func(proxyName, rule, scenario string, phase proxy.Phase, action string) {
 		in.metrics.injected(proxyName, rule, scenario, phase, action)
@@ -182,6 +184,7 @@ func (in *Instance) Registry() *prometheus.Registry { return in.metrics.reg }
 // sink receives every finished connection's record from the proxies (the
 // proxy has already written its log line).
 func (in *Instance) sink(rec *proxy.Record) {
+	in.retries.observe(rec)
 	in.records.add(rec)
 	in.metrics.finished(rec)
 }

@@ -38,6 +38,9 @@ type Record struct {
 	Login    *LoginInfo    `json:"login,omitempty"`
 	// Bridge is filled in bridge mode only (docs/bridge.md).
 	Bridge *BridgeInfo `json:"bridge,omitempty"`
+	// Retry links the connection to the earlier attempts of the same
+	// client (record/retry.go); set at close by the admin instance.
+	Retry *RetryInfo `json:"retry,omitempty"`
 
 	Close *CloseInfo `json:"close,omitempty"`
 

@@ -40,7 +40,7 @@ type slimRecord struct {
 
 // slimSkipped lists the record fields slimRecord does not decode.
 var slimSkipped = []string{"listener", "upstream", "bridge", "bytes_client_to_server", "bytes_server_to_client",
-	"watching", "parse_issues", "notes", "dropped_entries"}
+	"watching", "parse_issues", "notes", "dropped_entries", "retry"}
 
 // maxCached bounds each section cache: past it the cache starts over, so
 // a log with ever-changing sections costs decoding, not memory.
