@@ -140,8 +140,8 @@ func TestFailoverTwentyClients(t *testing.T) {
 
 	type result struct {
 		resetSeen, refused int
-		wrong               int
-		reconnectedAt       time.Time
+		wrong              int
+		reconnectedAt      time.Time
 	}
 	results := make([]result, clients)
 	var failoverAt time.Time
