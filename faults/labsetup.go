@@ -8,15 +8,15 @@ import (
 )
 
 // Lab clients: internal/lab's client names, the keys of LabExpect.Errors,
-// LabSetup.AfterFor, NoteFor and Cannot. LabOpenSSL is openssl s_client,
-// which meets the DHE scenarios (Go's TLS has no DHE).
+// LabSetup.AfterFor, NoteFor and Cannot. In the DHE scenarios LabGo, the
+// lab's default client, is the DHE engine's own client (tlsbridge/dhe):
+// go-mssqldb has no DHE (Go's crypto/tls has none).
 const (
 	LabGo      = "go"
 	LabJDBC    = "jdbc"
 	LabODBC    = "odbc"
 	LabTedious = "tedious"
 	LabTSQL    = "tsql"
-	LabOpenSSL = "openssl"
 )
 
 // LabSetup is how `tdsproxy lab` (internal/lab) shows a scenario's failure
@@ -50,10 +50,11 @@ type LabSetup struct {
 	// why it cannot be set up to meet the fault.
 	HoldNote string
 	Cannot   map[string]string
+	// LeadingZero, for a DHE scenario, adds the natural and forced counts.
+	LeadingZero *LabLeadingZero
 }
 
-// LabServer is an upstream the lab starts: the emulator, or for DHE an
-// openssl s_server.
+// LabServer is the emulator the lab starts as the upstream.
 type LabServer struct {
 	// TLSMin, TLSMax and Suites bound the emulator's TLS; 0/nil: defaults.
 	TLSMin, TLSMax uint16
@@ -61,11 +62,50 @@ type LabServer struct {
 	// CertHash is the signature hash of the certificate served ("md5");
 	// "" is the emulator's own (SHA-256).
 	CertHash string
-	// DHE is a server whose policy prefers TLS_DHE_* suites: openssl
-	// s_server, since Go's crypto/tls has no DHE.
-	DHE bool
+	// DHE, when set, makes the emulator negotiate TLS_DHE_RSA with the
+	// DHE engine (tlsbridge/dhe): the real form of the DHE scenarios,
+	// where the emulator itself is the failing Windows server and no rule
+	// is armed. Nil: DHE off (crypto/tls, ECDHE).
+	DHE *LabDHE
 	// Desc describes the upstream and the rule, for a row.
 	Desc string
+}
+
+// LabDHE is the emulator's DHE policy, as the flags of `tdsproxy emulate`
+// spell it (--dhe, --dhe-group, --dhe-z, --dhe-fail; docs/dhe.md).
+type LabDHE struct {
+	Mode  string // prefer or only
+	Group string // dhe.Groups(): ffdhe2048, lz2049, ...
+	Z     string // strip or pad
+	Fail  string // fin, rst or alert
+	// Refused names, per client, the words of its refusal of Group (JSSE
+	// refuses lz2049's 2049 bits): that client cannot be forced to the
+	// leading-zero failure with this group.
+	Refused map[string][]string
+}
+
+// Flags is the policy as `tdsproxy emulate` flags.
+func (d *LabDHE) Flags() string {
+	if d == nil {
+		return "--dhe off"
+	}
+	return "--dhe " + d.Mode + " --dhe-group " + d.Group + " --dhe-z " + d.Z + " --dhe-fail " + d.Fail
+}
+
+// LabLeadingZero is what a DHE scenario's lab counts besides its one
+// connection before and after the fix: Handshakes (0: the lab's default)
+// by the client against Natural (a padding server in a real group, where
+// about 1 shared secret in 256 starts with a zero byte), ForcedN
+// handshakes by the engine's grinding client against Natural and against
+// the same server stripping, and after the fix Handshakes against Fixed's
+// server.
+type LabLeadingZero struct {
+	Natural LabDHE
+	// Expected is the natural share of zero-led shared secrets in
+	// Natural's group, and ExpectedText says it as a fraction.
+	Expected     float64
+	ExpectedText string
+	ForcedN      int
 }
 
 // LabClient is how a client is set up, whatever its library.
@@ -122,8 +162,6 @@ var (
 		LabODBC:    {"TCP Provider: Error code 0x68"},
 		LabTedious: {"Failed to connect to ", "read ECONNRESET"},
 		LabTSQL:    {"Adaptive Server connection failed"},
-		// errno 104 is ECONNRESET: the RST reached s_client.
-		LabOpenSSL: {"errno=104"},
 	}
 	timeoutErrors = map[string][]string{
 		LabGo:      {"i/o timeout"},

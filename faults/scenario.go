@@ -90,11 +90,10 @@ var scenarios = []*scenario{
 	protocolMismatch,
 	cipherMismatch,
 	dheScenario(ScenarioDHEEnabled, "TLS_DHE_* suites are enabled and the two Windows versions handle the DH secret differently",
-		"remove every TLS_DHE_* suite from the cipher suite policy", "always", ""),
+		"remove every TLS_DHE_* suite from the cipher suite policy", "always", dheEnabledLab),
 	weakCertHash,
 	dheScenario(ScenarioDHELeadingZero, "a DHE shared secret starting with a zero byte (about 1 handshake in 256) is encoded differently by patched and unpatched Windows",
-		"install the TLS_DHE leading-zero fix (KB4537806/KB4540670) on both sides, or remove TLS_DHE_* suites", "natural",
-		"rate=always forces what happens by itself in about 1 DHE handshake in 256 (rate=natural). "),
+		"install the TLS_DHE leading-zero fix (KB4537806/KB4540670) on both sides, or remove TLS_DHE_* suites", "natural", dheLeadingZeroLab),
 	delayedAccept,
 }
 

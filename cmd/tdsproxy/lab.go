@@ -22,14 +22,15 @@ func init() { subcommands = append(subcommands, newLabCmd) }
 
 // labFlags are the flags of "tdsproxy lab".
 type labFlags struct {
-	scenario  string
-	client    string
-	json      bool
-	timeout   time.Duration
-	hold      bool
-	listen    string
-	logLevel  string
-	logFormat string
+	scenario   string
+	client     string
+	json       bool
+	timeout    time.Duration
+	hold       bool
+	listen     string
+	handshakes int
+	logLevel   string
+	logFormat  string
 }
 
 func newLabCmd() *cobra.Command {
@@ -61,6 +62,7 @@ func newLabCmd() *cobra.Command {
 		", a comma-separated list, or "+lab.ClientAll+" (go is go-mssqldb, in process and the fastest; the others need make deps)")
 	fl.BoolVar(&f.json, "json", false, "print the report as JSON, with each connection's record, instead of the table")
 	fl.DurationVar(&f.timeout, "timeout", 2*time.Minute, "give up on the whole lab after this long")
+	fl.IntVar(&f.handshakes, "handshakes", 0, fmt.Sprintf("the dhe-leading-zero row's natural count: `N` handshakes against the padding server and N after the fix, per client (default %d with the default client, the DHE engine's, in process; %d with an external client, each a process)", lab.DefaultHandshakes, lab.DefaultExtHandshakes))
 	fl.BoolVar(&f.hold, "hold", false, "with --scenario: keep the emulator and the armed proxy running for your own clients until Ctrl-C")
 	fl.StringVar(&f.listen, "listen", lab.DefaultHoldListen, "with --hold: `host:port` the proxy listens on")
 	fl.StringVar(&f.logLevel, "log-level", "", "with --hold: debug, info (default), warn or error; without: proxy logs at this level (default none)")
@@ -110,6 +112,10 @@ func (f labFlags) validate(cmd *cobra.Command) error {
 		return usagef("--client is for the lab's report; with --hold, connect your own clients (the connection strings are printed)")
 	case !f.hold && fl.Changed("listen"):
 		return usagef("--listen is for --hold (the lab's own proxies listen on free loopback ports)")
+	case f.handshakes < 0:
+		return usagef("--handshakes %d: must be positive", f.handshakes)
+	case f.hold && fl.Changed("handshakes"):
+		return usagef("--handshakes is for the lab's report (the dhe-leading-zero counts), not --hold")
 	case f.timeout <= 0:
 		return usagef("--timeout %v: must be positive", f.timeout)
 	}
@@ -158,7 +164,7 @@ func runLab(cmd *cobra.Command, f labFlags) error {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	opts := lab.Options{Logger: log, Clients: strings.Split(f.client, ",")}
+	opts := lab.Options{Logger: log, Clients: strings.Split(f.client, ","), Handshakes: f.handshakes}
 	if f.scenario != "" {
 		opts.Scenarios = []string{f.scenario}
 	}
@@ -257,21 +263,33 @@ JDBC Driver 13.6 on the JDK), odbc (Microsoft ODBC Driver 18 through
 mssql-python), tedious, tsql (FreeTDS), a comma-separated list, or all. Each
 (scenario, client) is a row with that client's own error text. The others
 are installed by make deps; one that is missing gives skipped rows saying so.
-JDBC and ODBC meet the DHE rows for real (JSSE and OpenSSL negotiate DHE), in
-TDS 8.0 strict form against openssl s_server.
 
-go-mssqldb cannot negotiate DHE (Go's crypto/tls has no DHE key agreement),
-so the two DHE rows use openssl s_client and s_server, TLS first as a TDS 8.0
-strict connection starts, and still show go-mssqldb passing the armed rule
-("server chose ECDHE, not DHE"). Without openssl those rows are skipped and
-say why.
+The two DHE rows are the real form, not an armed rule: the emulator
+negotiates TLS_DHE_RSA with tdsproxy's DHE engine as an unpatched Windows
+server (emulate --dhe prefer --dhe-z pad --dhe-fail rst) and the client,
+which strips the shared secret's leading zero byte (RFC 5246), is reset
+after its Finished, in TDS 7.x. dhe-enabled uses the lz2049 group, where
+nearly every shared secret starts with a zero byte, so the failure is
+deterministic (JDBC refuses that group: its row shows the refusal); after
+the fix (--dhe off) the client connects with ECDHE and runs SELECT 1.
+dhe-leading-zero adds counts: natural (--handshakes N against a padding
+server in ffdhe2048: the failures, the rate with its 99% interval, against
+the expected 1/256), forced (the DHE engine's client grinds its key so the
+shared secret starts with 0x00: 20 of 20 fail against pad, 0 of 20 against
+strip) and after the fix (both strip: 0 failures). go-mssqldb cannot
+negotiate DHE (Go's crypto/tls has none), so with the default client these
+rows use the DHE engine's own client, in process, before the fix and
+go-mssqldb for SELECT 1 after it; --client tedious,tsql,jdbc,odbc shows the
+real SQL clients' own errors. The passthrough form of these scenarios (the
+proxy resets after the client's Finished with --dhe-rate) is what
+tdsproxy run --scenario does in front of a real server.
 
 Exit status: 0 when every row behaved as documented (skipped rows included),
 1 otherwise, with a line naming each row that did not, 2 for bad flags.
 
 With --hold, one scenario is kept running for your own clients: the emulator
-(openssl s_server for the DHE scenarios) behind a proxy on --listen with the
-rule armed. tdsproxy prints connection strings for go-mssqldb, the JDBC
+behind a proxy on --listen with the rule armed (for the DHE scenarios, no
+rule: the emulator itself fails, as in the lab). tdsproxy prints connection strings for go-mssqldb, the JDBC
 driver, ODBC Driver 18, tedious and FreeTDS, before and after the fix, and logs each connection's record until
 SIGINT or SIGTERM.`
 }

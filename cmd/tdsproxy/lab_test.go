@@ -38,6 +38,8 @@ func TestLabUsageErrors(t *testing.T) {
 		{[]string{"--log-level", "loud"}, "--log-level"},
 		{[]string{"--client", "sqlcmd"}, "unknown client"},
 		{[]string{"--hold", "--scenario", "cipher-mismatch", "--client", "jdbc"}, "--client is for"},
+		{[]string{"--handshakes", "-1"}, "--handshakes"},
+		{[]string{"--hold", "--scenario", "dhe-leading-zero", "--handshakes", "9"}, "--handshakes is for"},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -85,6 +87,41 @@ func TestLabCommandOneScenario(t *testing.T) {
 	if len(rep.Rows) != 1 || rep.Rows[0].Scenario != "cipher-mismatch" || rep.Rows[0].Status != "ok" ||
 		rep.Rows[0].FaultAt != "tls.client_hello" || !rep.Rows[0].FixedConnected {
 		t.Errorf("report = %+v", rep)
+	}
+}
+
+// The leading-zero row through the command: --handshakes sets the natural
+// count, and the JSON carries the counts (natural, forced, after the fix).
+func TestLabCommandDHEHandshakes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	var js lockedBuffer
+	if err := labExec(t, ctx, &js, "--scenario", "dhe-leading-zero", "--handshakes", "30", "--json"); err != nil {
+		t.Fatalf("lab --handshakes 30: %v\n%s", err, js.String())
+	}
+	type tally struct {
+		Handshakes int `json:"handshakes"`
+		Failures   int `json:"failures"`
+	}
+	var rep struct {
+		Rows []struct {
+			Status string `json:"status"`
+			Close  string `json:"close"`
+			DHE    struct {
+				Natural     tally `json:"natural"`
+				ForcedPad   tally `json:"forced_pad"`
+				ForcedStrip tally `json:"forced_strip"`
+				Fixed       tally `json:"fixed"`
+			} `json:"dhe"`
+		} `json:"rows"`
+	}
+	if err := json.Unmarshal([]byte(js.String()), &rep); err != nil || len(rep.Rows) != 1 {
+		t.Fatalf("JSON: %v\n%s", err, js.String())
+	}
+	r := rep.Rows[0]
+	if r.Status != "ok" || r.Close != "rst by server" || r.DHE.Natural.Handshakes != 30 || r.DHE.Fixed != (tally{30, 0}) ||
+		r.DHE.ForcedPad != (tally{20, 20}) || r.DHE.ForcedStrip != (tally{20, 0}) {
+		t.Errorf("row %+v", r)
 	}
 }
 

@@ -6,14 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/tdsproxy/tdsproxy/faults"
-	"github.com/tdsproxy/tdsproxy/internal/emulator"
 	"github.com/tdsproxy/tdsproxy/internal/interop"
 	"github.com/tdsproxy/tdsproxy/tlsbridge"
 )
@@ -379,8 +376,8 @@ func (r *runner) extRow(ctx context.Context, name, client string) Row {
 	}
 	row.Rule = s.rule
 	l := s.lab()
-	if l.Server.DHE {
-		r.extDHE(ctx, &row, client, s)
+	if l.Server.DHE != nil {
+		r.dheRow(ctx, &row, client, s)
 		return row
 	}
 	armed := envConfig{Emulator: s.emu, Rules: []faults.RuleSpec{s.rule}}
@@ -402,64 +399,6 @@ func (r *runner) extRow(ctx context.Context, name, client string) Row {
 	row.Note = l.ExtNote + l.NoteFor[client]
 	judge(&row, expectFor(s.info, client))
 	return row
-}
-
-// extDHE: the driver meets a DHE server in TDS 8.0 strict form (openssl
-// s_server preferring DHE, its certificate pinned), before the fix; after
-// the fix, the emulator (no DHE) with the rule still armed.
-func (r *runner) extDHE(ctx context.Context, row *Row, client string, s setup) {
-	if client == ClientTSQL {
-		row.Status = StatusSkipped
-		row.Before = Attempt{Skipped: "FreeTDS 1.3 has no TDS 8.0 strict mode, and inside PRELOGIN its server would have to be the emulator, which has no DHE"}
-		row.After = row.Before
-		row.Note = row.Before.Skipped + "."
-		return
-	}
-	if r.openssl == "" {
-		row.Status = StatusSkipped
-		row.Before = Attempt{Skipped: "no DHE server here: " + r.noSSL}
-		row.After = row.Before
-		row.Note = "The DHE close needs a DHE-capable server: install openssl (OpenSSL 3) and run the lab again."
-		return
-	}
-	ups, err := r.upstreams()
-	if err != nil {
-		row.Status, row.Problem = StatusUnexpected, err.Error()
-		return
-	}
-	certPEM, err := os.ReadFile(filepath.Join(r.dir, "s_server.pem"))
-	if err != nil {
-		row.Status, row.Problem = StatusUnexpected, "lab: "+err.Error()
-		return
-	}
-	rules := []faults.RuleSpec{s.rule}
-	// A 2 s login timeout: s_server is not TDS, a handshake the rule let
-	// through would end in the driver's timeout.
-	before := extShapeFor(s.lab().Before)
-	before.trust, before.loginTimeout = certPEM, 2
-	row.Before = r.extAttempt(ctx, client, envConfig{Upstream: ups.dhe.addr, Rules: rules}, ups.dhe.desc+"; rule rate=always", before)
-	emu := emulator.Config{TLSMax: tls.VersionTLS12}
-	after := envConfig{Emulator: emu, Rules: rules}
-	// The emulator's certificate is generated at start: pin it after start.
-	row.After = r.extAttemptEmuStrict(ctx, client, after, "emulator (no DHE: Go TLS chooses ECDHE); rule rate=always")
-	lead := "The server prefers TLS_DHE_RSA_WITH_AES_128_GCM_SHA256 and the driver offers DHE (JSSE and OpenSSL do by default); the rule closes after the client's " +
-		"ClientKeyExchange/ChangeCipherSpec/Finished flight, where Schannel fails. "
-	lead += s.lab().Note
-	row.Note = lead + "After the fix (no TLS_DHE_* on the server) the server chooses ECDHE and the same rule lets the driver through."
-	judge(row, expectFor(s.info, client))
-}
-
-// extAttemptEmuStrict is extAttempt for a strict client against the
-// emulator serving a certificate for localhost and 127.0.0.1, which the
-// client pins.
-func (r *runner) extAttemptEmuStrict(ctx context.Context, client string, cfg envConfig, server string) Attempt {
-	cert, certPEM, _, err := tlsbridge.GenerateCertificate(tlsbridge.CertOptions{CommonName: "localhost",
-		DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}})
-	if err != nil {
-		return Attempt{Client: client, Server: server, Error: "lab: " + err.Error()}
-	}
-	cfg.Emulator.Certificate = &cert
-	return r.extAttempt(ctx, client, cfg, server, extShape{strict: true, tlsMax: tls.VersionTLS12, trust: certPEM})
 }
 
 // ErrUnknownClient is returned for a client name that is not one of

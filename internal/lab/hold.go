@@ -32,16 +32,14 @@ type HoldOptions struct {
 	// Logger receives the proxy's line per finished connection (its whole
 	// record) and the emulator's logs; nil means none.
 	Logger *zap.Logger
-	// OpenSSL is as in Options: the DHE scenarios need `openssl s_server`
-	// as the upstream.
-	OpenSSL string
 	// Sink, if set, receives every finished connection's record too.
 	Sink func(*proxy.Record)
 }
 
-// Held is a scenario kept running for real clients: the upstream (the
-// emulator, or openssl s_server for the DHE scenarios) behind a proxy with
-// the scenario's rule armed, as in the lab's "before the fix" connection.
+// Held is a scenario kept running for real clients: the emulator behind a
+// proxy with the scenario's rule armed, as in the lab's "before the fix"
+// connection. For the DHE scenarios no rule is armed: the emulator itself
+// is the failing Windows server (faults.LabServer.DHE, the DHE engine).
 type Held struct {
 	Scenario faults.ScenarioInfo
 	// Rule is the armed rule.
@@ -55,12 +53,10 @@ type Held struct {
 	Dir string
 	// CertFile is the upstream's certificate (PEM), for clients that verify.
 	CertFile string
-	// TDS is false when the upstream is not a TDS server (openssl s_server):
-	// only the TLS handshake is meaningful then.
+	// TDS is true: the upstream is the emulator, a TDS server.
 	TDS bool
 
 	env *env
-	ssl *sslServer
 }
 
 // Hold starts the scenario's upstream and a proxy on opts.Listen with the
@@ -78,7 +74,7 @@ func Hold(opts HoldOptions) (*Held, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := newRunner(Options{OpenSSL: opts.OpenSSL, Logger: opts.Logger})
+	r, err := newRunner(Options{Logger: opts.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -92,17 +88,9 @@ func Hold(opts HoldOptions) (*Held, error) {
 		listen = DefaultHoldListen
 	}
 	cfg := envConfig{Emulator: s.emu, Rules: []faults.RuleSpec{s.rule}, Listen: listen, Logger: opts.Logger, Sink: opts.Sink}
-	if s.lab().Server.DHE && r.openssl != "" {
-		cert, key, dh, err := opensslFiles(r.openssl, r.dir)
-		if err != nil {
-			return fail(err)
-		}
-		h.ssl, err = startSSLServer(r.openssl, "openssl s_server, TLS 1.2, suites "+dheSuites+" (DHE preferred), ffdhe2048",
-			cert, key, dh, dheSuites, "127.0.0.1:0")
-		if err != nil {
-			return fail(err)
-		}
-		cfg.Upstream, h.Server, h.TDS, h.CertFile = h.ssl.addr, h.ssl.desc+"; rule rate=always", false, cert
+	if s.lab().Server.DHE != nil {
+		// The real form: the emulator fails by itself; no rule.
+		cfg.Rules, h.Rule = nil, faults.RuleSpec{}
 	}
 	h.env, err = startEnv(cfg)
 	if err != nil {
@@ -122,9 +110,6 @@ func Hold(opts HoldOptions) (*Held, error) {
 func (h *Held) Close() error {
 	if h.env != nil {
 		h.env.close()
-	}
-	if h.ssl != nil {
-		h.ssl.close()
 	}
 	if h.Dir != "" {
 		return os.RemoveAll(h.Dir)
@@ -163,7 +148,11 @@ func (h *Held) ConnectionHelp(w io.Writer) error {
 	fmt.Fprintf(w, "tdsproxy lab: scenario %s held: %s\n", h.Scenario.Name, h.Scenario.Summary)
 	fmt.Fprintf(w, "  proxy    %s  (connect here)\n", h.Proxy)
 	fmt.Fprintf(w, "  upstream %s  %s\n", h.Upstream, h.Server)
-	fmt.Fprintf(w, "  rule     %s\n", rule)
+	if h.Rule.Name == "" {
+		fmt.Fprintf(w, "  rule     none: the emulator itself fails as the server the scenario describes\n")
+	} else {
+		fmt.Fprintf(w, "  rule     %s\n", rule)
+	}
 	fmt.Fprintf(w, "  fault    %s\n", h.Scenario.Where)
 	fmt.Fprintf(w, "  fix      %s\n", h.Scenario.Fix)
 	if h.TDS {
@@ -308,18 +297,6 @@ var holdClientNames = map[string]string{
 // passes.
 func (h *Held) setups() (before, after map[string]clientSetup, note string) {
 	l := h.Scenario.Lab
-	if l.Server.DHE {
-		if h.TDS {
-			return nil, nil, "No DHE-capable upstream: " + h.Server + ". Go's TLS has no DHE, so the emulator always chooses ECDHE and " +
-				"every connection passes the armed rule (\"server chose ECDHE, not DHE\"). Install openssl to hold this scenario " +
-				"with an openssl s_server upstream."
-		}
-		sc := fmt.Sprintf("openssl s_client -connect %s -tls1_2 -cipher %s -alpn tds/8.0 -brief", h.Proxy, clientSuites)
-		// JSSE and OpenSSL offer TLS_DHE_* by default.
-		return holdClients(l.Before, nil, l.Cannot), nil, "The upstream is openssl s_server preferring DHE (not a TDS server: after the TLS handshake nothing " +
-			"TDS works, so look at the handshake). The rule closes after the client's Finished flight. A client in the TDS 8.0 " +
-			"strict form:\n  " + sc + "\n  (tedious with encrypt: 'strict' below gets as far as the same close.)"
-	}
 	before = holdClients(l.Before, nil, l.Cannot)
 	if l.Fixed == nil {
 		after = holdClients(l.After, l.AfterFor, nil)

@@ -12,11 +12,11 @@
 // The client is go-mssqldb, in process, unless Options.Clients asks for
 // others: Microsoft's JDBC driver and ODBC Driver 18, tedious and FreeTDS
 // tsql, run through internal/interop (each where installed; a row says
-// when one is not). For go-mssqldb: where it cannot meet a scenario,
-// the row says so and why: Go's crypto/tls has no DHE key agreement, so
-// the two DHE rows use `openssl s_client` and `openssl s_server` (TLS
-// first, the shape of a TDS 8.0 strict connection) when openssl is
-// installed, and still show go-mssqldb passing the armed rule.
+// when one is not). The two DHE scenarios run in their real form (dhe.go):
+// the emulator negotiates TLS_DHE_RSA with the DHE engine and fails as an
+// unpatched Windows server, and the client fails for the real reason.
+// go-mssqldb has no DHE (Go's crypto/tls has none), so the default rows
+// use the DHE engine's own client there.
 package lab
 
 import (
@@ -24,7 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -47,16 +46,14 @@ type Options struct {
 	// (scenario, client) is a row, in scenario order, then client order.
 	// A client that is not installed gives skipped rows that say so.
 	Clients []string
-	// OpenSSL is the openssl binary for the DHE rows; "" looks "openssl" up
-	// on PATH, and NoOpenSSL skips it (the DHE rows then say why).
-	OpenSSL string
+	// Handshakes is how many handshakes the leading-zero row's natural
+	// count and its count after the fix run per client; 0 means
+	// DefaultHandshakes for the default client (the DHE engine's, in
+	// process) and DefaultExtHandshakes for an external one.
+	Handshakes int
 	// Logger receives the emulators' and proxies' logs; nil means none.
 	Logger *zap.Logger
 }
-
-// NoOpenSSL as Options.OpenSSL makes the lab act as if openssl were not
-// installed.
-const NoOpenSSL = "-"
 
 // Status is how a row turned out.
 type Status string
@@ -127,9 +124,11 @@ type Row struct {
 
 	Before Attempt `json:"before"`
 	After  Attempt `json:"after"`
-	// Also is an extra connection: for the DHE rows, go-mssqldb through the
-	// armed rule (it can only pass: it never offers DHE).
+	// Also is an extra connection, when a row needs one.
 	Also *Attempt `json:"also,omitempty"`
+	// DHE are the leading-zero row's counts: natural, forced, after the
+	// fix.
+	DHE *DHECounts `json:"dhe,omitempty"`
 }
 
 // Attempt is one client connection through the proxy.
@@ -240,39 +239,17 @@ func scenarioInfo(name string) faults.ScenarioInfo {
 }
 
 // runner holds what the rows share: the logger, a scratch directory and
-// the openssl upstreams (started once, on first use).
+// the leading-zero counts' size.
 type runner struct {
-	log     *zap.Logger
-	openssl string // path, or "" when not available
-	noSSL   string // why openssl is not available
-	dir     string
-
-	sslOnce sync.Once
-	ssl     *opensslUpstreams
-	sslErr  error
+	log        *zap.Logger
+	dir        string
+	handshakes int
 }
 
 func newRunner(opts Options) (*runner, error) {
-	r := &runner{log: opts.Logger}
+	r := &runner{log: opts.Logger, handshakes: opts.Handshakes}
 	if r.log == nil {
 		r.log = zap.NewNop()
-	}
-	switch opts.OpenSSL {
-	case NoOpenSSL:
-		r.noSSL = "openssl disabled for this run"
-	case "":
-		p, err := exec.LookPath("openssl")
-		if err != nil {
-			r.noSSL = "openssl is not installed (not on PATH)"
-		} else {
-			r.openssl = p
-		}
-	default:
-		if _, err := os.Stat(opts.OpenSSL); err != nil {
-			r.noSSL = fmt.Sprintf("openssl %s: %v", opts.OpenSSL, err)
-		} else {
-			r.openssl = opts.OpenSSL
-		}
 	}
 	dir, err := os.MkdirTemp("", "tdsproxy-lab-")
 	if err != nil {
@@ -282,20 +259,20 @@ func newRunner(opts Options) (*runner, error) {
 	return r, nil
 }
 
-func (r *runner) close() {
-	if r.ssl != nil {
-		r.ssl.close()
-	}
-	_ = os.RemoveAll(r.dir)
-}
+func (r *runner) close() { _ = os.RemoveAll(r.dir) }
 
-// row runs one scenario with go-mssqldb and judges it; a scenario whose
-// server prefers DHE needs openssl (Go's TLS has no DHE).
+// row runs one scenario with go-mssqldb (for DHE, the engine's client)
+// and judges it.
 func (r *runner) row(ctx context.Context, name string) Row {
 	info := scenarioInfo(name)
 	row := Row{Scenario: name, Summary: info.Summary, Fix: info.Fix}
-	if info.Lab.Server.DHE {
-		r.dhe(ctx, &row)
+	if info.Lab.Server.DHE != nil {
+		s, err := scenarioSetup(name)
+		if err != nil {
+			row.Status, row.Problem = StatusUnexpected, err.Error()
+			return row
+		}
+		r.dheRow(ctx, &row, ClientGo, s)
 	} else {
 		r.goRow(ctx, &row)
 	}

@@ -47,6 +47,11 @@ func scenarioSetup(name string) (setup, error) {
 // emulatorFor is the emulator playing a lab server.
 func emulatorFor(s faults.LabServer) (emulator.Config, error) {
 	cfg := emulator.Config{TLSMin: s.TLSMin, TLSMax: s.TLSMax, CipherSuites: s.Suites}
+	if s.DHE != nil {
+		if err := dheEmulator(&cfg, s.DHE); err != nil {
+			return emulator.Config{}, fmt.Errorf("lab: %s: %w", s.Desc, err)
+		}
+	}
 	if s.CertHash != "" {
 		cert, _, _, err := tlsbridge.GenerateCertificate(tlsbridge.CertOptions{CommonName: "localhost",
 			DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, Hash: s.CertHash})
