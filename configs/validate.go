@@ -59,59 +59,75 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, p := range c.Proxies {
-		key := func(k string) string { return fmt.Sprintf("proxies[%d].%s", i, k) }
-		switch {
-		case p.Name == "":
-			add(keyErrorf(key("name"), "must not be empty"))
-		case !proxyName.MatchString(p.Name):
-			add(keyErrorf(key("name"), "%q may hold only letters, digits, '.', '_' and '-' (at most 64, not starting with a symbol)", p.Name))
-		default:
-			if j, dup := names[p.Name]; dup {
-				add(keyErrorf(key("name"), "%q is already the name of proxies[%d]", p.Name, j))
-			} else {
-				names[p.Name] = i
-			}
-		}
-		if err := checkListen(key("listen"), p.Listen); err != nil {
-			add(err)
-		} else if l, ok := parseListen(key("listen"), p.Listen); ok {
-			for _, other := range listens {
-				if l.conflicts(other) {
-					hint := ""
-					if other.key == "admin.listen" {
-						hint = ` (move admin.listen, or set it to "off")`
-					}
-					add(keyErrorf(l.key, "%q overlaps %s %q: two listeners cannot share a port%s", p.Listen, other.key, other.addr, hint))
-					break
-				}
-			}
-			listens = append(listens, l)
-		}
-		if err := checkUpstream(key("upstream"), p.Upstream); err != nil {
-			add(err)
-		} else if selfLoop(p.Listen, p.Upstream) {
-			add(keyErrorf(key("upstream"), "%q is this proxy's own listen address (%s): every connection would come back to the proxy", p.Upstream, p.Listen))
-		}
-		if p.DialTimeout <= 0 {
-			add(keyErrorf(key("dial_timeout"), "%v must be more than 0 (leave it out for the default, %v)", p.DialTimeout, DefaultDialTimeout))
-		}
-		if p.MaxConnections < -1 {
-			add(keyErrorf(key("max_connections"), "%d must be at least 1, or -1 for no cap", p.MaxConnections))
-		}
-		if p.NegotiationTimeout < 0 {
-			add(keyErrorf(key("negotiation_timeout"), "%v is negative (0s disables it)", p.NegotiationTimeout))
-		}
-		if p.MaxNegotiationBuffer != 0 && p.MaxNegotiationBuffer < 4096 {
-			add(keyErrorf(key("max_negotiation_buffer"), "%d is below 4096 bytes: a ClientHello would not fit", p.MaxNegotiationBuffer))
-		}
-		if p.LimitClose != "" {
-			add(oneOf(key("limit_close"), p.LimitClose, []string{"rst", "fin"}))
-		}
-		for _, e := range validateBridge(key("bridge"), p.Bridge) {
+		for _, e := range validateProxy(i, p, names, &listens) {
 			add(e)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateProxy checks proxies[i]. names maps the names of the proxies
+// before it to their index, listens holds the listeners so far (admin's
+// and the proxies'); both grow with p's.
+func validateProxy(i int, p ProxyConfig, names map[string]int, listens *[]listenAt) []*KeyError {
+	var errs []*KeyError
+	add := func(err *KeyError) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	key := func(k string) string { return fmt.Sprintf("proxies[%d].%s", i, k) }
+	switch {
+	case p.Name == "":
+		add(keyErrorf(key("name"), "must not be empty"))
+	case !proxyName.MatchString(p.Name):
+		add(keyErrorf(key("name"), "%q may hold only letters, digits, '.', '_' and '-' (at most 64, not starting with a symbol)", p.Name))
+	default:
+		if j, dup := names[p.Name]; dup {
+			add(keyErrorf(key("name"), "%q is already the name of proxies[%d]", p.Name, j))
+		} else {
+			names[p.Name] = i
+		}
+	}
+	if err := checkListen(key("listen"), p.Listen); err != nil {
+		add(err)
+	} else if l, ok := parseListen(key("listen"), p.Listen); ok {
+		for _, other := range *listens {
+			if l.conflicts(other) {
+				hint := ""
+				if other.key == "admin.listen" {
+					hint = ` (move admin.listen, or set it to "off")`
+				}
+				add(keyErrorf(l.key, "%q overlaps %s %q: two listeners cannot share a port%s", p.Listen, other.key, other.addr, hint))
+				break
+			}
+		}
+		*listens = append(*listens, l)
+	}
+	if err := checkUpstream(key("upstream"), p.Upstream); err != nil {
+		add(err)
+	} else if selfLoop(p.Listen, p.Upstream) {
+		add(keyErrorf(key("upstream"), "%q is this proxy's own listen address (%s): every connection would come back to the proxy", p.Upstream, p.Listen))
+	}
+	if p.DialTimeout <= 0 {
+		add(keyErrorf(key("dial_timeout"), "%v must be more than 0 (leave it out for the default, %v)", p.DialTimeout, DefaultDialTimeout))
+	}
+	if p.MaxConnections < -1 {
+		add(keyErrorf(key("max_connections"), "%d must be at least 1, or -1 for no cap", p.MaxConnections))
+	}
+	if p.NegotiationTimeout < 0 {
+		add(keyErrorf(key("negotiation_timeout"), "%v is negative (0s disables it)", p.NegotiationTimeout))
+	}
+	if p.MaxNegotiationBuffer != 0 && p.MaxNegotiationBuffer < 4096 {
+		add(keyErrorf(key("max_negotiation_buffer"), "%d is below 4096 bytes: a ClientHello would not fit", p.MaxNegotiationBuffer))
+	}
+	if p.LimitClose != "" {
+		add(oneOf(key("limit_close"), p.LimitClose, []string{"rst", "fin"}))
+	}
+	for _, e := range validateBridge(key("bridge"), p.Bridge) {
+		add(e)
+	}
+	return errs
 }
 
 func oneOf(key, val string, allowed []string) *KeyError {
