@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tdsproxy/tdsproxy/control"
+	"github.com/tdsproxy/tdsproxy/control/api"
 	"github.com/tdsproxy/tdsproxy/control/client"
 )
 
@@ -302,7 +302,7 @@ const pageSize = 500
 // is sent as the first page's since.
 func (b *Builder) ReadAPI(ctx context.Context, base, token string, since time.Time) error {
 	c := client.New(base, token)
-	q := control.RecordQuery{Since: since, Limit: pageSize}
+	q := api.RecordQuery{Since: since, Limit: pageSize}
 	// Bounded: the ring holds a fixed number of records; stop as soon as a
 	// page does not move the cursor on.
 	for range 1 << 20 {
@@ -316,7 +316,7 @@ func (b *Builder) ReadAPI(ctx context.Context, base, token string, since time.Ti
 		if len(page.Records) < pageSize || page.Next <= q.After {
 			return nil
 		}
-		q = control.RecordQuery{After: page.Next, Limit: pageSize}
+		q = api.RecordQuery{After: page.Next, Limit: pageSize}
 	}
 	return nil
 }
