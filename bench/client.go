@@ -82,13 +82,19 @@ func (c *captureDialer) DialContext(ctx context.Context, network, addr string) (
 
 // loggedInConn is a TCP connection on which go-mssqldb completed a real
 // login (PRELOGIN, TLS for LOGIN7, LOGIN7, login response) and that
-// continues in plaintext TDS.
+// continues in plaintext TDS; or (drv nil) the TLS connection of the
+// harness's own TDS 8.0 strict login (strictLoginRaw).
 type loggedInConn struct {
 	drv driver.Conn
 	raw net.Conn
 }
 
-func (l *loggedInConn) Close() error { return l.drv.Close() }
+func (l *loggedInConn) Close() error {
+	if l.drv == nil {
+		return l.raw.Close()
+	}
+	return l.drv.Close()
+}
 
 // loginRaw logs in with go-mssqldb (encrypt=false: login-only TLS) and
 // returns the socket under the session.

@@ -88,7 +88,7 @@ func ensureTools(ctx context.Context, sel selection) (*tools, error) {
 	}
 	t.versions["go"] = runtime.Version()
 
-	if sel.path(pathTDSProxy) || sel.path(pathFaults) {
+	if sel.path(pathTDSProxy) || sel.path(pathFaults) || sel.path(pathBridge) {
 		if err := t.buildTDSProxy(ctx); err != nil {
 			return nil, err
 		}
@@ -214,7 +214,8 @@ func (t *tools) buildTDSProxy(ctx context.Context) error {
 // missing ones with apt-get, and records their versions.
 func (t *tools) findRelays(ctx context.Context, sel selection) error {
 	var apt []string
-	if sel.path(pathHAProxy) {
+	needHAProxy := sel.path(pathHAProxy) || sel.path(pathHAProxyTLS)
+	if needHAProxy {
 		if p, err := exec.LookPath("haproxy"); err == nil {
 			t.haproxy = p
 		} else {
@@ -233,7 +234,7 @@ func (t *tools) findRelays(ctx context.Context, sel selection) error {
 		if err = aptInstall(ctx, apt); err != nil {
 			return err
 		}
-		if sel.path(pathHAProxy) {
+		if needHAProxy {
 			if t.haproxy, err = exec.LookPath("haproxy"); err != nil {
 				return fmt.Errorf("haproxy still missing after apt-get install: %w", err)
 			}

@@ -45,7 +45,7 @@ const (
 	wlMemory  = "memory"
 )
 
-var allWorkloads = []string{wlBulk, wlLatency, wlLogins, wlMemory}
+var allWorkloads = []string{wlBulk, wlLatency, wlLogins, wlMemory, wlBridge}
 
 // options are the command-line flags.
 type options struct {
@@ -208,7 +208,9 @@ type env struct {
 	o         options
 	sz        sizes
 	l         *launcher
-	paths     []string          // selected paths that can run
+	sel       selection
+	cert      *benchCert        // the emulator's and the bridge paths' certificate
+	paths     []string          // selected paths that can run (the bridge-only ones excepted)
 	pending   map[string]string // selected paths that cannot, and why
 	emuAddr   string
 	ca        string
@@ -255,7 +257,11 @@ func run(ctx context.Context, o options, sel selection, out io.Writer) error {
 	}
 	e.selectPaths(ctx, sel, t, workDir)
 
-	emu, ca, err := startEmulator(workDir)
+	if e.cert, err = makeBenchCert(workDir); err != nil {
+		return fmt.Errorf("certificate: %w", err)
+	}
+	e.l.cert = e.cert
+	emu, ca, err := startEmulator(workDir, e.cert)
 	if err != nil {
 		return fmt.Errorf("emulator: %w", err)
 	}
@@ -273,6 +279,15 @@ func run(ctx context.Context, o options, sel selection, out io.Writer) error {
 	mach := describeMachine()
 	progress("machine: %d CPUs (%s), %s, kernel %s; reps %d, quick %v", mach.CPUs, mach.CPUModel, mach.MemTotal, mach.Kernel, o.reps, o.quick)
 	progress("paths: %s", strings.Join(e.paths, ", "))
+	if sel.workload(wlBridge) {
+		var bp []string
+		for _, p := range bridgeWorkloadPaths {
+			if sel.path(p) {
+				bp = append(bp, p)
+			}
+		}
+		progress("bridge workload paths (TDS 8.0 strict): %s", strings.Join(bp, ", "))
+	}
 	e.runWorkloads(ctx, sel)
 
 	elapsed := time.Since(started)
@@ -344,8 +359,9 @@ func newEnv(o options, t *tools, workDir string, limit uint64) (*env, error) {
 // selectPaths sets the paths to measure; the faults path is pending (shown,
 // not measured) when this tdsproxy build refuses per-proxy faults.
 func (e *env) selectPaths(ctx context.Context, sel selection, t *tools, workDir string) {
+	e.sel = sel
 	for _, p := range allPaths {
-		if sel.path(p) {
+		if sel.path(p) && !bridgeOnly[p] {
 			e.paths = append(e.paths, p)
 		}
 	}
@@ -365,7 +381,7 @@ func (e *env) runWorkloads(ctx context.Context, sel selection) {
 		name string
 		fn   func(context.Context, *env)
 	}{
-		{wlBulk, runBulk}, {wlLatency, runLatency}, {wlLogins, runLogins}, {wlMemory, runMemory},
+		{wlBulk, runBulk}, {wlLatency, runLatency}, {wlLogins, runLogins}, {wlMemory, runMemory}, {wlBridge, runBridge},
 	}
 	for _, s := range steps {
 		if !sel.workload(s.name) {
@@ -410,7 +426,17 @@ func (e *env) writeMarkdown(out io.Writer, t *tools, mach machine, loadStart str
 	fmt.Fprintf(out, "Versions: %s  \n", strings.Join(vs, "; "))
 	fmt.Fprintf(out, "Repetitions: %d%s; total time %s, of which %s waiting for other processes to leave the CPUs; %d measurement(s) taken again because other work took more than %.0f%% of the machine  \n", o.reps, map[bool]string{true: " (quick sizes)", false: ""}[o.quick], elapsed.Round(time.Second), e.gate.waited.Round(time.Second), e.retries, 100*retryShare)
 	fmt.Fprintf(out, "Load average at the start: %s\n", loadStart)
+	var bridgeShown []string
+	for _, p := range bridgeWorkloadPaths {
+		if e.sel.path(p) {
+			bridgeShown = append(bridgeShown, p)
+		}
+	}
 	for _, tb := range e.res.tables {
+		if tb.Workload == wlBridge {
+			tb.write(out, bridgeShown)
+			continue
+		}
 		tb.write(out, shown)
 	}
 	verdicts := checkTargets(e.res)

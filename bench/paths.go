@@ -26,7 +26,7 @@ const (
 	pathToxiproxy = "toxiproxy"
 )
 
-var allPaths = []string{pathDirect, pathTDSProxy, pathFaults, pathHAProxy, pathSocat, pathToxiproxy}
+var allPaths = []string{pathDirect, pathTDSProxy, pathFaults, pathHAProxy, pathSocat, pathToxiproxy, pathBridge, pathHAProxyTLS}
 
 var pathDescriptions = map[string]string{
 	pathDirect:    "no proxy: the client connects to the upstream itself",
@@ -95,6 +95,8 @@ type launcher struct {
 	// maxconn is HAProxy's global maxconn: as high as the file limit
 	// allows (HAProxy refuses to start when 2×maxconn does not fit).
 	maxconn int
+	// cert is what the emulator and the bridge paths present.
+	cert *benchCert
 }
 
 // start puts path in front of upstream (host:port on loopback). label names
@@ -112,7 +114,7 @@ func (l *launcher) start(ctx context.Context, path, upstream, label string) (*in
 	listen := "127.0.0.1:" + strconv.Itoa(port)
 	var p *proc
 	switch path {
-	case pathTDSProxy, pathFaults:
+	case pathTDSProxy, pathFaults, pathBridge:
 		// The admin API stays on, as by default, but on a port of its own
 		// so that two tdsproxy processes can run side by side.
 		adminPort, err := freePort()
@@ -122,9 +124,17 @@ func (l *launcher) start(ctx context.Context, path, upstream, label string) (*in
 		args := []string{"run", "--admin", "127.0.0.1:" + strconv.Itoa(adminPort),
 			"--log-level", "warn", "--log-format", "json", "--drain-timeout", "0s"}
 		bin := l.t.passthrough
-		if path == pathTDSProxy {
+		switch path {
+		case pathTDSProxy:
 			args = append(args, "--listen", listen, "--upstream", upstream, "--name", "bench")
-		} else {
+		case pathBridge:
+			if l.cert == nil {
+				return nil, errNoCert
+			}
+			args = append(args, "--listen", listen, "--upstream", upstream, "--name", "bench")
+			args = append(args, bridgeArgs(l.cert)...)
+			bin = l.t.tdsproxy
+		default:
 			cfg := filepath.Join(l.workDir, name+".yaml")
 			if err := os.WriteFile(cfg, []byte(faultsConfig(listen, upstream)), 0o644); err != nil {
 				return nil, err
@@ -142,6 +152,15 @@ func (l *launcher) start(ctx context.Context, path, upstream, label string) (*in
 			return nil, err
 		}
 		// -db: stay in the foreground, one process (no master-worker).
+		p, err = startProc(name, l.workDir, nil, l.t.haproxy, "-db", "-f", cfg)
+	case pathHAProxyTLS:
+		if l.cert == nil {
+			return nil, errNoCert
+		}
+		cfg := filepath.Join(l.workDir, name+".cfg")
+		if err := os.WriteFile(cfg, []byte(haproxyTLSConfig(listen, upstream, l.maxconn, l.cert.bundle)), 0o644); err != nil {
+			return nil, err
+		}
 		p, err = startProc(name, l.workDir, nil, l.t.haproxy, "-db", "-f", cfg)
 	case pathSocat:
 		p, err = startProc(name, l.workDir, nil, l.t.socat,

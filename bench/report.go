@@ -258,6 +258,7 @@ func checkTargets(r *results) []verdict {
 	for _, mode := range []string{modeEncrypt, modeStrict} {
 		ratioCheck("login rate ≥ 0.9× direct", r.find(wlLogins, mode), pathTDSProxy, pathDirect, 0.9)
 	}
+	checkBridgeTargets(r, add)
 	memTarget := "≤ 32 KiB RSS per idle connection"
 	memSeen := false
 	for _, t := range r.tables {

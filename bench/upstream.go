@@ -22,11 +22,13 @@ import (
 
 // startEmulator starts the in-process SQL Server emulator every TDS workload
 // talks to, and writes its CA certificate (the self-signed server
-// certificate) to dir for the clients that verify it.
-func startEmulator(dir string) (*emulator.Server, string, error) {
+// certificate) to dir for the clients that verify it. Its certificate is
+// the harness's (makeBenchCert), which the bridge paths present too.
+func startEmulator(dir string, cert *benchCert) (*emulator.Server, string, error) {
 	srv, err := emulator.New(emulator.Config{
-		Listen:  "127.0.0.1:0",
-		Encrypt: tds.EncryptOff, // SQL Server's default: no "force encryption"
+		Listen:      "127.0.0.1:0",
+		Certificate: &cert.cert,
+		Encrypt:     tds.EncryptOff, // SQL Server's default: no "force encryption"
 		// Each bulk query names its size: SELECT large(N, 8000).
 		LargeRows:     1,
 		LargeRowBytes: 8000,

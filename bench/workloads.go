@@ -32,6 +32,11 @@ func bulkTDS(ctx context.Context, addr string, streams int, total int64) (int64,
 	if err != nil {
 		return 0, 0, err
 	}
+	return bulkWith(ctx, c, streams, total)
+}
+
+// bulkWith is bulkTDS with the given connector (its DSN sets the session).
+func bulkWith(ctx context.Context, c *mssql.Connector, streams int, total int64) (int64, time.Duration, error) {
 	db := sql.OpenDB(c)
 	defer db.Close()
 	db.SetMaxOpenConns(streams)
@@ -157,6 +162,11 @@ func latency(ctx context.Context, addr string, n, warm int) (latencyResult, erro
 	if err != nil {
 		return latencyResult{}, err
 	}
+	return latencyWith(ctx, c, n, warm)
+}
+
+// latencyWith is latency with the given connector.
+func latencyWith(ctx context.Context, c *mssql.Connector, n, warm int) (latencyResult, error) {
 	db := sql.OpenDB(c)
 	defer db.Close()
 	db.SetMaxOpenConns(1)
