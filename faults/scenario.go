@@ -42,6 +42,8 @@ type scenario struct {
 	Lab LabSetup
 	// Soak are the ways internal/soak hits connections with it.
 	Soak []SoakCase
+	// Probe is the server property `tdsproxy probe` judges it by.
+	Probe ProbeCheck
 }
 
 // scenarioRule is a scenario's options, bound for one rule.
@@ -85,15 +87,37 @@ const (
 	ScenarioDelayedAccept    = "delayed-accept"
 )
 
+// ProbeCheck names the property of a server that `tdsproxy probe` weighs
+// to say whether the server is exposed to a scenario (docs/probe.md). The
+// probe implements one judgement per check, so a new scenario either
+// reuses a check or brings a new one; "" means the probe cannot judge it.
+type ProbeCheck string
+
+// The probe's checks.
+const (
+	// ProbeVersions: the TLS versions accepted, one version per hello.
+	ProbeVersions ProbeCheck = "versions"
+	// ProbeSuites: the cipher suites accepted against known clients'.
+	ProbeSuites ProbeCheck = "suites"
+	// ProbeDHESuites: whether any TLS_DHE_* suite is accepted.
+	ProbeDHESuites ProbeCheck = "dhe-suites"
+	// ProbeDHESecret: how the server encodes a DHE secret's leading zero.
+	ProbeDHESecret ProbeCheck = "dhe-secret"
+	// ProbeCertHash: the certificate chain's signature hashes.
+	ProbeCertHash ProbeCheck = "cert-hash"
+	// ProbeTiming: connect and PRELOGIN round-trip times.
+	ProbeTiming ProbeCheck = "timing"
+)
+
 // scenarios is the table, in the documented order.
 var scenarios = []*scenario{
 	protocolMismatch,
 	cipherMismatch,
 	dheScenario(ScenarioDHEEnabled, "TLS_DHE_* suites are enabled and the two Windows versions handle the DH secret differently",
-		"remove every TLS_DHE_* suite from the cipher suite policy", "always", dheEnabledLab),
+		"remove every TLS_DHE_* suite from the cipher suite policy", "always", dheEnabledLab, ProbeDHESuites),
 	weakCertHash,
 	dheScenario(ScenarioDHELeadingZero, "a DHE shared secret starting with a zero byte (about 1 handshake in 256) is encoded differently by patched and unpatched Windows",
-		"install the TLS_DHE leading-zero fix (KB4537806/KB4540670) on both sides, or remove TLS_DHE_* suites", "natural", dheLeadingZeroLab),
+		"install the TLS_DHE leading-zero fix (KB4537806/KB4540670) on both sides, or remove TLS_DHE_* suites", "natural", dheLeadingZeroLab, ProbeDHESecret),
 	delayedAccept,
 }
 
@@ -127,6 +151,8 @@ type ScenarioInfo struct {
 	Lab LabSetup
 	// Soak are the ways the soak test hits connections with it.
 	Soak []SoakCase
+	// Probe is the property `tdsproxy probe` judges it by.
+	Probe ProbeCheck
 }
 
 // Scenarios describes every scenario, in the documented order.
@@ -161,7 +187,7 @@ func (s *scenario) info() ScenarioInfo {
 		soak[i].Options = maps.Clone(soak[i].Options)
 	}
 	return ScenarioInfo{Name: s.Name, Summary: s.Summary, Where: s.Where, Fix: s.Fix, Phase: s.Phase,
-		Options: slices.Clone(s.Options), Lab: lab, Soak: soak}
+		Options: slices.Clone(s.Options), Lab: lab, Soak: soak, Probe: s.Probe}
 }
 
 // Finding is a scenario recognised in a connection record.

@@ -12,6 +12,7 @@ import (
 // delayedAccept is scenario 6: accept/IOCP worker starvation.
 var delayedAccept = &scenario{
 	Name:    ScenarioDelayedAccept,
+	Probe:   ProbeTiming,
 	Summary: "accept/IOCP worker starvation: accepts come late, SYNs go unanswered, logins time out",
 	Where:   "TCP connect, or PRELOGIN/login never answered in time",
 	Phase:   proxy.PhaseAccept,

@@ -21,9 +21,10 @@ const naturalLeadingZeroRate = 1.0 / 256
 // (tlsbridge/dhe, docs/dhe.md), and the lab uses it. The emulated one, for
 // passthrough (no decryption): the rule closes after the client's Finished
 // flight of a DHE handshake, at rate (default defRate).
-func dheScenario(name, summary, fix, defRate string, lab LabSetup) *scenario {
+func dheScenario(name, summary, fix, defRate string, lab LabSetup, probe ProbeCheck) *scenario {
 	return &scenario{
 		Name:    name,
+		Probe:   probe,
 		Summary: summary,
 		Where: "real (emulator --dhe prefer --dhe-z pad, or --bridge): the server fails to decrypt the client's Finished " +
 			"(tls.client_finished) and closes; emulated (passthrough): the proxy closes after the client's " +

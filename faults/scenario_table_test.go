@@ -220,3 +220,20 @@ func (p *seventhRule) decide(st *connRule, ev *proxy.Event, _ *proxy.Record) pro
 	}
 	return proxy.Verdict{}
 }
+
+// Every scenario names the check the probe judges it by, and no two share
+// one: the probe maps a failing client profile back to a scenario by its
+// check (probe.scenarioFor).
+func TestScenarioProbeChecks(t *testing.T) {
+	seen := map[ProbeCheck]string{}
+	for _, sc := range Scenarios() {
+		if sc.Probe == "" {
+			t.Errorf("%s: no Probe check", sc.Name)
+			continue
+		}
+		if other, dup := seen[sc.Probe]; dup {
+			t.Errorf("%s and %s share the probe check %q", sc.Name, other, sc.Probe)
+		}
+		seen[sc.Probe] = sc.Name
+	}
+}

@@ -18,6 +18,7 @@ const closedAtHello = "the server closes instead of sending ServerHello (tls.cli
 
 var protocolMismatch = &scenario{
 	Name:    ScenarioProtocolMismatch,
+	Probe:   ProbeVersions,
 	Summary: "client and server share no TLS version",
 	Where:   closedAtHello,
 	Phase:   proxy.PhaseTLSClientHello,
@@ -104,6 +105,7 @@ func recogniseOldTLS(r *proxy.Record) (string, bool) {
 
 var cipherMismatch = &scenario{
 	Name:    ScenarioCipherMismatch,
+	Probe:   ProbeSuites,
 	Summary: "same TLS version, no common cipher suite",
 	Where:   closedAtHello,
 	Phase:   proxy.PhaseTLSClientHello,
@@ -172,6 +174,7 @@ func (p *cipherRule) decide(st *connRule, ev *proxy.Event, _ *proxy.Record) prox
 
 var weakCertHash = &scenario{
 	Name:    ScenarioWeakCertHash,
+	Probe:   ProbeCertHash,
 	Summary: "the server certificate is signed with MD5, SHA-1, SHA-224 or SHA-512 and cannot be used under TLS 1.2",
 	Where:   closedAtHello,
 	Phase:   proxy.PhaseTLSClientHello,

@@ -107,7 +107,6 @@ func marshalHello(h helloSpec) ([]byte, error) {
 		return nil, fmt.Errorf("probe: a ClientHello needs a version and a suite")
 	}
 	maxV := slices.Max(h.Versions)
-	minV := slices.Min(h.Versions)
 	legacyVersion := maxV
 	tls13 := maxV >= tlsbridge.VersionTLS13
 	if tls13 {
@@ -129,9 +128,16 @@ func marshalHello(h helloSpec) ([]byte, error) {
 	if _, err := rand.Read(sessionID); err != nil {
 		return nil, err
 	}
+	var share []byte // the X25519 key_share of a TLS 1.3 hello
+	if tls13 {
+		key, err := ecdh.X25519().GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		share = key.PublicKey().Bytes()
+	}
 	var b cryptobyte.Builder
 	b.AddUint8(uint8(tlsbridge.HandshakeClientHello))
-	var bodyErr error
 	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
 		b.AddUint16(legacyVersion)
 		b.AddBytes(random)
@@ -145,97 +151,102 @@ func marshalHello(h helloSpec) ([]byte, error) {
 		})
 		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddUint8(0) }) // null compression
 		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-			if h.ServerName != "" && net.ParseIP(h.ServerName) == nil {
-				addExt(b, tlsbridge.ExtServerName, func(b *cryptobyte.Builder) {
-					b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-						b.AddUint8(0) // host_name
-						b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(h.ServerName)) })
-					})
-				})
-			}
-			addExt(b, tlsbridge.ExtSupportedGroups, func(b *cryptobyte.Builder) {
-				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-					for _, g := range groups {
-						b.AddUint16(g)
-					}
-				})
-			})
-			addExt(b, tlsbridge.ExtECPointFormats, func(b *cryptobyte.Builder) {
-				b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddUint8(0) }) // uncompressed
-			})
-			if maxV >= tlsbridge.VersionTLS12 {
-				addExt(b, tlsbridge.ExtSignatureAlgorithms, func(b *cryptobyte.Builder) {
-					b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-						for _, s := range sigAlgs {
-							b.AddUint16(s)
-						}
-					})
-				})
-			}
-			if maxV >= tlsbridge.VersionTLS12 && h.SigAlgsCert != nil {
-				addExt(b, tlsbridge.ExtSignatureAlgorithmsCert, func(b *cryptobyte.Builder) {
-					b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-						for _, s := range h.SigAlgsCert {
-							b.AddUint16(s)
-						}
-					})
-				})
-			}
-			if h.ALPN != "" {
-				addExt(b, tlsbridge.ExtALPN, func(b *cryptobyte.Builder) {
-					b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-						b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(h.ALPN)) })
-					})
-				})
-			}
-			if minV < tlsbridge.VersionTLS13 {
-				addExt(b, tlsbridge.ExtExtendedMasterSecret, func(*cryptobyte.Builder) {})
-			}
-			// supported_versions even below TLS 1.3: a TLS 1.3 server then
-			// negotiates from this list (RFC 8446 §4.2.1), so a hello means
-			// "only these versions"; an older server picks at most
-			// legacy_version and the caller checks what it chose.
-			addExt(b, tlsbridge.ExtSupportedVersions, func(b *cryptobyte.Builder) {
-				b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) {
-					vs := slices.Clone(h.Versions)
-					slices.Sort(vs)
-					slices.Reverse(vs)
-					for _, v := range vs {
-						b.AddUint16(v)
-					}
-				})
-			})
-			if tls13 {
-				addExt(b, tlsbridge.ExtPSKModes, func(b *cryptobyte.Builder) {
-					b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddUint8(1) }) // psk_dhe_ke
-				})
-				// RFC 8446 §4.2.8: one X25519 share; a server without
-				// X25519 answers with a HelloRetryRequest, which is an
-				// answer too.
-				key, err := ecdh.X25519().GenerateKey(rand.Reader)
-				if err != nil {
-					bodyErr = err
-					return
-				}
-				addExt(b, tlsbridge.ExtKeyShare, func(b *cryptobyte.Builder) {
-					b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-						b.AddUint16(0x001d)
-						b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(key.PublicKey().Bytes()) })
-					})
-				})
-			}
+			addHelloExtensions(b, h, sigAlgs, groups, share)
 		})
 	})
-	if bodyErr != nil {
-		return nil, bodyErr
-	}
 	msg, err := b.Bytes()
 	if err != nil {
 		return nil, fmt.Errorf("probe: building ClientHello: %w", err)
 	}
 	// Record layer version: 0x0301 for the first flight, as most stacks do
 	// (RFC 8446 §5.1 allows it; some old servers reject anything else).
-	recVersion := min(legacyVersion, tlsbridge.VersionTLS10)
+	return records(msg, min(legacyVersion, tlsbridge.VersionTLS10)), nil
+}
+
+// addHelloExtensions adds the ClientHello's extensions (RFC 8446 §4.2,
+// RFC 5246 §7.4.1.4) for h; share is the X25519 key_share of a TLS 1.3
+// hello.
+func addHelloExtensions(b *cryptobyte.Builder, h helloSpec, sigAlgs, groups []uint16, share []byte) {
+	maxV, minV := slices.Max(h.Versions), slices.Min(h.Versions)
+	tls13 := maxV >= tlsbridge.VersionTLS13
+	if h.ServerName != "" && net.ParseIP(h.ServerName) == nil {
+		addExt(b, tlsbridge.ExtServerName, func(b *cryptobyte.Builder) {
+			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+				b.AddUint8(0) // host_name
+				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(h.ServerName)) })
+			})
+		})
+	}
+	addExt(b, tlsbridge.ExtSupportedGroups, func(b *cryptobyte.Builder) {
+		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+			for _, g := range groups {
+				b.AddUint16(g)
+			}
+		})
+	})
+	addExt(b, tlsbridge.ExtECPointFormats, func(b *cryptobyte.Builder) {
+		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddUint8(0) }) // uncompressed
+	})
+	if maxV >= tlsbridge.VersionTLS12 {
+		addExt(b, tlsbridge.ExtSignatureAlgorithms, func(b *cryptobyte.Builder) {
+			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+				for _, s := range sigAlgs {
+					b.AddUint16(s)
+				}
+			})
+		})
+	}
+	if maxV >= tlsbridge.VersionTLS12 && h.SigAlgsCert != nil {
+		addExt(b, tlsbridge.ExtSignatureAlgorithmsCert, func(b *cryptobyte.Builder) {
+			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+				for _, s := range h.SigAlgsCert {
+					b.AddUint16(s)
+				}
+			})
+		})
+	}
+	if h.ALPN != "" {
+		addExt(b, tlsbridge.ExtALPN, func(b *cryptobyte.Builder) {
+			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+				b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(h.ALPN)) })
+			})
+		})
+	}
+	if minV < tlsbridge.VersionTLS13 {
+		addExt(b, tlsbridge.ExtExtendedMasterSecret, func(*cryptobyte.Builder) {})
+	}
+	// supported_versions even below TLS 1.3: a TLS 1.3 server then
+	// negotiates from this list (RFC 8446 §4.2.1), so a hello means
+	// "only these versions"; an older server picks at most
+	// legacy_version and the caller checks what it chose.
+	addExt(b, tlsbridge.ExtSupportedVersions, func(b *cryptobyte.Builder) {
+		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) {
+			vs := slices.Clone(h.Versions)
+			slices.Sort(vs)
+			slices.Reverse(vs)
+			for _, v := range vs {
+				b.AddUint16(v)
+			}
+		})
+	})
+	if tls13 {
+		addExt(b, tlsbridge.ExtPSKModes, func(b *cryptobyte.Builder) {
+			b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddUint8(1) }) // psk_dhe_ke
+		})
+		// RFC 8446 §4.2.8: one X25519 share; a server without X25519
+		// answers with a HelloRetryRequest, which is an answer too.
+		addExt(b, tlsbridge.ExtKeyShare, func(b *cryptobyte.Builder) {
+			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+				b.AddUint16(0x001d)
+				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(share) })
+			})
+		})
+	}
+}
+
+// records splits a handshake message into TLS records of at most 2^14
+// bytes (RFC 5246 §6.2.1) with the given record-layer version.
+func records(msg []byte, recVersion uint16) []byte {
 	var out []byte
 	for len(msg) > 0 {
 		n := min(len(msg), 1<<14)
@@ -243,7 +254,7 @@ func marshalHello(h helloSpec) ([]byte, error) {
 		out = append(out, msg[:n]...)
 		msg = msg[n:]
 	}
-	return out, nil
+	return out
 }
 
 func addExt(b *cryptobyte.Builder, t uint16, body func(*cryptobyte.Builder)) {

@@ -115,6 +115,53 @@ var allVersions = []uint16{tlsbridge.VersionTLS10, tlsbridge.VersionTLS11, tlsbr
 // could be learnt (refused, silent, not TDS); other errors are bad
 // arguments or a cancelled context.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
+	p, err := newProber(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r := &run{res: newResult(cfg.Target)}
+	// 1. Reachability: the first PRELOGIN is also the first timing sample.
+	if err := p.reach(ctx, r.res); err != nil {
+		return nil, err
+	}
+	// 2. Independent questions, in parallel under the concurrency cap.
+	if err := p.askVersions(ctx, r); err != nil {
+		return nil, err
+	}
+	// 3. Cipher suites per version, in the mode that has TLS.
+	if err := p.enumerateSuites(ctx, r); err != nil {
+		return nil, err
+	}
+	// 4. Certificate: plaintext in TLS 1.0-1.2, else one TLS 1.3 handshake.
+	r.res.Certificates = p.certificates(p.chain(ctx, r))
+	p.progress("certificate chain: %d certificate(s)", len(r.res.Certificates))
+	// 5. DHE.
+	r.res.DHE = p.dhe(ctx, r.enumMode, r.enums, r.allSuites, r.dheAnswers)
+	// 6. Signature algorithms.
+	r.res.SignatureAlgs = r.sig.result(r.enumMode)
+	r.res.SignatureAlgs.ClientMustList = mustList(r.res.Certificates)
+	// 7. Profiles and verdicts.
+	p.finish(r)
+	return r.res, nil
+}
+
+// run is what one Run has learnt so far, step by step.
+type run struct {
+	res          *Result
+	tds7, strict map[uint16]answer // answers per version, inside PRELOGIN and strict
+	v7, v8       []uint16          // versions accepted in each mode
+	enumMode     mode              // the mode that has TLS (tds7 unless only strict has it)
+	enumVersions []uint16
+	enums        map[uint16]enumeration
+	sig          sigAlgProbe
+	profs        []profileRun
+	allSuites    []uint16 // every accepted suite, any version
+	dheAnswers   []answer
+	chain        [][]byte // first certificate chain seen during enumeration
+}
+
+// newProber checks cfg and resolves its defaults.
+func newProber(cfg Config) (*prober, error) {
 	host, _, err := net.SplitHostPort(cfg.Target)
 	if err != nil {
 		return nil, fmt.Errorf("probe: target %q: %w", cfg.Target, err)
@@ -139,8 +186,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if p.now == nil {
 		p.now = time.Now
 	}
-	res := &Result{
-		Target:         cfg.Target,
+	return p, nil
+}
+
+// newResult is an empty Result whose lists and maps encode as [] and {}.
+func newResult(target string) *Result {
+	return &Result{
+		Target:         target,
 		Versions:       []string{},
 		CipherSuites:   map[string][]string{},
 		VersionAnswers: map[string]string{},
@@ -152,67 +204,79 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Strict:         StrictResult{Versions: []string{}, Answers: map[string]string{}, CipherSuites: map[string][]string{}},
 		Notes:          []string{},
 	}
+}
 
-	// 1. Reachability: the first PRELOGIN is also the first timing sample.
-	p.progress("connecting to %s", cfg.Target)
+// reach sends the first PRELOGIN and fills res.Prelogin: in plaintext
+// (via tds7), inside TDS 8.0 strict TLS (via strict), or not at all when
+// only a TLS-first hello is answered (via none). It returns an error
+// wrapping ErrUnreachable when nothing answers as TDS or TLS.
+func (p *prober) reach(ctx context.Context, res *Result) error {
+	target := p.cfg.Target
+	p.progress("connecting to %s", target)
 	first, err := p.timedPrelogin(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		var de *dialError
-		if errors.As(err, &de) || classify(err) == answerTimeout {
-			return nil, &unreachableError{reason(cfg.Target, p.timeout, err)}
-		}
-		// Refused a plaintext PRELOGIN: perhaps a server that takes
-		// TDS 8.0 only (MS-TDS §3.3.5.1). Try that before giving up.
-		pl, serr := p.strictPrelogin(ctx)
-		var inner *notTDSError
-		switch {
-		case errors.As(serr, &inner):
-			// A TLS service (HTTPS, say) that answers inside TLS with
-			// something else than TDS.
-			return nil, &unreachableError{cfg.Target + ": a TLS service, but inside TLS " + inner.Error()}
-		case serr == nil:
-			p.progress("plaintext PRELOGIN refused; PRELOGIN inside TDS 8.0 strict works")
-			p.fillPrelogin(&res.Prelogin, pl)
-			res.Prelogin.Via = "strict"
-			res.Prelogin.Encryption = "strict only"
-			res.Prelogin.Answers["OFF"] = "closed"
-		default:
-			// PRELOGIN inside TLS failed too (crypto/tls has no DHE, or
-			// the TLS service is not TDS inside): if a crafted strict
-			// hello is answered, the TLS findings still stand.
-			legacy, tls13 := knownSuites()
-			a := p.hello(ctx, modeStrict, helloSpec{Versions: allVersions, Suites: append(slices.Clone(tls13), legacy...)})
-			if !a.accepted() {
-				line := reason(cfg.Target, p.timeout, err)
-				var nt *notTDSError
-				if !errors.As(err, &nt) {
-					// Closed on PRELOGIN: say how TLS first fared too.
-					line += "; a TDS 8.0 (TLS-first) hello got " + a.String()
-				}
-				return nil, &unreachableError{line}
-			}
-			p.progress("plaintext PRELOGIN refused, PRELOGIN inside TLS failed (%v); a TLS-first hello works: probing TLS only", serr)
-			p.note("PRELOGIN could not be run: in plaintext (%s), nor inside TDS 8.0 TLS (%v); the findings are TLS only", reason(cfg.Target, p.timeout, err), serr)
-			res.Prelogin.Via = "none"
-			res.Prelogin.Answers = map[string]string{}
-		}
-	} else {
+	if err == nil {
 		p.fillPrelogin(&res.Prelogin, first.pl)
 		res.Prelogin.Via = "tds7"
 		res.Timing.ConnectMS = append(res.Timing.ConnectMS, ms(first.connect))
 		res.Timing.PreloginMS = append(res.Timing.PreloginMS, ms(first.rtt))
 		p.progress("PRELOGIN: server %s, answer to ENCRYPT_OFF %s (connect %v, round trip %v)",
 			res.Prelogin.Version, res.Prelogin.Answers["OFF"], first.connect.Round(time.Microsecond), first.rtt.Round(time.Microsecond))
+		return nil
 	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var de *dialError
+	if errors.As(err, &de) || classify(err) == answerTimeout {
+		return &unreachableError{reason(target, p.timeout, err)}
+	}
+	// Refused a plaintext PRELOGIN: perhaps a server that takes
+	// TDS 8.0 only (MS-TDS §3.3.5.1). Try that before giving up.
+	pl, serr := p.strictPrelogin(ctx)
+	var inner *notTDSError
+	switch {
+	case errors.As(serr, &inner):
+		// A TLS service (HTTPS, say) that answers inside TLS with
+		// something else than TDS.
+		return &unreachableError{target + ": a TLS service, but inside TLS " + inner.Error()}
+	case serr == nil:
+		p.progress("plaintext PRELOGIN refused; PRELOGIN inside TDS 8.0 strict works")
+		p.fillPrelogin(&res.Prelogin, pl)
+		res.Prelogin.Via = "strict"
+		res.Prelogin.Encryption = "strict only"
+		res.Prelogin.Answers["OFF"] = "closed"
+		return nil
+	}
+	// PRELOGIN inside TLS failed too (crypto/tls has no DHE, or the TLS
+	// service is not TDS inside): if a crafted strict hello is answered,
+	// the TLS findings still stand.
+	legacy, tls13 := knownSuites()
+	a := p.hello(ctx, modeStrict, helloSpec{Versions: allVersions, Suites: append(slices.Clone(tls13), legacy...)})
+	if !a.accepted() {
+		line := reason(target, p.timeout, err)
+		var nt *notTDSError
+		if !errors.As(err, &nt) {
+			// Closed on PRELOGIN: say how TLS first fared too.
+			line += "; a TDS 8.0 (TLS-first) hello got " + a.String()
+		}
+		return &unreachableError{line}
+	}
+	p.progress("plaintext PRELOGIN refused, PRELOGIN inside TLS failed (%v); a TLS-first hello works: probing TLS only", serr)
+	p.note("PRELOGIN could not be run: in plaintext (%s), nor inside TDS 8.0 TLS (%v); the findings are TLS only", reason(target, p.timeout, err), serr)
+	res.Prelogin.Via = "none"
+	res.Prelogin.Answers = map[string]string{}
+	return nil
+}
 
-	// 2. Independent questions, in parallel under the concurrency cap.
+// askVersions asks, in parallel, the other ENCRYPTION answers, the
+// timings and each version alone in both modes, and fills the versions
+// accepted (r.v7, r.v8) and their answers.
+func (p *prober) askVersions(ctx context.Context, r *run) error {
+	res := r.res
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	tds7 := map[uint16]answer{}
-	strict := map[uint16]answer{}
+	r.tds7 = map[uint16]answer{}
+	r.strict = map[uint16]answer{}
 	if res.Prelogin.Via == "tds7" {
 		for _, enc := range []tds.Encryption{tds.EncryptOn, tds.EncryptNotSup} {
 			wg.Go(func() {
@@ -228,7 +292,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				a := p.hello(ctx, modeTDS7, helloSpec{Versions: []uint16{v}, Suites: suitesFor(v)})
 				p.progress("%s %s: %s", tlsbridge.VersionName(v), modeTDS7, a)
 				mu.Lock()
-				tds7[v] = a
+				r.tds7[v] = a
 				mu.Unlock()
 			})
 		}
@@ -238,78 +302,80 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			a := p.hello(ctx, modeStrict, helloSpec{Versions: []uint16{v}, Suites: suitesFor(v)})
 			p.progress("%s %s: %s", tlsbridge.VersionName(v), modeStrict, a)
 			mu.Lock()
-			strict[v] = a
+			r.strict[v] = a
 			mu.Unlock()
 		})
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
 	p.fillEncryption(&res.Prelogin)
 
-	var v7, v8 []uint16
 	for _, v := range allVersions {
-		if a, ok := tds7[v]; ok {
+		if a, ok := r.tds7[v]; ok {
 			res.VersionAnswers[tlsbridge.VersionName(v)] = a.String()
 			if a.accepted() && a.ServerHello.Version() == v {
-				v7 = append(v7, v)
+				r.v7 = append(r.v7, v)
 			}
 		}
-		a := strict[v]
+		a := r.strict[v]
 		res.Strict.Answers[tlsbridge.VersionName(v)] = a.String()
 		if a.accepted() && a.ServerHello.Version() == v {
-			v8 = append(v8, v)
+			r.v8 = append(r.v8, v)
 			if res.Strict.ALPN == "" {
 				res.Strict.ALPN = a.ServerHello.ALPN
 			}
 		}
 	}
-	res.Versions = versionNames(v7)
-	res.Strict.Versions = versionNames(v8)
-	res.Strict.Supported = len(v8) > 0
+	res.Versions = versionNames(r.v7)
+	res.Strict.Versions = versionNames(r.v8)
+	res.Strict.Supported = len(r.v8) > 0
+	return nil
+}
 
-	// 3. Cipher suites per version, in the mode that has TLS.
-	enumMode, enumVersions := modeTDS7, v7
-	if len(v7) == 0 && len(v8) > 0 {
-		enumMode, enumVersions = modeStrict, v8
+// enumerateSuites enumerates the suites of each accepted version and,
+// beside it, the signature algorithm sensitivity and the client
+// profiles, then gathers the suites, DHE answers and first chain seen.
+func (p *prober) enumerateSuites(ctx context.Context, r *run) error {
+	res := r.res
+	r.enumMode, r.enumVersions = modeTDS7, r.v7
+	if len(r.v7) == 0 && len(r.v8) > 0 {
+		r.enumMode, r.enumVersions = modeStrict, r.v8
 		p.note("no TLS inside PRELOGIN: cipher suites were enumerated in TDS 8.0 strict mode (strict.cipher_suites)")
 	}
-	enums := make(map[uint16]enumeration)
-	for _, v := range enumVersions {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	r.enums = make(map[uint16]enumeration)
+	for _, v := range r.enumVersions {
 		wg.Go(func() {
-			e := p.enumerate(ctx, enumMode, v)
-			p.progress("cipher suites %s %s: %d (%s order)", tlsbridge.VersionName(v), enumMode, len(e.suites), e.order)
+			e := p.enumerate(ctx, r.enumMode, v)
+			p.progress("cipher suites %s %s: %d (%s order)", tlsbridge.VersionName(v), r.enumMode, len(e.suites), e.order)
 			mu.Lock()
-			enums[v] = e
+			r.enums[v] = e
 			mu.Unlock()
 		})
 	}
 	// Signature algorithm sensitivity and the profiles need only the
 	// versions, so they run beside the enumeration.
-	var sig sigAlgProbe
-	if slices.Contains(enumVersions, tlsbridge.VersionTLS12) {
-		wg.Go(func() { sig = p.sigAlgs(ctx, enumMode) })
+	if slices.Contains(r.enumVersions, tlsbridge.VersionTLS12) {
+		wg.Go(func() { r.sig = p.sigAlgs(ctx, r.enumMode) })
 	}
-	var profs []profileRun
-	if len(enumVersions) > 0 {
-		if enumMode == modeStrict {
+	if len(r.enumVersions) > 0 {
+		if r.enumMode == modeStrict {
 			p.note("client profiles were sent in TDS 8.0 strict form: the server has no TLS inside PRELOGIN")
 		}
-		wg.Go(func() { profs = p.runProfiles(ctx, enumMode) })
+		wg.Go(func() { r.profs = p.runProfiles(ctx, r.enumMode) })
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
 
-	var allSuites []uint16
-	var dheAnswers []answer
-	var chain [][]byte
-	for _, v := range enumVersions {
-		e := enums[v]
+	for _, v := range r.enumVersions {
+		e := r.enums[v]
 		name := tlsbridge.VersionName(v)
-		if enumMode == modeStrict {
+		if r.enumMode == modeStrict {
 			res.Strict.CipherSuites[name] = suiteNames(e.suites)
 		} else {
 			res.CipherSuites[name] = suiteNames(e.suites)
@@ -317,55 +383,60 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.CipherOrder[name] = e.order
 		for _, s := range e.suites {
 			res.KeyExchange[tlsbridge.CipherSuiteName(s)] = tlsbridge.SuiteKeyExchange(s)
-			if !slices.Contains(allSuites, s) {
-				allSuites = append(allSuites, s)
+			if !slices.Contains(r.allSuites, s) {
+				r.allSuites = append(r.allSuites, s)
 			}
 		}
-		dheAnswers = append(dheAnswers, e.dhe...)
-		if chain == nil && len(e.chain) > 0 {
-			chain = e.chain
+		r.dheAnswers = append(r.dheAnswers, e.dhe...)
+		if r.chain == nil && len(e.chain) > 0 {
+			r.chain = e.chain
 		}
 	}
+	return nil
+}
 
-	// 4. Certificate: plaintext in TLS 1.0-1.2, else one TLS 1.3 handshake.
-	if chain == nil {
-		for _, a := range tds7 {
+// chain returns the server's certificate chain: the one seen during
+// enumeration, else one from a TDS 7 answer, else one TLS 1.3 handshake
+// (the certificate is encrypted there), else one from a strict answer.
+func (p *prober) chain(ctx context.Context, r *run) [][]byte {
+	if r.chain != nil {
+		return r.chain
+	}
+	var chain [][]byte
+	for _, a := range r.tds7 {
+		if len(a.Chain) > 0 {
+			chain = a.Chain
+		}
+	}
+	if chain != nil {
+		return chain
+	}
+	var err error
+	switch {
+	case slices.Contains(r.v7, tlsbridge.VersionTLS13):
+		chain, err = p.handshake13(ctx, modeTDS7, tlsbridge.VersionTLS13)
+	case slices.Contains(r.v8, tlsbridge.VersionTLS13):
+		chain, err = p.handshake13(ctx, modeStrict, tlsbridge.VersionTLS13)
+	case len(r.v8) > 0:
+		for _, a := range r.strict {
 			if len(a.Chain) > 0 {
 				chain = a.Chain
 			}
 		}
 	}
-	if chain == nil {
-		switch {
-		case slices.Contains(v7, tlsbridge.VersionTLS13):
-			chain, err = p.handshake13(ctx, modeTDS7, tlsbridge.VersionTLS13)
-		case slices.Contains(v8, tlsbridge.VersionTLS13):
-			chain, err = p.handshake13(ctx, modeStrict, tlsbridge.VersionTLS13)
-		case len(v8) > 0:
-			for _, a := range strict {
-				if len(a.Chain) > 0 {
-					chain = a.Chain
-				}
-			}
-		}
-		if err != nil {
-			p.note("certificate: the TLS 1.3 handshake to read it failed: %v", err)
-		}
+	if err != nil {
+		p.note("certificate: the TLS 1.3 handshake to read it failed: %v", err)
 	}
-	res.Certificates = p.certificates(chain)
-	p.progress("certificate chain: %d certificate(s)", len(res.Certificates))
+	return chain
+}
 
-	// 5. DHE.
-	res.DHE = p.dhe(ctx, enumMode, enums, allSuites, dheAnswers)
-
-	// 6. Signature algorithms.
-	res.SignatureAlgs = sig.result(enumMode)
-	res.SignatureAlgs.ClientMustList = mustList(res.Certificates)
-
-	// 7. Profiles and verdicts.
-	ev := &evidence{res: res, v7: v7, v8: v8, tds7: tds7, strict: strict, suites: allSuites, enums: enums, profiles: profs, slow: p.slowThreshold()}
+// finish judges the evidence (verdicts, profiles) and closes the
+// Result's lists.
+func (p *prober) finish(r *run) {
+	res := r.res
+	ev := &evidence{res: res, v7: r.v7, v8: r.v8, tds7: r.tds7, strict: r.strict, suites: r.allSuites, enums: r.enums, profiles: r.profs, slow: p.slowThreshold()}
 	res.Verdicts = verdicts(ev)
-	res.Profiles = selectProfiles(ev.profiles, cfg.Profiles)
+	res.Profiles = selectProfiles(ev.profiles, p.cfg.Profiles)
 	res.Timing.Samples = len(res.Timing.PreloginMS)
 	res.Timing.SlowThreshold = ms(ev.slow)
 	if res.Timing.ConnectMS == nil {
@@ -377,7 +448,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	p.noteMu.Lock()
 	res.Notes = append(res.Notes, p.notes...)
 	p.noteMu.Unlock()
-	return res, nil
 }
 
 func (p *prober) slowThreshold() time.Duration {
@@ -385,111 +455,6 @@ func (p *prober) slowThreshold() time.Duration {
 		return p.cfg.SlowThreshold
 	}
 	return DefaultSlowThreshold
-}
-
-type timedPL struct {
-	pl           *tds.Prelogin
-	connect, rtt time.Duration
-}
-
-// timedPrelogin connects, sends PRELOGIN with ENCRYPT_OFF and times both.
-func (p *prober) timedPrelogin(ctx context.Context) (timedPL, error) {
-	var t timedPL
-	err := p.connTimed(ctx, func(c net.Conn, connect time.Duration) error {
-		t.connect = connect
-		s := time.Now()
-		pl, err := p.exchangePrelogin(c, tds.EncryptOff)
-		t.rtt = time.Since(s)
-		t.pl = pl
-		return err
-	})
-	return t, err
-}
-
-// timings takes the remaining connect/PRELOGIN samples one after another,
-// so they do not queue behind each other on the server.
-func (p *prober) timings(ctx context.Context, res *Result) {
-	n := p.cfg.Samples
-	if n <= 0 {
-		n = DefaultSamples
-	}
-	var connect, rtt []float64
-	var fails []string
-	for range n - 1 {
-		t, err := p.timedPrelogin(ctx)
-		if err != nil {
-			fails = append(fails, reason(p.cfg.Target, p.timeout, err))
-			continue
-		}
-		connect = append(connect, ms(t.connect))
-		rtt = append(rtt, ms(t.rtt))
-	}
-	// res.Timing already holds the first sample; only this goroutine
-	// appends to it until Run's wg.Wait.
-	res.Timing.ConnectMS = append(res.Timing.ConnectMS, connect...)
-	res.Timing.PreloginMS = append(res.Timing.PreloginMS, rtt...)
-	res.Timing.Failures = append(res.Timing.Failures, fails...)
-	p.progress("timing: connect %v ms, PRELOGIN round trip %v ms", res.Timing.ConnectMS, res.Timing.PreloginMS)
-}
-
-// encryptionAnswer sends PRELOGIN with enc and returns the answer's
-// ENCRYPTION, or "closed".
-func (p *prober) encryptionAnswer(ctx context.Context, enc tds.Encryption) string {
-	var ans string
-	err := p.conn(ctx, func(c net.Conn) error {
-		pl, err := p.exchangePrelogin(c, enc)
-		if err != nil {
-			return err
-		}
-		e, _ := pl.Encryption()
-		ans = e.Base().String()
-		return nil
-	})
-	if err != nil {
-		return "closed"
-	}
-	return ans
-}
-
-func (p *prober) fillPrelogin(r *PreloginResult, pl *tds.Prelogin) {
-	if v, ok := pl.Version(); ok {
-		r.Version = v.String()
-	}
-	r.Answers = map[string]string{}
-	if e, ok := pl.Encryption(); ok {
-		r.Answers["OFF"] = e.Base().String()
-	}
-	if d, ok := pl.Get(tds.PreloginInstance); ok && p.cfg.Instance != "" {
-		// MS-TDS §2.2.6.5 INSTOPT: the server answers 0x00 when the
-		// instance name matched, 0x01 when it did not.
-		if len(d) > 0 && d[0] == 0 {
-			r.Instance = "ok"
-		} else {
-			r.Instance = "mismatch"
-		}
-	}
-	if b, ok := pl.FedAuthRequired(); ok {
-		r.FedAuthRequired = b
-	}
-	if b, ok := pl.MARS(); ok {
-		r.MARS = b
-	}
-}
-
-// fillEncryption infers the server's setting from its answers (MS-TDS
-// §2.2.6.5 table): REQ to OFF means it forces encryption.
-func (p *prober) fillEncryption(r *PreloginResult) {
-	if r.Via != "tds7" {
-		return
-	}
-	switch r.Answers["OFF"] {
-	case tds.EncryptReq.String(), tds.EncryptOn.String():
-		r.Encryption, r.ForcesEncryption = tds.EncryptOn.String(), true
-	case tds.EncryptNotSup.String():
-		r.Encryption = tds.EncryptNotSup.String()
-	default:
-		r.Encryption = tds.EncryptOff.String()
-	}
 }
 
 // enumeration is the cipher suites one version accepts.

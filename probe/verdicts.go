@@ -32,15 +32,16 @@ func (ev *evidence) accepted() ([]uint16, map[uint16]answer) {
 	return ev.v8, ev.strict
 }
 
-// verdictFuncs gives each scenario the probe can judge its judgement;
-// scenarios added to the table later get n/a until they have one.
-var verdictFuncs = map[string]func(ev *evidence) (status, why string){
-	faults.ScenarioProtocolMismatch: protocolVerdict,
-	faults.ScenarioCipherMismatch:   cipherVerdict,
-	faults.ScenarioDHEEnabled:       dheEnabledVerdict,
-	faults.ScenarioWeakCertHash:     weakHashVerdict,
-	faults.ScenarioDHELeadingZero:   leadingZeroVerdict,
-	faults.ScenarioDelayedAccept:    delayVerdict,
+// judgements is the probe's judgement for each check a scenario of the
+// table names (faults.ScenarioInfo.Probe); a scenario whose check has no
+// judgement here gets n/a until it has one.
+var judgements = map[faults.ProbeCheck]func(ev *evidence, scenario string) (status, why string){
+	faults.ProbeVersions:  protocolVerdict,
+	faults.ProbeSuites:    cipherVerdict,
+	faults.ProbeDHESuites: dheEnabledVerdict,
+	faults.ProbeCertHash:  weakHashVerdict,
+	faults.ProbeDHESecret: leadingZeroVerdict,
+	faults.ProbeTiming:    delayVerdict,
 }
 
 // verdicts returns one verdict per scenario, in the table's order, and
@@ -52,12 +53,23 @@ func verdicts(ev *evidence) []Verdict {
 	out := []Verdict{}
 	for _, sc := range faults.Scenarios() {
 		v := Verdict{Scenario: sc.Name, Fix: sc.Fix, Status: StatusNA, Why: "the probe has no test for this scenario"}
-		if f, ok := verdictFuncs[sc.Name]; ok {
-			v.Status, v.Why = f(ev)
+		if f, ok := judgements[sc.Probe]; ok {
+			v.Status, v.Why = f(ev, sc.Name)
 		}
 		out = append(out, v)
 	}
 	return out
+}
+
+// scenarioFor names the scenario the table judges by check: the one a
+// failing client profile is exposed to.
+func scenarioFor(check faults.ProbeCheck) string {
+	for _, sc := range faults.Scenarios() {
+		if sc.Probe == check {
+			return sc.Name
+		}
+	}
+	return ""
 }
 
 func refusal(a answer) string {
@@ -72,7 +84,7 @@ func refusal(a answer) string {
 	return a.String()
 }
 
-func protocolVerdict(ev *evidence) (string, string) {
+func protocolVerdict(ev *evidence, scenario string) (string, string) {
 	acc, answers := ev.accepted()
 	if len(acc) == 0 {
 		return StatusNA, "the server accepts no TLS version (" + ev.res.Prelogin.Encryption + ")"
@@ -88,13 +100,13 @@ func protocolVerdict(ev *evidence) (string, string) {
 		return StatusOK, why + ": every version a client limits itself to is met"
 	}
 	why += "; " + strings.Join(refused, "; ")
-	if f := failing(ev, faults.ScenarioProtocolMismatch); len(f) > 0 {
+	if f := failing(ev, scenario); len(f) > 0 {
 		why += "; client profiles that fail: " + strings.Join(f, ", ")
 	}
 	return StatusRisk, why
 }
 
-func cipherVerdict(ev *evidence) (string, string) {
+func cipherVerdict(ev *evidence, scenario string) (string, string) {
 	acc, _ := ev.accepted()
 	if len(acc) == 0 {
 		return StatusNA, "the server accepts no TLS version"
@@ -109,7 +121,7 @@ func cipherVerdict(ev *evidence) (string, string) {
 	}
 	var bad []string
 	for _, r := range ev.profiles {
-		if r.result.Scenario == faults.ScenarioCipherMismatch && !r.result.Connects {
+		if r.result.Scenario == scenario && !r.result.Connects {
 			bad = append(bad, r.prof.name+" ("+r.result.Why+")")
 		}
 	}
@@ -119,7 +131,7 @@ func cipherVerdict(ev *evidence) (string, string) {
 	return StatusOK, why + "; every known client profile that shares a version shares a suite"
 }
 
-func dheEnabledVerdict(ev *evidence) (string, string) {
+func dheEnabledVerdict(ev *evidence, scenario string) (string, string) {
 	d := ev.res.DHE
 	if len(d.Suites) == 0 {
 		return StatusOK, "no TLS_DHE_* suite is accepted"
@@ -140,7 +152,7 @@ func dheEnabledVerdict(ev *evidence) (string, string) {
 	return StatusRisk, why
 }
 
-func leadingZeroVerdict(ev *evidence) (string, string) {
+func leadingZeroVerdict(ev *evidence, scenario string) (string, string) {
 	d := ev.res.DHE
 	if len(d.Suites) == 0 {
 		return StatusOK, "no DHE suite is accepted, so the encoding of the DH secret never matters"
@@ -154,7 +166,7 @@ func leadingZeroVerdict(ev *evidence) (string, string) {
 	return StatusRisk, "DHE accepted (" + strings.Join(d.Suites, ", ") + "); whether the server strips or pads a leading zero was not tested (" + d.LeadingZeroReason + "): with a peer that encodes it the other way about 1 DHE handshake in 256 fails"
 }
 
-func weakHashVerdict(ev *evidence) (string, string) {
+func weakHashVerdict(ev *evidence, scenario string) (string, string) {
 	certs := ev.res.Certificates
 	if len(certs) == 0 {
 		return StatusNA, "no certificate was seen"
@@ -174,13 +186,13 @@ func weakHashVerdict(ev *evidence) (string, string) {
 	}
 	why := strings.Join(weak, "; ") + "; under TLS 1.2 a client must list " + strings.Join(ev.res.SignatureAlgs.ClientMustList, ", ") +
 		" in signature_algorithms, and SQL Server (Schannel) closes without an alert when it does not"
-	if f := failing(ev, faults.ScenarioWeakCertHash); len(f) > 0 {
+	if f := failing(ev, scenario); len(f) > 0 {
 		why += "; client profiles that do not list it: " + strings.Join(f, ", ")
 	}
 	return StatusRisk, why
 }
 
-func delayVerdict(ev *evidence) (string, string) {
+func delayVerdict(ev *evidence, scenario string) (string, string) {
 	t := ev.res.Timing
 	if len(t.PreloginMS) == 0 {
 		return StatusNA, "no PRELOGIN timing: plaintext PRELOGIN was refused (prelogin.via " + ev.res.Prelogin.Via + ")"
@@ -232,10 +244,10 @@ func evalProfile(ev *evidence, r profileRun) ProfileResult {
 		out.Why = "ServerHello"
 		switch {
 		case tlsbridge.SuiteKeyExchange(a.ServerHello.CipherSuite) == tlsbridge.KeyExchangeDHE:
-			out.Scenario = faults.ScenarioDHELeadingZero
+			out.Scenario = scenarioFor(faults.ProbeDHESecret)
 			out.Why = "connects with DHE: exposed to the leading-zero mismatch (about 1 handshake in 256 when the two sides encode the DH secret differently)"
 		case a.ServerHello.Version() == tlsbridge.VersionTLS12 && missesHash(ev, pr):
-			out.Scenario = faults.ScenarioWeakCertHash
+			out.Scenario = scenarioFor(faults.ProbeCertHash)
 			out.Why = "connects here, but does not list " + strings.Join(ev.res.SignatureAlgs.ClientMustList, ", ") + ", which the certificate chain needs: SQL Server (Schannel) closes such a handshake"
 		}
 		return out
@@ -252,7 +264,7 @@ func evalProfile(ev *evidence, r profileRun) ProfileResult {
 		}
 	}
 	if len(common) == 0 {
-		out.Scenario = faults.ScenarioProtocolMismatch
+		out.Scenario = scenarioFor(faults.ProbeVersions)
 		out.Why = "offers " + joinVersions(pr.versions) + ", the server accepts " + joinVersions(acc) + "; " + refusal(a)
 		return out
 	}
@@ -265,12 +277,12 @@ func evalProfile(ev *evidence, r profileRun) ProfileResult {
 		}
 	}
 	if !shared {
-		out.Scenario = faults.ScenarioCipherMismatch
+		out.Scenario = scenarioFor(faults.ProbeSuites)
 		out.Why = "shares " + joinVersions(common) + " but none of its " + fmt.Sprint(len(ids)) + " suites; " + refusal(a)
 		return out
 	}
 	if slices.Contains(common, tlsbridge.VersionTLS12) && missesHash(ev, pr) {
-		out.Scenario = faults.ScenarioWeakCertHash
+		out.Scenario = scenarioFor(faults.ProbeCertHash)
 		out.Why = "does not list " + strings.Join(ev.res.SignatureAlgs.ClientMustList, ", ") + "; " + refusal(a)
 		return out
 	}
