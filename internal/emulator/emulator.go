@@ -158,60 +158,14 @@ var ErrClosed = errors.New("emulator: server closed")
 // New validates cfg and returns a Server that is not yet listening.
 // Errors name the offending Config field.
 func New(cfg Config) (*Server, error) {
-	if cfg.Listen == "" {
-		cfg.Listen = DefaultListen
-	}
-	switch cfg.Encrypt {
-	case tds.EncryptOff, tds.EncryptOn, tds.EncryptNotSup, tds.EncryptReq:
-	default:
-		return nil, fmt.Errorf("emulator: Config.Encrypt: %s is not a server setting (want OFF, ON, NOT_SUP or REQ)", cfg.Encrypt)
-	}
-	if cfg.TLSMin == 0 {
-		cfg.TLSMin = tls.VersionTLS12
-	}
-	for _, v := range []struct {
-		name string
-		v    uint16
-	}{{"TLSMin", cfg.TLSMin}, {"TLSMax", cfg.TLSMax}} {
-		if v.v != 0 && (v.v < tls.VersionTLS10 || v.v > tls.VersionTLS13) {
-			return nil, fmt.Errorf("emulator: Config.%s: 0x%04X is not TLS 1.0..1.3", v.name, v.v)
-		}
-	}
-	if cfg.TLSMax != 0 && cfg.TLSMin > cfg.TLSMax {
-		return nil, fmt.Errorf("emulator: Config.TLSMin (%s) is above Config.TLSMax (%s)", tls.VersionName(cfg.TLSMin), tls.VersionName(cfg.TLSMax))
+	if err := cfg.resolve(); err != nil {
+		return nil, err
 	}
 	// SQL Server 2022 negotiates TLS 1.3 only with TDS 8.0 ("TDS 8.0 and
 	// TLS 1.3 support", SQL Server docs).
 	max7, max8 := cfg.TLSMax, cfg.TLSMax
 	if cfg.TLSMax == 0 {
 		max7, max8 = max(tls.VersionTLS12, cfg.TLSMin), tls.VersionTLS13
-	}
-	if err := checkCipherSuites(cfg.CipherSuites); err != nil {
-		return nil, err
-	}
-	if cfg.User == "" && cfg.Password != "" {
-		return nil, errors.New("emulator: Config.User is empty but Config.Password is set")
-	}
-	if cfg.LargeRows == 0 {
-		cfg.LargeRows = DefaultLargeRows
-	}
-	if cfg.LargeRowBytes == 0 {
-		cfg.LargeRowBytes = DefaultLargeRowBytes
-	}
-	if cfg.LargeRows < 0 || cfg.LargeRows > maxLargeRows {
-		return nil, fmt.Errorf("emulator: Config.LargeRows: %d is outside 0..%d", cfg.LargeRows, maxLargeRows)
-	}
-	if cfg.LargeRowBytes < 1 || cfg.LargeRowBytes > tds.MaxVarLen {
-		return nil, fmt.Errorf("emulator: Config.LargeRowBytes: %d is outside 1..%d", cfg.LargeRowBytes, tds.MaxVarLen)
-	}
-	if cfg.ServerName == "" {
-		cfg.ServerName = DefaultServerName
-	}
-	if cfg.LoginTimeout < 0 {
-		return nil, fmt.Errorf("emulator: Config.LoginTimeout: %v is negative", cfg.LoginTimeout)
-	}
-	if cfg.LoginTimeout == 0 {
-		cfg.LoginTimeout = DefaultLoginTimeout
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -245,6 +199,60 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// resolve checks cfg and fills in the defaults of its zero fields.
+func (cfg *Config) resolve() error {
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	switch cfg.Encrypt {
+	case tds.EncryptOff, tds.EncryptOn, tds.EncryptNotSup, tds.EncryptReq:
+	default:
+		return fmt.Errorf("emulator: Config.Encrypt: %s is not a server setting (want OFF, ON, NOT_SUP or REQ)", cfg.Encrypt)
+	}
+	if cfg.TLSMin == 0 {
+		cfg.TLSMin = tls.VersionTLS12
+	}
+	for _, v := range []struct {
+		name string
+		v    uint16
+	}{{"TLSMin", cfg.TLSMin}, {"TLSMax", cfg.TLSMax}} {
+		if v.v != 0 && (v.v < tls.VersionTLS10 || v.v > tls.VersionTLS13) {
+			return fmt.Errorf("emulator: Config.%s: 0x%04X is not TLS 1.0..1.3", v.name, v.v)
+		}
+	}
+	if cfg.TLSMax != 0 && cfg.TLSMin > cfg.TLSMax {
+		return fmt.Errorf("emulator: Config.TLSMin (%s) is above Config.TLSMax (%s)", tls.VersionName(cfg.TLSMin), tls.VersionName(cfg.TLSMax))
+	}
+	if err := checkCipherSuites(cfg.CipherSuites); err != nil {
+		return err
+	}
+	if cfg.User == "" && cfg.Password != "" {
+		return errors.New("emulator: Config.User is empty but Config.Password is set")
+	}
+	if cfg.LargeRows == 0 {
+		cfg.LargeRows = DefaultLargeRows
+	}
+	if cfg.LargeRowBytes == 0 {
+		cfg.LargeRowBytes = DefaultLargeRowBytes
+	}
+	if cfg.LargeRows < 0 || cfg.LargeRows > maxLargeRows {
+		return fmt.Errorf("emulator: Config.LargeRows: %d is outside 0..%d", cfg.LargeRows, maxLargeRows)
+	}
+	if cfg.LargeRowBytes < 1 || cfg.LargeRowBytes > tds.MaxVarLen {
+		return fmt.Errorf("emulator: Config.LargeRowBytes: %d is outside 1..%d", cfg.LargeRowBytes, tds.MaxVarLen)
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = DefaultServerName
+	}
+	if cfg.LoginTimeout < 0 {
+		return fmt.Errorf("emulator: Config.LoginTimeout: %v is negative", cfg.LoginTimeout)
+	}
+	if cfg.LoginTimeout == 0 {
+		cfg.LoginTimeout = DefaultLoginTimeout
+	}
+	return nil
 }
 
 // checkCipherSuites rejects suite IDs Go does not implement: they would be
