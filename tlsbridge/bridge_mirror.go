@@ -100,8 +100,25 @@ func MirrorClientHello(hello []byte, recordVersion uint16, host string, hostIsIP
 	if ch, err := ParseClientHello(hello); err == nil {
 		clientSNI = ch.ServerName
 	}
-	suites := spec.CipherSuites[:0:0]
-	for _, s := range spec.CipherSuites {
+	spec.CipherSuites = m.mirrorSuites(spec.CipherSuites)
+	exts := spec.Extensions[:0:0]
+	for _, e := range spec.Extensions {
+		if m.mirrorExtension(e, host, hostIsIP, clientSNI) {
+			exts = append(exts, e)
+		}
+	}
+	spec.Extensions = exts
+	if !slices.ContainsFunc(spec.CipherSuites, func(s uint16) bool { return utlsSuites[s] }) {
+		return m, fmt.Errorf("%w (dropped %s)", ErrNothingToMirror, strings.Join(m.Dropped, ", "))
+	}
+	return m, nil
+}
+
+// mirrorSuites keeps the suites utls implements, GREASE and the
+// signalling values; the rest go to m.Dropped.
+func (m *Mirror) mirrorSuites(in []uint16) []uint16 {
+	suites := in[:0:0]
+	for _, s := range in {
 		// Signalling values are not suites: the renegotiation SCSV
 		// (RFC 5746 §3.3) and the fallback SCSV (RFC 7507) go on as sent.
 		if s == utls.GREASE_PLACEHOLDER || utlsSuites[s] || s == 0x00FF || s == 0x5600 {
@@ -110,69 +127,67 @@ func MirrorClientHello(hello []byte, recordVersion uint16, host string, hostIsIP
 		}
 		m.Dropped = append(m.Dropped, "cipher_suite "+CipherSuiteName(s))
 	}
-	spec.CipherSuites = suites
-	exts := spec.Extensions[:0:0]
-	for _, e := range spec.Extensions {
-		switch x := e.(type) {
-		case *utls.FakePreSharedKeyExtension, *utls.UtlsPreSharedKeyExtension:
-			m.Dropped = append(m.Dropped, "extension pre_shared_key")
-			continue
-		case *utls.SNIExtension:
-			// The upstream's own name when it has one; for an IP address
-			// (which SNI cannot carry, RFC 6066 §3) the name the client
-			// gave, as it sent it. The bridge verifies the upstream
-			// certificate against host whatever SNI says.
-			// utls does not read the name from the raw hello (it treats
-			// SNI as the caller's): take it from our own parse.
+	return suites
+}
+
+// mirrorExtension adapts one extension of the client's hello for the
+// upstream and reports whether it goes on; what it leaves out goes to
+// m.Dropped.
+func (m *Mirror) mirrorExtension(e utls.TLSExtension, host string, hostIsIP bool, clientSNI string) bool {
+	switch x := e.(type) {
+	case *utls.FakePreSharedKeyExtension, *utls.UtlsPreSharedKeyExtension:
+		m.Dropped = append(m.Dropped, "extension pre_shared_key")
+		return false
+	case *utls.SNIExtension:
+		// The upstream's own name when it has one; for an IP address
+		// (which SNI cannot carry, RFC 6066 §3) the name the client
+		// gave, as it sent it. The bridge verifies the upstream
+		// certificate against host whatever SNI says.
+		// utls does not read the name from the raw hello (it treats
+		// SNI as the caller's): take it from our own parse.
+		switch {
+		case !hostIsIP && host != "":
+			x.ServerName = host
+		case clientSNI == "" || net.ParseIP(clientSNI) != nil:
+			// An IP literal in server_name is against RFC 6066 §3, and
+			// utls does not send it.
+			m.Dropped = append(m.Dropped, "extension server_name ("+strconv.Quote(clientSNI)+")")
+			return false
+		default:
+			x.ServerName = clientSNI
+		}
+	case *utls.KeyShareExtension:
+		shares := x.KeyShares[:0:0]
+		for _, ks := range x.KeyShares {
 			switch {
-			case !hostIsIP && host != "":
-				x.ServerName = host
-			case clientSNI == "" || net.ParseIP(clientSNI) != nil:
-				// An IP literal in server_name is against RFC 6066 §3, and
-				// utls does not send it.
-				m.Dropped = append(m.Dropped, "extension server_name ("+strconv.Quote(clientSNI)+")")
-				continue
+			case ks.Group == utls.GREASE_PLACEHOLDER:
+				shares = append(shares, utls.KeyShare{Group: ks.Group, Data: []byte{0}})
+			case utlsGroups[ks.Group]:
+				shares = append(shares, utls.KeyShare{Group: ks.Group}) // our own key, not the client's
 			default:
-				x.ServerName = clientSNI
-			}
-		case *utls.KeyShareExtension:
-			shares := x.KeyShares[:0:0]
-			for _, ks := range x.KeyShares {
-				switch {
-				case ks.Group == utls.GREASE_PLACEHOLDER:
-					shares = append(shares, utls.KeyShare{Group: ks.Group, Data: []byte{0}})
-				case utlsGroups[ks.Group]:
-					shares = append(shares, utls.KeyShare{Group: ks.Group}) // our own key, not the client's
-				default:
-					m.Dropped = append(m.Dropped, "key_share "+GroupName(uint16(ks.Group)))
-				}
-			}
-			x.KeyShares = shares
-		case *utls.SupportedCurvesExtension:
-			curves := x.Curves[:0:0]
-			for _, c := range x.Curves {
-				if c == utls.GREASE_PLACEHOLDER || utlsGroups[c] {
-					curves = append(curves, c)
-					continue
-				}
-				m.Dropped = append(m.Dropped, "supported_group "+GroupName(uint16(c)))
-			}
-			x.Curves = curves
-		case *utls.SessionTicketExtension:
-			x.Session, x.Ticket, x.Initialized = nil, nil, false
-		case *utls.GenericExtension:
-			if x.Id == 42 { // early_data, RFC 8446 §4.2.10
-				m.Dropped = append(m.Dropped, "extension early_data")
-				continue
+				m.Dropped = append(m.Dropped, "key_share "+GroupName(uint16(ks.Group)))
 			}
 		}
-		exts = append(exts, e)
+		x.KeyShares = shares
+	case *utls.SupportedCurvesExtension:
+		curves := x.Curves[:0:0]
+		for _, c := range x.Curves {
+			if c == utls.GREASE_PLACEHOLDER || utlsGroups[c] {
+				curves = append(curves, c)
+				continue
+			}
+			m.Dropped = append(m.Dropped, "supported_group "+GroupName(uint16(c)))
+		}
+		x.Curves = curves
+	case *utls.SessionTicketExtension:
+		x.Session, x.Ticket, x.Initialized = nil, nil, false
+	case *utls.GenericExtension:
+		if x.Id == 42 { // early_data, RFC 8446 §4.2.10
+			m.Dropped = append(m.Dropped, "extension early_data")
+			return false
+		}
 	}
-	spec.Extensions = exts
-	if !slices.ContainsFunc(spec.CipherSuites, func(s uint16) bool { return utlsSuites[s] }) {
-		return m, fmt.Errorf("%w (dropped %s)", ErrNothingToMirror, strings.Join(m.Dropped, ", "))
-	}
-	return m, nil
+	return true
 }
 
 // FirstHandshake reads TLS records from b (what a peer sent, from the

@@ -100,49 +100,11 @@ func GenerateCertificate(opts CertOptions) (tls.Certificate, []byte, []byte, err
 	if err != nil {
 		return tls.Certificate{}, nil, nil, fmt.Errorf("tlsbridge: generate RSA-%d key: %w", bits, err)
 	}
-	cn := opts.CommonName
-	if cn == "" {
-		cn = "localhost"
-	}
-	notBefore := opts.NotBefore
-	if notBefore.IsZero() {
-		notBefore = time.Now().Add(-time.Hour).Truncate(time.Second)
-	}
-	notAfter := opts.NotAfter
-	if notAfter.IsZero() {
-		notAfter = notBefore.Add(365 * 24 * time.Hour)
-	}
 	serial, err := rand.Int(rnd, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
 		return tls.Certificate{}, nil, nil, fmt.Errorf("tlsbridge: certificate serial: %w", err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             notBefore,
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  opts.IsCA,
-		DNSNames:              opts.DNSNames,
-		IPAddresses:           opts.IPs,
-		SignatureAlgorithm:    h.alg,
-		RawSubject:            opts.RawSubject,
-	}
-	if len(tmpl.DNSNames) == 0 && len(tmpl.IPAddresses) == 0 {
-		if ip := net.ParseIP(cn); ip != nil {
-			tmpl.IPAddresses = []net.IP{ip}
-		} else {
-			tmpl.DNSNames = []string{cn}
-		}
-	}
-	if opts.IsCA {
-		tmpl.KeyUsage |= x509.KeyUsageCertSign
-	}
-	if h.alg == x509.UnknownSignatureAlgorithm {
-		tmpl.SignatureAlgorithm = x509.SHA256WithRSA
-	}
+	tmpl := certTemplate(opts, h.alg, serial)
 	parent, signer := tmpl, key
 	if opts.Issuer != nil {
 		if parent, signer, err = issuerOf(opts.Issuer); err != nil {
@@ -175,6 +137,53 @@ func GenerateCertificate(opts CertOptions) (tls.Certificate, []byte, []byte, err
 		return tls.Certificate{}, nil, nil, fmt.Errorf("tlsbridge: parse generated certificate: %w", err)
 	}
 	return tc, certPEM, keyPEM, nil
+}
+
+// certTemplate is the leaf (or CA) template of opts, with its defaults:
+// CN localhost, valid from an hour ago for a year, the CN as its only
+// SAN, and SHA-256 as the placeholder algorithm when alg is one
+// crypto/x509 cannot sign with (resignCertificate replaces it).
+func certTemplate(opts CertOptions, alg x509.SignatureAlgorithm, serial *big.Int) *x509.Certificate {
+	cn := opts.CommonName
+	if cn == "" {
+		cn = "localhost"
+	}
+	notBefore := opts.NotBefore
+	if notBefore.IsZero() {
+		notBefore = time.Now().Add(-time.Hour).Truncate(time.Second)
+	}
+	notAfter := opts.NotAfter
+	if notAfter.IsZero() {
+		notAfter = notBefore.Add(365 * 24 * time.Hour)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  opts.IsCA,
+		DNSNames:              opts.DNSNames,
+		IPAddresses:           opts.IPs,
+		SignatureAlgorithm:    alg,
+		RawSubject:            opts.RawSubject,
+	}
+	if len(tmpl.DNSNames) == 0 && len(tmpl.IPAddresses) == 0 {
+		if ip := net.ParseIP(cn); ip != nil {
+			tmpl.IPAddresses = []net.IP{ip}
+		} else {
+			tmpl.DNSNames = []string{cn}
+		}
+	}
+	if opts.IsCA {
+		tmpl.KeyUsage |= x509.KeyUsageCertSign
+	}
+	if alg == x509.UnknownSignatureAlgorithm {
+		tmpl.SignatureAlgorithm = x509.SHA256WithRSA
+	}
+	return tmpl
 }
 
 func issuerOf(c *tls.Certificate) (*x509.Certificate, *rsa.PrivateKey, error) {
