@@ -86,7 +86,7 @@ func (f *framer) next() (unit []byte, isTLS bool) {
 		return nil, false
 	}
 	if f.pend[0] >= 20 && f.pend[0] <= 23 && f.pend[1] == 3 {
-		n := 5 + int(f.pend[3])<<8 | int(f.pend[4])
+		n := 5 + (int(f.pend[3])<<8 | int(f.pend[4]))
 		if len(f.pend) < n {
 			return nil, false
 		}
