@@ -95,37 +95,6 @@ connection's record and log line.
 
 `
 
-// runExample is run's --help examples.
-const runExample = `  # Front a real server; point the application's connection string at 127.0.0.1,11433
-  tdsproxy run --listen 127.0.0.1:11433 --upstream sql01.example.com:1433
-
-  # Readable log with a line per negotiation phase
-  tdsproxy run --listen 127.0.0.1:11433 --upstream sql01.example.com:1433 \
-      --log-level debug --log-format console
-
-  # Several proxies from a file: write it, check it, run it
-  tdsproxy config example > tdsproxy.yaml
-  tdsproxy config check tdsproxy.yaml
-  tdsproxy run --config tdsproxy.yaml
-
-  # Reproduce scenario 1: clients offering only TLS 1.0/1.1 are reset at the
-  # ClientHello, as a TLS 1.2-only SQL Server does
-  tdsproxy run --listen 127.0.0.1:11433 --upstream sql01:1433 \
-      --scenario protocol-mismatch --server-tls 1.2
-
-  # Scenario 6: logins answered 20s late, for 30% of connections, replayable
-  tdsproxy run --listen 127.0.0.1:11433 --upstream sql01:1433 \
-      --scenario delayed-accept --login-delay 20s --probability 0.3 --seed 7
-
-  # Flip faults while the application runs, through the admin API
-  curl -X POST localhost:8475/proxies/default/faults \
-      -d '{"name": "old-server", "scenario": "protocol-mismatch", "options": {"server_tls": "1.0"}}'
-  curl -X DELETE localhost:8475/proxies/default/faults/old-server
-
-  # Environment variables override the file; flags override both
-  TDSPROXY_LOG_FILE=/var/log/tdsproxy.log TDSPROXY_SHUTDOWN_DRAIN_TIMEOUT=2m \
-      tdsproxy run --config tdsproxy.yaml --log-level warn`
-
 func newRunCmd() *cobra.Command {
 	var f runFlags
 	var sf scenarioFlags
@@ -133,7 +102,7 @@ func newRunCmd() *cobra.Command {
 		Use:     "run",
 		Short:   "Run proxies in front of SQL Server until SIGINT or SIGTERM",
 		Long:    runLong + scenarioHelp(),
-		Example: runExample,
+		Example: runExample(),
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usagef("run takes no arguments, got %q (a config file goes after --config)", args)
