@@ -106,7 +106,8 @@ type Result struct {
 	// mssql_python exception class for ODBC (OperationalError).
 	ErrorClass string
 	// Number is the driver's error number: JDBC's SQLException.getErrorCode
-	// (the server's message number, or 0 for the driver's own errors).
+	// (the server's message number, or 0 for the driver's own errors),
+	// tedious's err.number.
 	Number int
 	// ConnectionID is the ClientConnectionId the JDBC driver appends to
 	// connection errors, cut from Error so that Error is the same on every

@@ -311,6 +311,9 @@ func fillTedious(res *Result, out *tediousOutput) {
 	if out.Error != nil {
 		res.Error = out.Error.Message
 		res.Code = out.Error.Code
+		if out.Error.Number != nil {
+			res.Number = *out.Error.Number // tedious's err.number
+		}
 		// Follow cause/errors down to the socket-level text, e.g.
 		// "read ECONNRESET" under "Connection lost - read ECONNRESET".
 		for e, depth := out.Error.inner(), 0; e != nil && depth < 8; e, depth = e.inner(), depth+1 {

@@ -1,0 +1,227 @@
+package interop
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tdsproxy/tdsproxy/control"
+	"github.com/tdsproxy/tdsproxy/faults"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
+	"github.com/tdsproxy/tdsproxy/internal/testkit/proxykit"
+	"github.com/tdsproxy/tdsproxy/proxy"
+	"github.com/tdsproxy/tdsproxy/tds"
+)
+
+// clientErrNumber is the server error number as each client reports it:
+// tedious's err.number, tsql's "Msg N", go-mssqldb's mssql.Error.Number.
+func clientErrNumber(res *Result) int {
+	if res == nil {
+		return 0
+	}
+	switch res.Client {
+	case ClientTedious:
+		return res.Number
+	case ClientTSQL:
+		for _, m := range res.Messages {
+			if m.Kind == "error" {
+				return m.Number
+			}
+		}
+		return 0
+	}
+	n, _ := strconv.Atoi(res.Code)
+	return n
+}
+
+// engineProxy runs a proxy to upstream whose rules the test sets on the
+// returned engine (proxy name "p").
+func engineProxy(t *testing.T, upstream string) (*faults.Engine, int, <-chan *proxy.Record) {
+	t.Helper()
+	e := faults.NewEngine(nil)
+	sink, recs := proxykit.Records(256)
+	p := proxykit.Start(t, proxy.Config{Name: "p", Upstream: upstream}, proxy.Options{Decider: e.Decider("p"), Sink: sink})
+	return e, proxykit.Port(p), recs
+}
+
+// TestTDSErrorEachClient: each client's own error for 18456, 40613, 1205
+// and 40501 answered by tdsproxy at login and at query, over plaintext
+// TDS (tedious encrypt=false, tsql off, go-mssqldb disable) and the
+// plaintext part of login-only sessions (tsql request, go-mssqldb false).
+// After a query error the client is still connected (go-mssqldb runs
+// SELECT 1 next on the same connection in TestTDSErrorAtQueryGoMSSQL).
+func TestTDSErrorEachClient(t *testing.T) {
+	emu, _ := startEmulator(t, tds.EncryptOff)
+	e, port, _ := engineProxy(t, emu.Addr())
+	modes := []clientMode{tediousMode(false, false), tediousMode(false, true), tsqlMode("off"), tsqlMode("request"), mssqlMode("disable"), mssqlMode("false")}
+	for _, at := range []string{"login", "query"} {
+		for _, n := range []int{18456, 40613, 1205, 40501} {
+			opts := faults.OptionValues{"at": at, "number": strconv.Itoa(n)}
+			q := "SELECT 1"
+			if at == "query" {
+				opts["query"] = `(?i)^\s*update|sp_executesql`
+				q = "UPDATE t SET x = 1"
+			}
+			if err := e.SetRules("p", []faults.RuleSpec{{Name: "e", Action: "tds_error", Options: opts}}); err != nil {
+				t.Fatal(err)
+			}
+			for _, cm := range modes {
+				t.Run(at+"/"+strconv.Itoa(n)+"/"+cm.client+"/"+cm.mode, func(t *testing.T) {
+					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+					defer cancel()
+					res, err := cm.run(ctx, t, port, emuPassword, q, nil)
+					if err != nil {
+						t.Fatalf("run: %v", err)
+					}
+					if res.OK || clientErrNumber(res) != n {
+						t.Fatalf("OK %v, number %d, error %q; want error %d", res.OK, clientErrNumber(res), res.Error, n)
+					}
+					if at == "query" && cm.client == ClientTedious && res.Phase != "query" {
+						t.Errorf("tedious failed in phase %q, want query", res.Phase)
+					}
+					t.Logf("%s %s: %q (code %q)", cm.client, cm.mode, res.Error, res.Code)
+				})
+			}
+		}
+	}
+}
+
+// tediousWithRetries is tedious with its own retry of transient login
+// errors left at the default (maxRetriesOnTransientErrors 3,
+// connectionRetryInterval 500 ms); client.js turns it off otherwise.
+func tediousWithRetries(t *testing.T, port int) *Result {
+	t.Helper()
+	td, err := FindTedious()
+	Require(t, ClientTedious, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := td.Run(ctx, TediousConfig{Port: port, User: emuUser, Password: emuPassword, Encrypt: false, Timeout: time.Minute,
+		Options: map[string]any{"maxRetriesOnTransientErrors": 3}})
+	if err != nil {
+		t.Fatalf("tedious: %v", err)
+	}
+	return res
+}
+
+// tedious retries 40613 at login by itself: with times: 2 it connects on
+// its third attempt, and the retry chain shows three attempts about its
+// retry interval apart; with times: 4 it gives up after four attempts
+// (1 + 3 retries) with 40613. go-mssqldb does not retry: one attempt, the
+// application sees the error.
+func TestTediousRetriesTransientLogin(t *testing.T) {
+	emu, _ := startEmulator(t, tds.EncryptOff)
+	in, err := control.New(control.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	add := func(name string, times int) int {
+		t.Helper()
+		if err := in.AddProxy(proxy.Config{Name: name, Listen: "127.0.0.1:0", Upstream: emu.Addr()}, []faults.RuleSpec{{Name: "transient-" + name, Action: "tds_error",
+			Options: faults.OptionValues{"at": "login", "number": "40613", "times": strconv.Itoa(times)}}}); err != nil {
+			t.Fatal(err)
+		}
+		pi, err := in.Proxy(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return testkit.Port(t, pi.Addr)
+	}
+	chainOf := func(name string, attempts int) control.RetryChain {
+		t.Helper()
+		var ch []control.RetryChain
+		testkit.WaitFor(t, func() bool {
+			ch = in.Retries(name, false)
+			return len(ch) == 1 && len(ch[0].Attempts) == attempts
+		}, 10*time.Second, name+": one chain of "+strconv.Itoa(attempts)+" attempts")
+		return ch[0]
+	}
+	t.Run("times 2: connects on the third attempt", func(t *testing.T) {
+		res := tediousWithRetries(t, add("two", 2))
+		if !res.OK {
+			t.Fatalf("tedious: %q (number %d); want it to retry past two 40613s", res.Error, res.Number)
+		}
+		ch := chainOf("two", 3)
+		if ch.Outcome != "connected" || ch.Rule != "transient-two" {
+			t.Errorf("chain %+v", ch)
+		}
+		for i, a := range ch.Attempts {
+			t.Logf("attempt %d: +%.0f ms, %s (rule %q)", i+1, a.AfterPreviousMS, a.Ended, a.Rule)
+			if i < 2 && a.Ended != "error 40613" {
+				t.Errorf("attempt %d ended %q, want error 40613", i+1, a.Ended)
+			}
+			if i > 0 && (a.AfterPreviousMS < 300 || a.AfterPreviousMS > 5000) {
+				t.Errorf("attempt %d came %.0f ms after the previous, want about tedious's 500 ms retry interval", i+1, a.AfterPreviousMS)
+			}
+		}
+	})
+	t.Run("times 4: gives up", func(t *testing.T) {
+		res := tediousWithRetries(t, add("four", 4))
+		if res.OK || res.Number != 40613 {
+			t.Fatalf("tedious: OK %v, number %d, %q; want 40613 after its retries", res.OK, res.Number, res.Error)
+		}
+		ch := chainOf("four", 4)
+		for i, a := range ch.Attempts {
+			if a.Ended != "error 40613" || a.Rule != "transient-four" {
+				t.Errorf("attempt %d: %+v", i+1, a)
+			}
+		}
+		if ch.Outcome == "connected" {
+			t.Errorf("outcome %q", ch.Outcome)
+		}
+		t.Logf("tedious gave up: %q", res.Error)
+	})
+	t.Run("go-mssqldb does not retry", func(t *testing.T) {
+		port := add("go", 2)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		res, err := RunMSSQL(ctx, MSSQLConfig{Port: port, User: emuUser, Password: emuPassword, Encrypt: "disable", Timeout: 30 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.OK || clientErrNumber(res) != 40613 {
+			t.Fatalf("go-mssqldb: OK %v, %q; want its application to see 40613", res.OK, res.Error)
+		}
+		if ch := chainOf("go", 1); ch.Attempts[0].Ended != "error 40613" {
+			t.Errorf("chain %+v", ch)
+		}
+	})
+}
+
+// A redirect (Azure SQL's gateway in Redirect mode): the login response
+// from proxy "gw" carries a ROUTING ENVCHANGE to proxy "node"; tedious
+// and go-mssqldb reconnect there and run their query; both legs are
+// recorded.
+func TestRedirectFollowed(t *testing.T) {
+	emu, _ := startEmulator(t, tds.EncryptOff)
+	_, nodePort, nodeRecs := engineProxy(t, emu.Addr())
+	e, gwPort, gwRecs := engineProxy(t, emu.Addr())
+	if err := e.SetRules("p", []faults.RuleSpec{{Name: "gateway", Action: "redirect",
+		Options: faults.OptionValues{"to": "127.0.0.1:" + strconv.Itoa(nodePort)}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, cm := range []clientMode{tediousMode(false, false), mssqlMode("disable")} {
+		t.Run(cm.client, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			res, err := cm.run(ctx, t, gwPort, emuPassword, "SELECT 1", nil)
+			if err != nil || !res.OK || len(res.Rows) != 1 || res.Rows[0][0] != "1" {
+				t.Fatalf("through the redirect: %v, %+v", err, res)
+			}
+			gw := nextRecord(t, gwRecs)
+			found := false
+			for _, f := range gw.Faults {
+				found = found || f.Action == "redirect" && strings.Contains(f.Detail, strconv.Itoa(nodePort))
+			}
+			if !found {
+				t.Errorf("gateway record faults %+v", gw.Faults)
+			}
+			node := nextRecord(t, nodeRecs)
+			if !node.Reached(proxy.PhaseEstablished) {
+				t.Errorf("node leg: phases %v", recPhases(node))
+			}
+		})
+	}
+}
