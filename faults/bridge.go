@@ -16,8 +16,10 @@ var _ proxy.BridgePolicer = (*connDecider)(nil)
 // signed with the rule's hash), and the real handshake decides instead of
 // a close at the ClientHello. The first such rule sets the close style
 // (rst, the default, or alert; fin counts as rst: Schannel sends no
-// alert). Rules whose match needs the ClientHello cannot be known before
-// it and are left out. nil when no such rule applies.
+// alert). A dhe-enabled or dhe-leading-zero rule makes the client leg the
+// DHE engine as the failing Windows server (bridge_dhe.go). Rules whose
+// match needs the ClientHello cannot be known before it and are left out.
+// nil when no such rule applies.
 func (c *connDecider) BridgePolicy() *tlsbridge.ServerPolicy {
 	var p *tlsbridge.ServerPolicy
 	for _, cr := range c.rules {
@@ -40,6 +42,10 @@ func (c *connDecider) BridgePolicy() *tlsbridge.ServerPolicy {
 			}
 		case *cipherRule:
 			set().CipherSuites = slices.Clone([]uint16(r.ServerCiphers))
+		case *dheConn:
+			if r.p.Rate.p > 0 {
+				set().DHE = dheLeg(r.p, cr.r.style)
+			}
 		case *weakHashRule:
 			h := string(r.CertHash)
 			if h == "" {

@@ -302,6 +302,17 @@ func fillBridgeRecord(r *Record, rep *tlsbridge.BridgeReport, st *bridgeState, p
 		mark(PhaseTLSServerHello, false)
 		mark(PhaseTLSServerFinished, true)
 	}
+	if d := rep.DHE; d != nil && r.TLS != nil {
+		// The client leg was the DHE engine (a DHE scenario's failing
+		// Windows server): its suite and group, and where it failed.
+		r.TLS.Version = tlsbridge.VersionName(d.Version)
+		r.TLS.CipherSuite = tlsbridge.CipherSuiteName(d.CipherSuite)
+		r.TLS.KeyExchange = &KeyExchangeInfo{Kind: "DHE", DHPrimeBits: d.PrimeBits, DHGroup: d.Group}
+		mark(PhaseTLSServerHello, false)
+		if rep.DHEFailed {
+			mark(PhaseTLSClientFinished, true)
+		}
+	}
 	if rep.Alert != nil && r.TLS != nil {
 		r.TLS.Alerts = append(r.TLS.Alerts, AlertInfo{From: SideProxy, Level: rep.Alert.LevelName(), Description: tlsbridge.AlertName(rep.Alert.Description)})
 	}

@@ -77,6 +77,10 @@ type BridgeReport struct {
 	// "bridge (Schannel's certificate rule)", "client", "bridge".
 	Failure   string
 	DecidedBy string
+	// DHE is the client leg's DHE handshake (ServerPolicy.DHE), as far as
+	// it got; DHEFailed: it failed at the client's Finished.
+	DHE       *DHEState
+	DHEFailed bool
 	Alert     *Alert // the alert the client was sent, if any
 	Reset     bool   // the client was closed with a TCP reset
 
@@ -215,7 +219,21 @@ func (s *bridgeSession) strict(ctx context.Context, client net.Conn) error {
 		return err
 	}
 	s.clearDeadlines()
-	return s.relay(ctls, ctls, utc, utc, ctls, utc)
+	return s.relay(ctls, ctls, utc, utc, closeWriter(ctls), utc)
+}
+
+// clientLeg is the client leg's TLS conn: crypto/tls, or a DHELeg's.
+type clientLeg interface {
+	io.Reader
+	io.Writer
+}
+
+// closeWriter is c's CloseWrite (close_notify), or nil when it has none.
+func closeWriter(c clientLeg) interface{ CloseWrite() error } {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		return cw
+	}
+	return nil
 }
 
 // tds7: PRELOGIN in plaintext, then TLS inside PRELOGIN packets as the two
@@ -282,7 +300,7 @@ func (s *bridgeSession) tds7(ctx context.Context, client net.Conn) error {
 	}
 	if scope == tds.ScopeSession {
 		s.clearDeadlines()
-		return s.relay(ctls, ctls, utc, utc, ctls, utc)
+		return s.relay(ctls, ctls, utc, utc, closeWriter(ctls), utc)
 	}
 	// Login-only: the first LOGIN7 packet inside TLS on both legs, all
 	// else in plaintext (MS-TDS §2.2.6.5, "LOGIN7 only").
@@ -320,11 +338,26 @@ func (s *bridgeSession) clearDeadlines() {
 // from inside GetConfigForClient, so the upstream's answer shapes the
 // client leg (its certificate, its version) and an upstream refusal
 // reaches the client as the upstream gave it.
-func (s *bridgeSession) handshake(ctx context.Context, clientT, upT net.Conn, strict bool) (*tls.Conn, *utls.UConn, error) {
+func (s *bridgeSession) handshake(ctx context.Context, clientT, upT net.Conn, strict bool) (clientLeg, *utls.UConn, error) {
 	cfg := s.b.cfg
 	pol := s.policy
 	ccap := &captureConn{Conn: clientT, capture: true}
 	ucap := &captureConn{Conn: upT, capture: true}
+	if pol != nil && pol.DHE != nil {
+		// Peek the ClientHello: a client that offers DHE meets the DHE
+		// server, any other crypto/tls, which reads the hello again.
+		raw, msg, recVer, err := readHelloRecords(clientT)
+		ccap.replay = raw
+		if err != nil {
+			s.rep.DecidedBy = "client"
+			s.rep.Failure = "client TLS handshake: " + err.Error()
+			return nil, nil, s.rep.failure()
+		}
+		if ch, err := ParseClientHello(msg); err == nil && pol.DHE.offers(ch) {
+			s.rep.ClientHello = ch
+			return s.dheHandshake(ctx, ccap, ucap, msg, recVer, strict)
+		}
+	}
 	lo, hi := pol.versionRange()
 	base := &tls.Config{MinVersion: lo, MaxVersion: hi, KeyLogWriter: cfg.KeyLog}
 	if pol != nil {
@@ -453,6 +486,96 @@ func (s *bridgeSession) handshake(ctx context.Context, clientT, upT net.Conn, st
 		}
 	}
 	return ctls, utc, nil
+}
+
+// dheHandshake runs the client leg with the policy's DHE server (the
+// failing Windows server of the DHE scenarios): the upstream leg first, for
+// the certificate to show, then the DHE server, which decides; when it
+// fails (a leading-zero mismatch) it closes the client as its
+// configuration says, and the upstream leg is closed.
+func (s *bridgeSession) dheHandshake(ctx context.Context, ccap, ucap *captureConn, hello []byte, recVer uint16, strict bool) (clientLeg, *utls.UConn, error) {
+	cfg, pol := s.b.cfg, s.policy
+	utc, err := s.upstreamHandshake(ctx, ucap, hello, recVer, strict)
+	if err != nil {
+		s.rep.DecidedBy = "upstream server"
+		s.rep.Failure = "upstream TLS handshake: " + err.Error()
+		if errors.Is(err, ErrNothingToMirror) {
+			s.rep.DecidedBy = "bridge (mirror)"
+			s.rep.Failure = err.Error()
+		}
+		resetConn(s.client)
+		s.rep.Reset = true
+		return nil, nil, s.rep.failure()
+	}
+	st := utc.ConnectionState()
+	s.rep.Upstream = &TLSLeg{Version: st.Version, CipherSuite: st.CipherSuite, ALPN: st.NegotiatedProtocol}
+	var upLeaf *x509.Certificate
+	if len(st.PeerCertificates) > 0 {
+		upLeaf = st.PeerCertificates[0]
+		if sum, err := SummarizeCertificate(upLeaf.Raw); err == nil {
+			s.rep.Upstream.Cert = &sum
+		}
+	}
+	cert, err := cfg.Certs.Certificate(cfg.UpstreamHost, upLeaf, hashOf(pol))
+	if err != nil {
+		utc.Close()
+		return nil, nil, err
+	}
+	ccap.stopCapture()
+	dc := pol.DHE.Server(ccap, *cert, strict, cfg.KeyLog)
+	err = dc.Handshake()
+	dst := dc.State()
+	s.rep.DHE = &dst
+	if err != nil {
+		utc.Close()
+		s.rep.DecidedBy = "client-leg TLS (" + pol.DHE.Desc + ")"
+		s.rep.Failure = "client TLS handshake: " + err.Error()
+		s.rep.DHEFailed = dst.FinishedFailed
+		if fc, ok := ccap.Conn.(*FramedConn); ok {
+			fc.Flush() // a pending alert, if any
+		}
+		if a, ok := ccap.lastAlert(); ok {
+			s.rep.Alert = &a
+		}
+		// The DHE server closed the client as configured (alert, FIN or
+		// RST); closing again changes nothing.
+		s.rep.Reset = pol.DHE.Fail == "rst"
+		s.client.Close()
+		return nil, nil, s.rep.failure()
+	}
+	s.rep.Client = &TLSLeg{Version: dst.Version, CipherSuite: dst.CipherSuite, ALPN: dst.ALPN}
+	if len(cert.Certificate) > 0 {
+		if sum, err := SummarizeCertificate(cert.Certificate[0]); err == nil {
+			s.rep.Client.Cert = &sum
+		}
+	}
+	return dc, utc, nil
+}
+
+// readHelloRecords reads TLS handshake records from r until they hold a
+// whole first handshake message (it may span records, RFC 5246 §6.2.1);
+// raw is every byte read, for the reader that answers.
+func readHelloRecords(r io.Reader) (raw, msg []byte, recVer uint16, err error) {
+	for len(raw) < maxCapture {
+		var hdr [RecordHeaderLen]byte
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return raw, nil, 0, err
+		}
+		raw = append(raw, hdr[:]...)
+		h, err := ParseRecordHeader(hdr[:])
+		if err != nil || h.Type != ContentHandshake {
+			return raw, nil, 0, fmt.Errorf("not a TLS handshake record (0x%02X)", hdr[0])
+		}
+		body := make([]byte, h.Length)
+		if _, err := io.ReadFull(r, body); err != nil {
+			return raw, nil, 0, err
+		}
+		raw = append(raw, body...)
+		if m, v, ok := FirstHandshake(raw); ok {
+			return raw, m, v, nil
+		}
+	}
+	return raw, nil, 0, fmt.Errorf("no ClientHello in the first %d bytes", maxCapture)
 }
 
 func hashOf(p *ServerPolicy) string {
@@ -690,6 +813,10 @@ type prefixConn struct {
 	pre []byte
 }
 
+// NetConn returns the wrapped conn (the DHE engine finds the TCP conn
+// through it to reset).
+func (c *prefixConn) NetConn() net.Conn { return c.Conn }
+
 func (c *prefixConn) Read(b []byte) (int, error) {
 	if len(c.pre) > 0 {
 		n := copy(b, c.pre)
@@ -708,14 +835,26 @@ const maxCapture = 64 << 10
 type captureConn struct {
 	net.Conn
 	mu         sync.Mutex
+	replay     []byte // bytes already read from Conn, returned first
 	capture    bool
 	rbuf, wbuf []byte
 	dropAlerts bool
 	alert      []byte // the last alert record swallowed
 }
 
+// NetConn returns the wrapped conn (the DHE engine finds the TCP conn
+// through it to reset).
+func (c *captureConn) NetConn() net.Conn { return c.Conn }
+
 func (c *captureConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
+	var n int
+	var err error
+	if len(c.replay) > 0 {
+		n = copy(b, c.replay)
+		c.replay = c.replay[n:]
+	} else {
+		n, err = c.Conn.Read(b)
+	}
 	c.mu.Lock()
 	if c.capture && len(c.rbuf) < maxCapture {
 		c.rbuf = append(c.rbuf, b[:min(n, maxCapture-len(c.rbuf))]...)

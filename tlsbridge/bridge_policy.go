@@ -3,6 +3,8 @@ package tlsbridge
 import (
 	"crypto/tls"
 	"fmt"
+	"io"
+	"net"
 	"slices"
 	"strings"
 )
@@ -28,6 +30,54 @@ type ServerPolicy struct {
 	Alert bool
 	// Scenario names the rule that set the policy, for the report.
 	Scenario string
+	// DHE, when set, answers a client that offers one of its suites with
+	// a DHE server instead of crypto/tls, which has no DHE (the
+	// dhe-enabled and dhe-leading-zero scenarios; docs/dhe.md).
+	DHE *DHELeg
+}
+
+// DHELeg is a client-leg TLS server for TLS_DHE_RSA: the DHE engine
+// (tlsbridge/dhe, which imports this package, so its user supplies it).
+type DHELeg struct {
+	// Suites are the DHE suites Server implements; a ClientHello that
+	// offers one of them meets Server.
+	Suites []uint16
+	// Server returns the server on transport, showing cert; strict sets
+	// ALPN tds/8.0; keyLog, when set, receives its secrets (NSS format).
+	Server func(transport net.Conn, cert tls.Certificate, strict bool, keyLog io.Writer) DHEConn
+	// Desc describes the server for the report, e.g. "DHE engine,
+	// ffdhe2048, Z padded".
+	Desc string
+	// Fail is how the server closes when the client's Finished fails:
+	// "rst", "fin" or "alert".
+	Fail string
+}
+
+// DHEConn is a DHE server conn of a DHELeg.
+type DHEConn interface {
+	net.Conn
+	Handshake() error
+	// State is what the handshake agreed, as far as it got.
+	State() DHEState
+}
+
+// DHEState is a DHE handshake's outcome, for the report and the record.
+type DHEState struct {
+	Version, CipherSuite uint16
+	ALPN                 string
+	Group                string // a built-in group's name, or "custom"
+	PrimeBits            int
+	// ZLeadingZero: the shared secret started with a zero byte, where a
+	// peer that encodes it the other way computes another master secret.
+	ZLeadingZero bool
+	// FinishedFailed: the client's Finished did not decrypt (the
+	// leading-zero mismatch), and the server closed.
+	FinishedFailed bool
+}
+
+// offers reports whether ch offers one of d's suites.
+func (d *DHELeg) offers(ch *ClientHello) bool {
+	return d != nil && ch != nil && slices.ContainsFunc(ch.CipherSuites, func(s uint16) bool { return slices.Contains(d.Suites, s) })
 }
 
 func (p *ServerPolicy) versionRange() (lo, hi uint16) {
