@@ -109,6 +109,9 @@ type Config struct {
 	Proxies []ProxyConfig
 	// Shutdown is the "shutdown" section: what SIGINT/SIGTERM does.
 	Shutdown ShutdownConfig
+	// Diagnosis is the "diagnosis" section: what each finished connection's
+	// diagnosis calls slow (package diagnose).
+	Diagnosis DiagnosisConfig
 
 	// given holds the scalar keys the file or the environment set (as
 	// opposed to defaults); see IsSet.
@@ -211,6 +214,17 @@ type ShutdownConfig struct {
 	Close string
 }
 
+// DiagnosisConfig is the "diagnosis" section.
+type DiagnosisConfig struct {
+	// SlowLogin (diagnosis.slow_login) is the login time above which a
+	// finished connection gets a slow-login finding naming its slowest
+	// step. Absent means 2s; 0s turns the finding off.
+	SlowLogin time.Duration
+}
+
+// DefaultSlowLogin is diagnosis.slow_login when absent (diagnose's default).
+const DefaultSlowLogin = 2 * time.Second
+
 // ResetOnClose reports whether connections left after the drain are closed
 // with a TCP reset (shutdown.close: rst).
 func (s ShutdownConfig) ResetOnClose() bool { return s.Close == "rst" }
@@ -262,10 +276,15 @@ func KeyErrors(err error) []*KeyError {
 // rawConfig is the configuration as written: durations stay strings so that a
 // bad one is reported with its key, and "10" is an error rather than 10ns.
 type rawConfig struct {
-	Log      rawLog      `mapstructure:"log"`
-	Admin    rawAdmin    `mapstructure:"admin"`
-	Proxies  []rawProxy  `mapstructure:"proxies"`
-	Shutdown rawShutdown `mapstructure:"shutdown"`
+	Log       rawLog       `mapstructure:"log"`
+	Admin     rawAdmin     `mapstructure:"admin"`
+	Proxies   []rawProxy   `mapstructure:"proxies"`
+	Shutdown  rawShutdown  `mapstructure:"shutdown"`
+	Diagnosis rawDiagnosis `mapstructure:"diagnosis"`
+}
+
+type rawDiagnosis struct {
+	SlowLogin string `mapstructure:"slow_login"`
 }
 
 type rawLog struct {
@@ -461,6 +480,7 @@ func (r *rawConfig) resolve() (*Config, error) {
 			DrainTimeout: dur("shutdown.drain_timeout", r.Shutdown.DrainTimeout, DefaultDrainTimeout),
 			Close:        r.Shutdown.Close,
 		},
+		Diagnosis: DiagnosisConfig{SlowLogin: dur("diagnosis.slow_login", r.Diagnosis.SlowLogin, DefaultSlowLogin)},
 	}
 	for i, p := range r.Proxies {
 		c.Proxies = append(c.Proxies, ProxyConfig{

@@ -121,7 +121,7 @@ func TestEnvVar(t *testing.T) {
 	if got := EnvVar("shutdown.drain_timeout"); got != "TDSPROXY_SHUTDOWN_DRAIN_TIMEOUT" {
 		t.Errorf("EnvVar = %q", got)
 	}
-	want := []string{"log.level", "log.format", "log.file", "admin.listen", "admin.token", "shutdown.drain_timeout", "shutdown.close"}
+	want := []string{"log.level", "log.format", "log.file", "admin.listen", "admin.token", "shutdown.drain_timeout", "shutdown.close", "diagnosis.slow_login"}
 	if got := EnvKeys(); !slices.Equal(got, want) {
 		t.Errorf("EnvKeys() = %q, want %q", got, want)
 	}

@@ -47,6 +47,9 @@ func (c *Config) Validate() error {
 		add(keyErrorf("shutdown.drain_timeout", "%v is negative (0s closes connections at once)", c.Shutdown.DrainTimeout))
 	}
 	add(oneOf("shutdown.close", c.Shutdown.Close, shutdownCloses))
+	if c.Diagnosis.SlowLogin < 0 {
+		add(keyErrorf("diagnosis.slow_login", "%v is negative (0s turns the slow-login finding off)", c.Diagnosis.SlowLogin))
+	}
 
 	if len(c.Proxies) == 0 {
 		add(keyErrorf("proxies", "no proxy configured: add one under proxies (see `tdsproxy config example`) or use `tdsproxy run --listen --upstream`"))

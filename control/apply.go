@@ -119,6 +119,7 @@ func (in *Instance) apply(cfg *configs.Config) error {
 		return pl.abandon(err)
 	}
 	in.switchOver(pl)
+	in.setSlowLogin(cfg.Diagnosis.SlowLogin)
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/tdsproxy/tdsproxy/configs"
 	"github.com/tdsproxy/tdsproxy/control"
 	"github.com/tdsproxy/tdsproxy/control/api"
 	"github.com/tdsproxy/tdsproxy/faults"
@@ -162,5 +163,44 @@ func TestDiagnosisEverywhere(t *testing.T) {
 	slices.Sort(got)
 	if !slices.Equal(got, want2) || fromAPI.Input().Records != 2 {
 		t.Errorf("report --from: failures %q from %d records, want %q from 2", got, fromAPI.Input().Records, want2)
+	}
+}
+
+// TestApplySlowLogin: diagnosis.slow_login comes from each applied
+// configuration; 0s turns the slow-login finding off.
+func TestApplySlowLogin(t *testing.T) {
+	in := newInstance(t, control.Options{})
+	emu := testkit.StartEmulator(t, emulator.Config{})
+	hold := map[string]any{"name": "hold", "scenario": faults.ScenarioDelayedAccept, "options": map[string]any{"login_delay": "300ms"}}
+	login := func(slow time.Duration) record.Record {
+		t.Helper()
+		cfg := testConfig(configs.ProxyConfig{Name: "p", Listen: "127.0.0.1:0", Upstream: emu.Addr(), Faults: []map[string]any{hold}})
+		cfg.Diagnosis.SlowLogin = slow
+		if err := in.Apply(cfg); err != nil {
+			t.Fatal(err)
+		}
+		pi, err := in.Proxy("p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := in.Records(api.RecordQuery{}).Next
+		if _, err := testkit.SelectOne(t, testkit.GoDSN(pi.Addr, "false", nil), testkit.Query{}); err != nil {
+			t.Fatal(err)
+		}
+		var page api.RecordPage
+		testkit.WaitFor(t, func() bool {
+			page = in.Records(api.RecordQuery{After: before})
+			return len(page.Records) == 1
+		}, 10*time.Second, "the login's record")
+		return *page.Records[0]
+	}
+	slowLogin := func(r record.Record) bool {
+		return slices.ContainsFunc(r.Diagnosis, func(f record.Finding) bool { return f.Finding == "slow-login" })
+	}
+	if r := login(100 * time.Millisecond); !slowLogin(r) {
+		t.Errorf("slow_login 100ms, login held 300ms: diagnosis %+v", r.Diagnosis)
+	}
+	if r := login(0); slowLogin(r) || len(r.Steps) == 0 {
+		t.Errorf("slow_login 0s: diagnosis %+v, steps %+v", r.Diagnosis, r.Steps)
 	}
 }

@@ -103,8 +103,9 @@ type Instance struct {
 	metrics *metrics
 	retries *retryTracker // retry chains (retries.go)
 	version string
-	// slowLogin is Options.SlowLogin, for the diagnosis (finish).
-	slowLogin time.Duration
+	// slowLogin is the diagnosis' slow_login in nanoseconds (finish):
+	// Options.SlowLogin, then diagnosis.slow_login from each Apply.
+	slowLogin atomic.Int64
 
 	// structMu serialises changes to the set of proxies (AddProxy,
 	// RemoveProxy, Apply); faultMu serialises read-modify-write of rules.
@@ -137,13 +138,12 @@ type entry struct {
 // refuses the metrics (e.g. another instance registered there already).
 func New(opts Options) (*Instance, error) {
 	in := &Instance{
-		log:       opts.Logger,
-		engine:    opts.Engine,
-		proxies:   map[string]*entry{},
-		retired:   map[*proxy.Proxy]string{},
-		applied:   map[string][]faults.RuleSpec{},
-		version:   opts.Version,
-		slowLogin: opts.SlowLogin,
+		log:     opts.Logger,
+		engine:  opts.Engine,
+		proxies: map[string]*entry{},
+		retired: map[*proxy.Proxy]string{},
+		applied: map[string][]faults.RuleSpec{},
+		version: opts.Version,
 	}
 	if in.log == nil {
 		in.log = zap.NewNop()
@@ -154,6 +154,7 @@ func New(opts Options) (*Instance, error) {
 	if in.version == "" {
 		in.version = buildVersion()
 	}
+	in.slowLogin.Store(int64(opts.SlowLogin))
 	size := opts.RecordRing
 	if size <= 0 {
 		size = DefaultRecordRing
