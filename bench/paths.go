@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tdsproxy/tdsproxy/faults"
 )
 
 // The paths to the upstream that every workload measures.
@@ -251,8 +253,11 @@ listen bench
 const faultsClient = "10.255.255.254/32"
 
 // faultsConfig is a tdsproxy config with fault rules armed that match no
-// connection: one documented scenario and one generic latency fault.
+// connection: one documented scenario (the table's first, with the
+// options the lab arms it with) and one generic latency fault.
 func faultsConfig(listen, upstream string) string {
+	sc := faults.Scenarios()[0]
+	opts, _ := json.Marshal(sc.Lab.Options) // a YAML flow mapping
 	return fmt.Sprintf(`# written by the tdsproxy benchmark harness
 log:
   level: warn
@@ -266,8 +271,9 @@ proxies:
     listen: %s
     upstream: %s
     faults:
-      - name: never-protocol-mismatch
-        scenario: protocol-mismatch
+      - name: never-%s
+        scenario: %s
+        options: %s
         match:
           clients: ["%s"]
       - name: never-latency
@@ -276,7 +282,7 @@ proxies:
           delay: 50ms
         match:
           clients: ["%s"]
-`, listen, upstream, faultsClient, faultsClient)
+`, listen, upstream, sc.Name, sc.Name, opts, faultsClient, faultsClient)
 }
 
 // checkFaultsConfig asks the built tdsproxy whether it accepts the faults
