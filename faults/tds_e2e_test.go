@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -170,5 +171,68 @@ func TestCutResultGoMSSQL(t *testing.T) {
 	rec := proxykit.Next(t, recs, 10*time.Second)
 	if rec.Close == nil {
 		t.Fatal("no close recorded")
+	}
+}
+
+// TestAttentionGoMSSQL measures how go-mssqldb handles its own cancel
+// (context deadline → ATTENTION) when the server's reply is slow (a
+// downstream latency rule) and the ATTENTION is passed, dropped, or its
+// DONE(attention) held for 2 s. With the ATTENTION dropped the server
+// never acknowledges it; the time until go-mssqldb returns is logged.
+func TestAttentionGoMSSQL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("attention: several seconds")
+	}
+	slow := faults.RuleSpec{Name: "slow", Action: "latency", Direction: "downstream", Phase: "established", Options: map[string]string{"delay": "700ms"}}
+	cases := []struct {
+		name string
+		rule *faults.RuleSpec
+	}{
+		{"passed", nil},
+		{"dropped", &faults.RuleSpec{Name: "attn", Action: "attention", Options: map[string]string{"mode": "drop"}}},
+		{"delayed 2s", &faults.RuleSpec{Name: "attn", Action: "attention", Options: map[string]string{"mode": "delay", "delay": "2s"}}},
+	}
+	took := map[string]time.Duration{}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rules := []faults.RuleSpec{slow}
+			if tc.rule != nil {
+				rules = append(rules, *tc.rule)
+			}
+			addr, recs := tdsEnv(t, tds.EncryptNotSup, rules...)
+			db, err := sql.Open("sqlserver", testkit.GoDSN(addr, "disable", nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			bg, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			conn, err := db.Conn(bg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, qcancel := context.WithTimeout(bg, 200*time.Millisecond)
+			defer qcancel()
+			start := time.Now()
+			var v int
+			err = conn.QueryRowContext(ctx, "SELECT 1").Scan(&v)
+			took[tc.name] = time.Since(start)
+			t.Logf("attention %s: go-mssqldb returned after %v: %v", tc.name, took[tc.name].Round(10*time.Millisecond), err)
+			if err == nil {
+				t.Fatal("the query outlived its 200 ms deadline without an error")
+			}
+			if tc.name == "dropped" && !strings.Contains(err.Error(), "did not get cancellation confirmation from the server") {
+				t.Errorf("dropped ATTENTION: %v, want go-mssqldb's missing cancellation confirmation", err)
+			}
+			conn.Close()
+			db.Close()
+			rec := proxykit.Next(t, recs, 20*time.Second)
+			if tc.rule != nil && !hasFault(rec, "attn", proxy.ActionArmed) {
+				t.Errorf("faults %+v", rec.Faults)
+			}
+		})
+	}
+	if took["delayed 2s"] < took["passed"]+time.Second {
+		t.Errorf("with DONE(attention) held 2 s go-mssqldb returned after %v, without after %v", took["delayed 2s"], took["passed"])
 	}
 }
