@@ -329,3 +329,58 @@ func TestInjectedScenariosDiagnosed(t *testing.T) {
 		})
 	}
 }
+
+// TestReportStrictClients: the Microsoft drivers (JDBC and ODBC, when
+// installed) and go-mssqldb in TDS 8.0 strict, beside go-mssqldb in TDS
+// 7.x, through one logging proxy. The report sees the strict clients as
+// strict TLS 1.3 clients: "require TDS 8.0 strict" and "disable TLS 1.2
+// below 1.3 (strict only)" leave them unaffected and break the TDS 7.x one.
+func TestReportStrictClients(t *testing.T) {
+	var buf testkit.LockedBuffer
+	log := jsonLogger(&buf)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	emu, port, recs := loggedProxy(t, "strict", emulator.Config{Encrypt: tds.EncryptOff}, log)
+	strict := []clientMode{mssqlMode("strict"), jdbcMode("strict"), odbcMode("strict")}
+	for _, cm := range strict {
+		res, err := cm.run(ctx, t, port, emuPassword, "SELECT 1", emu.CertificatePEM())
+		assertSelectOne(t, res, err)
+		if r := waitRecord(t, recs); r.Protocol != proxy.ProtocolStrict || r.TLS == nil || r.TLS.Version != "TLS 1.3" {
+			t.Fatalf("%s strict: %s", cm.client, recordJSON(r))
+		}
+	}
+	if err := goLogin(t, port, emuPassword, nil); err != nil {
+		t.Fatalf("go-mssqldb TDS 7.x: %v", err)
+	}
+	tds7 := waitRecord(t, recs)
+	_ = log.Sync()
+
+	b := report.New(report.Options{})
+	if err := b.ReadLog(strings.NewReader(buf.String()), "strict.log"); err != nil {
+		t.Fatal(err)
+	}
+	r := b.Result()
+	if len(r.Clients) != len(strict)+1 {
+		t.Fatalf("%d clients, want %d: %+v", len(r.Clients), len(strict)+1, r.Clients)
+	}
+	var tds7ID string
+	for _, c := range r.Clients {
+		if c.JA4 == tds7.TLS.ClientHello.JA4 && slices.Equal(c.Protocols, []string{"tds7"}) {
+			tds7ID = c.ID
+		}
+	}
+	if tds7ID == "" {
+		t.Fatalf("no TDS 7.x client among %+v", r.Clients)
+	}
+	for _, rd := range r.Readiness {
+		switch rd.Change {
+		case report.ChangeStrictOnly, report.ChangeTLS13Only:
+			if !slices.Equal(rd.Breaks, []string{tds7ID}) || len(rd.Changes) != 0 || rd.Unaffected != len(strict) {
+				t.Errorf("%s: breaks %q, changes %q, unaffected %d; want only the TDS 7.x client to break", rd.Change, rd.Breaks, rd.Changes, rd.Unaffected)
+			}
+		}
+	}
+	if len(r.Failures) != 0 {
+		t.Errorf("failures: %+v", r.Failures)
+	}
+}
