@@ -325,70 +325,9 @@ func (l *Login7) Append(b []byte) ([]byte, error) {
 	if fixed == login7FixedLen71 && l.ChangePassword.IsSet() {
 		return b, fmt.Errorf("%w: TDS 7.0/7.1 LOGIN7 has no ChangePassword or long SSPI", ErrLogin7Large)
 	}
-	type ent struct{ off, n int }
-	// layout places the variable data. In go-mssqldb's order a long SSPI
-	// blob would push the later fields past 16-bit offsets, so the
-	// fallback moves SSPI after everything a 16-bit offset must reach.
-	layout := func(sspiLast bool) (vars []byte, e [l7Pairs]ent, pos int, err error) {
-		pos = fixed
-		put := func(i int, enc []byte, n int) {
-			e[i] = ent{pos, n}
-			vars = append(vars, enc...)
-			pos += len(enc)
-		}
-		putStr := func(i int, s string) { put(i, appendUCS2(nil, s), ucs2Len(s)) }
-		putPw := func(i int, p Password) {
-			u := appendUCS2(nil, p.s)
-			put(i, ObfuscatePassword(u), len(u)/2)
-		}
-		putStr(l7HostName, l.HostName)
-		putStr(l7UserName, l.UserName)
-		putPw(l7Password, l.Password)
-		putStr(l7AppName, l.AppName)
-		putStr(l7ServerName, l.ServerName)
-		putStr(l7LibraryName, l.LibraryName)
-		putStr(l7Language, l.Language)
-		putStr(l7Database, l.Database)
-		if !sspiLast {
-			put(l7SSPI, l.SSPI, len(l.SSPI))
-		}
-		putStr(l7AttachDBFile, l.AttachDBFile)
-		if fixed == Login7FixedLen {
-			putPw(l7ChangePassword, l.ChangePassword)
-		}
-		if len(l.FeatureExt) > 0 {
-			e[l7Extension] = ent{pos, 4}
-			vars = append(vars, 0, 0, 0, 0) // FeatureExt offset, filled below
-			pos += 4
-		}
-		if sspiLast {
-			put(l7SSPI, l.SSPI, len(l.SSPI))
-		}
-		if len(l.FeatureExt) > 0 {
-			binary.LittleEndian.PutUint32(vars[e[l7Extension].off-fixed:], uint32(pos))
-			vars = append(vars, l.FeatureExt...)
-			pos += len(l.FeatureExt)
-		}
-		for i, x := range e {
-			if i == l7SSPI {
-				// SSPI may be longer than 16 bits through cbSSPILong.
-				if x.off > 0xFFFF || (fixed == login7FixedLen71 && x.n > 0xFFFF) {
-					return nil, e, 0, fmt.Errorf("%w: SSPI at %d+%d", ErrLogin7Large, x.off, x.n)
-				}
-				continue
-			}
-			if x.off > 0xFFFF || x.n > 0xFFFF {
-				return nil, e, 0, fmt.Errorf("%w: field %s at %d+%d", ErrLogin7Large, login7PairNames[i], x.off, x.n)
-			}
-		}
-		if uint64(pos) > 0xFFFFFFFF {
-			return nil, e, 0, fmt.Errorf("%w: total %d", ErrLogin7Large, pos)
-		}
-		return vars, e, pos, nil
-	}
-	vars, e, pos, err := layout(false)
+	vars, e, pos, err := l.layout(fixed, false)
 	if err != nil {
-		if vars, e, pos, err = layout(true); err != nil {
+		if vars, e, pos, err = l.layout(fixed, true); err != nil {
 			return b, err
 		}
 	}
@@ -411,7 +350,7 @@ func (l *Login7) Append(b []byte) ([]byte, error) {
 	b = append(b, l.OptionFlags1, l.OptionFlags2, l.TypeFlags, flags3)
 	b = binary.LittleEndian.AppendUint32(b, uint32(l.ClientTimeZone))
 	b = binary.LittleEndian.AppendUint32(b, l.ClientLCID)
-	appendPair := func(x ent) {
+	appendPair := func(x l7Entry) {
 		b = binary.LittleEndian.AppendUint16(b, uint16(x.off))
 		b = binary.LittleEndian.AppendUint16(b, uint16(x.n))
 	}
@@ -426,6 +365,72 @@ func (l *Login7) Append(b []byte) ([]byte, error) {
 		b = binary.LittleEndian.AppendUint32(b, uint32(sspiLong))
 	}
 	return append(b, vars...), nil
+}
+
+// l7Entry is where one variable field of a LOGIN7 goes: its offset from
+// the start of the message and its length (in characters for strings).
+type l7Entry struct{ off, n int }
+
+// layout places the variable data of Append (MS-TDS §2.2.6.4,
+// OffsetLength). In go-mssqldb's order a long SSPI blob would push the
+// later fields past 16-bit offsets, so the fallback (sspiLast) moves SSPI
+// after everything a 16-bit offset must reach.
+func (l *Login7) layout(fixed int, sspiLast bool) (vars []byte, e [l7Pairs]l7Entry, pos int, err error) {
+	pos = fixed
+	put := func(i int, enc []byte, n int) {
+		e[i] = l7Entry{pos, n}
+		vars = append(vars, enc...)
+		pos += len(enc)
+	}
+	putStr := func(i int, s string) { put(i, appendUCS2(nil, s), ucs2Len(s)) }
+	putPw := func(i int, p Password) {
+		u := appendUCS2(nil, p.s)
+		put(i, ObfuscatePassword(u), len(u)/2)
+	}
+	putStr(l7HostName, l.HostName)
+	putStr(l7UserName, l.UserName)
+	putPw(l7Password, l.Password)
+	putStr(l7AppName, l.AppName)
+	putStr(l7ServerName, l.ServerName)
+	putStr(l7LibraryName, l.LibraryName)
+	putStr(l7Language, l.Language)
+	putStr(l7Database, l.Database)
+	if !sspiLast {
+		put(l7SSPI, l.SSPI, len(l.SSPI))
+	}
+	putStr(l7AttachDBFile, l.AttachDBFile)
+	if fixed == Login7FixedLen {
+		putPw(l7ChangePassword, l.ChangePassword)
+	}
+	if len(l.FeatureExt) > 0 {
+		e[l7Extension] = l7Entry{pos, 4}
+		vars = append(vars, 0, 0, 0, 0) // FeatureExt offset, filled below
+		pos += 4
+	}
+	if sspiLast {
+		put(l7SSPI, l.SSPI, len(l.SSPI))
+	}
+	if len(l.FeatureExt) > 0 {
+		binary.LittleEndian.PutUint32(vars[e[l7Extension].off-fixed:], uint32(pos))
+		vars = append(vars, l.FeatureExt...)
+		pos += len(l.FeatureExt)
+	}
+	for i, x := range e {
+		if i == l7SSPI {
+			// SSPI may be longer than 16 bits through cbSSPILong.
+			if x.off > 0xFFFF || (fixed == login7FixedLen71 && x.n > 0xFFFF) {
+				return nil, e, 0, fmt.Errorf("%w: SSPI at %d+%d", ErrLogin7Large, x.off, x.n)
+			}
+			continue
+		}
+		if x.off > 0xFFFF || x.n > 0xFFFF {
+			return nil, e, 0, fmt.Errorf("%w: field %s at %d+%d", ErrLogin7Large, login7PairNames[i], x.off, x.n)
+		}
+	}
+	if uint64(pos) > 0xFFFFFFFF {
+		return nil, e, 0, fmt.Errorf("%w: total %d", ErrLogin7Large, pos)
+	}
+	return vars, e, pos, nil
 }
 
 // ObfuscatePassword applies LOGIN7's password encoding to UCS-2LE bytes:
