@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -235,4 +236,35 @@ func TestAttentionGoMSSQL(t *testing.T) {
 	if took["delayed 2s"] < took["passed"]+time.Second {
 		t.Errorf("with DONE(attention) held 2 s go-mssqldb returned after %v, without after %v", took["delayed 2s"], took["passed"])
 	}
+}
+
+// TestIdleKillGoMSSQL: a connection idle for 300 ms is reset by the proxy;
+// go-mssqldb's next query on it fails, and the record says why.
+func TestIdleKillGoMSSQL(t *testing.T) {
+	addr, recs := tdsEnv(t, tds.EncryptNotSup, faults.RuleSpec{Name: "idle", Action: "idle_kill", Options: map[string]string{"idle": "300ms"}})
+	db, err := sql.Open("sqlserver", testkit.GoDSN(addr, "disable", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var v int
+	if err := conn.QueryRowContext(ctx, "SELECT 1").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	rec := proxykit.Next(t, recs, 10*time.Second) // the reset ends the connection
+	if rec.Close == nil || rec.Close.By != proxy.SideProxy || rec.Close.Kind != proxy.CloseRST || !strings.Contains(rec.Close.Reason+fmt.Sprint(rec.Faults), "idle_kill") {
+		t.Fatalf("close %+v faults %+v", rec.Close, rec.Faults)
+	}
+	err = conn.QueryRowContext(ctx, "SELECT 1").Scan(&v)
+	if err == nil {
+		t.Fatal("a query on the reset connection succeeded")
+	}
+	t.Logf("go-mssqldb after idle_kill: %v", err)
 }

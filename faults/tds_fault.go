@@ -30,6 +30,7 @@ const (
 	TDSRedirect  = "redirect"
 	TDSCutResult = "cut_result"
 	TDSAttention = "attention"
+	TDSIdleKill  = "idle_kill"
 )
 
 // SkipLoginHidden is the skip recorded when a rule matches on LOGIN7
@@ -60,6 +61,8 @@ var tdsOptionTable = []tdsOption{
 	{"bytes", "close after this many bytes of the result"},
 	{"mode", "drop (the server never sees the ATTENTION) or delay (the server's DONE(attention) is held for delay)"},
 	{"delay", "how long to hold the DONE(attention), e.g. 10s"},
+	{"idle", "reset the connection once no byte has passed either way for this long, e.g. 30m"},
+	{"in_transaction", "true: only while a transaction is open (ENVCHANGE begin/commit/rollback, MS-TDS §2.2.7.9)"},
 }
 
 // loginOptions are the LOGIN7 matches every TDS fault takes.
@@ -84,6 +87,8 @@ var tdsFaults = []tdsFault{
 		Options: append([]string{"query", "rows", "bytes"}, loginOptions...), check: checkCutResult},
 	{Name: TDSAttention, Summary: "on a client's cancel (ATTENTION): drop it, or hold the server's DONE(attention) acknowledgement",
 		Options: append([]string{"mode", "delay"}, loginOptions...), check: checkAttention},
+	{Name: TDSIdleKill, Summary: "resets a connection idle for a duration (the Azure gateway's idle reset, NAT timeouts), optionally only inside a transaction",
+		Options: append([]string{"idle", "in_transaction"}, loginOptions...), check: checkIdleKill},
 }
 
 func tdsFaultByName(name string) (*tdsFault, bool) {
@@ -136,6 +141,8 @@ type tdsOptions struct {
 	Bytes    int64         `opt:"bytes"`
 	Mode     string        `opt:"mode"`
 	Delay    time.Duration `opt:"delay"`
+	Idle     time.Duration `opt:"idle"`
+	InTx     string        `opt:"in_transaction"`
 
 	given map[string]bool
 	// compiled
@@ -143,6 +150,7 @@ type tdsOptions struct {
 	loginRE map[string]*regexp.Regexp // app, host, user, database
 	known   serverError               // the error sent (tds_error)
 	routing tds.Routing               // redirect
+	onlyTx  bool                      // idle_kill in_transaction
 }
 
 // bindTDSOptions binds raw options by name into a fresh tdsOptions,
@@ -298,6 +306,20 @@ func checkAttention(o *tdsOptions) error {
 	return nil
 }
 
+func checkIdleKill(o *tdsOptions) error {
+	if o.Idle <= 0 {
+		return keyed("options.idle", "is required: how long a connection may stay idle, e.g. 30m")
+	}
+	if o.InTx != "" {
+		b, err := strconv.ParseBool(o.InTx)
+		if err != nil {
+			return keyed("options.in_transaction", "%q is not true or false", o.InTx)
+		}
+		o.onlyTx = b
+	}
+	return nil
+}
+
 // tdsRule is a compiled TDS fault rule.
 type tdsRule struct {
 	fault *tdsFault
@@ -404,4 +426,18 @@ func (c *connDecider) decideTDS(cr *connRule, ev *proxy.Event, rec *proxy.Record
 		return proxy.Verdict{Action: proxy.ActionSkip, Detail: why}
 	}
 	return c.attachTDS(cr, rec)
+}
+
+// LoginErrorInjected reports the error a tds_error rule answered the
+// connection's login with, and the rule's name.
+func LoginErrorInjected(rec *proxy.Record) (number int32, rule string, ok bool) {
+	for _, f := range rec.Faults {
+		if f.Action != TDSError {
+			continue
+		}
+		if _, err := fmt.Sscanf(f.Detail, "login answered with error %d", &number); err == nil {
+			return number, f.Rule, true
+		}
+	}
+	return 0, "", false
 }

@@ -188,6 +188,18 @@ func (c *connDecider) attachTDS(cr *connRule, rec *proxy.Record) proxy.Verdict {
 			{Dir: proxy.ClientToServer, Stage: &requestStage{q: q, t: t, plan: func() replyPlan { return replyPlan{cut: true} }, onHit: inject}},
 			{Dir: proxy.ServerToClient, Stage: &replyStage{q: q, rows: o.Rows, bytes: o.Bytes, style: cr.r.style}},
 		}
+	case t.fault.Name == TDSIdleKill:
+		v.Action = proxy.ActionArmed
+		v.Detail = "idle_kill after " + o.Idle.String()
+		if o.onlyTx {
+			v.Detail += " inside a transaction"
+		}
+		st := &idleState{idle: o.Idle, onlyTx: o.onlyTx, style: cr.r.style, clock: c.d.e.clock}
+		st.touch()
+		v.Stages = []proxy.DirectedStage{
+			{Dir: proxy.ClientToServer, Stage: &idleStage{st: st}},
+			{Dir: proxy.ServerToClient, Stage: &idleStage{st: st, replies: o.onlyTx}},
+		}
 	case t.fault.Name == TDSAttention:
 		v.Action = proxy.ActionArmed
 		v.Detail = "attention " + o.Mode
@@ -534,4 +546,127 @@ func endsWithAttnAck(p []byte) bool {
 	}
 	d, err := tds.ParseDone(p[len(p)-tds.DoneLen:])
 	return err == nil && d.Status&tds.DoneAttn != 0
+}
+
+// idleState is idle_kill's per-connection state, shared by the stages of
+// both directions.
+type idleState struct {
+	idle   time.Duration
+	onlyTx bool
+	style  proxy.CloseStyle
+	clock  Clock
+
+	mu    sync.Mutex
+	last  time.Time // last byte either way
+	inTx  bool      // a transaction is open (ENVCHANGE begin seen)
+	bound bool
+}
+
+func (st *idleState) touch() {
+	st.mu.Lock()
+	st.last = st.clock.Now()
+	st.mu.Unlock()
+}
+
+// watch sleeps until the connection has been idle for st.idle (inside a
+// transaction, with in_transaction), then closes it; it ends with ctx.
+func (st *idleState) watch(ctx context.Context, closeConn func(*proxy.Cut)) {
+	wait := st.idle
+	for st.clock.Sleep(ctx, wait) == nil {
+		st.mu.Lock()
+		idle := st.clock.Now().Sub(st.last)
+		armed := !st.onlyTx || st.inTx
+		st.mu.Unlock()
+		switch {
+		case armed && idle >= st.idle:
+			what := "idle"
+			if st.onlyTx {
+				what = "idle inside a transaction"
+			}
+			closeConn(&proxy.Cut{Style: st.style, Reason: fmt.Sprintf("idle_kill: %s for %v", what, idle.Round(time.Millisecond))})
+			return
+		case armed:
+			wait = st.idle - idle
+		default:
+			wait = st.idle
+		}
+	}
+}
+
+// idleStage passes bytes on unchanged, noting when they passed; the
+// server's stage also follows the transaction state when in_transaction
+// asks for it.
+type idleStage struct {
+	st      *idleState
+	replies bool
+	f       framer
+	msg     []byte
+	over    bool
+}
+
+var _ proxy.StageCloser = (*idleStage)(nil)
+
+// BindClose starts the idle watch once per connection.
+func (s *idleStage) BindClose(ctx context.Context, closeConn func(*proxy.Cut)) {
+	s.st.mu.Lock()
+	first := !s.st.bound
+	s.st.bound = true
+	s.st.mu.Unlock()
+	if first {
+		go s.st.watch(ctx, closeConn)
+	}
+}
+
+func (s *idleStage) Forward(_ context.Context, chunk []byte, emit func([]byte) error) (*proxy.Cut, error) {
+	s.st.touch()
+	if err := emit(chunk); err != nil {
+		return nil, err
+	}
+	if s.replies {
+		s.follow(chunk)
+	}
+	s.st.touch()
+	return nil, nil
+}
+
+// follow reads the server's replies for ENVCHANGE begin, commit and
+// rollback transaction (MS-TDS §2.2.7.9 types 8, 9, 10).
+func (s *idleStage) follow(chunk []byte) {
+	s.f.feed(chunk)
+	defer s.f.compact()
+	for {
+		u, isTLS := s.f.next()
+		if u == nil || isTLS {
+			if u == nil {
+				return
+			}
+			continue
+		}
+		h, _ := tds.ParseHeader(u)
+		if len(s.msg)+len(u) > maxCountedResult {
+			s.over = true
+		}
+		if !s.over {
+			s.msg = append(s.msg, u[tds.HeaderLen:]...)
+		}
+		if !h.Status.EOM() {
+			continue
+		}
+		if !s.over {
+			res, _ := tds.ParseResult(s.msg)
+			if res != nil {
+				s.st.mu.Lock()
+				for _, e := range res.EnvChanges {
+					switch e.Type {
+					case tds.EnvBeginTran:
+						s.st.inTx = true
+					case tds.EnvCommitTran, tds.EnvRollbackTran:
+						s.st.inTx = false
+					}
+				}
+				s.st.mu.Unlock()
+			}
+		}
+		s.msg, s.over = s.msg[:0], false
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tdsproxy/tdsproxy/proxy"
 	"github.com/tdsproxy/tdsproxy/tds"
@@ -149,5 +150,26 @@ func TestTDSRuleInputErrors(t *testing.T) {
 	// 50123 with a message is fine; class and state override.
 	if err := Compile([]RuleSpec{{Name: "r", Action: TDSError, Options: OptionValues{"number": "50123", "message": "custom", "class": "16", "state": "2"}}}); err != nil {
 		t.Error(err)
+	}
+}
+
+// idle_kill with in_transaction follows ENVCHANGE begin and commit in the
+// server's replies.
+func TestIdleKillFollowsTransactions(t *testing.T) {
+	st := &idleState{idle: time.Second, onlyTx: true, clock: RealClock{}}
+	s := &idleStage{st: st, replies: true}
+	w := tds.Writer{PacketSize: 512}
+	reply := func(typ tds.EnvChangeType) []byte {
+		p := tds.AppendEnvChangeBytes(nil, typ, []byte{1, 2, 3, 4, 5, 6, 7, 8}, nil)
+		return w.AppendMessage(nil, tds.PacketReply, 0, tds.AppendDone(p, tds.TokenDone, tds.DoneFinal, 0, 0))
+	}
+	runStage(t, s, reply(tds.EnvBeginTran))
+	if !st.inTx {
+		t.Fatal("BEGIN TRAN's ENVCHANGE not seen")
+	}
+	b := reply(tds.EnvCommitTran)
+	runStage(t, s, b[:5], b[5:])
+	if st.inTx {
+		t.Fatal("COMMIT's ENVCHANGE not seen")
 	}
 }

@@ -313,6 +313,7 @@ func (s *session) applyBeforeForward(v Verdict, dir Direction) bool {
 			s.stages[ds.Dir] = append(s.stages[ds.Dir], ds.Stage)
 		}
 		s.mu.Unlock()
+		s.bindStageClosers(v.Stages)
 	}
 	if v.Close {
 		s.inject(v)
