@@ -349,7 +349,7 @@ func actionLabel(a string) string {
 	switch {
 	case a == "delay", a == "close:rst", a == "close:fin", a == "close:alert":
 		return a
-	case slices.Contains(faults.StageKinds(), a):
+	case slices.Contains(faults.StageKinds(), a), faults.IsTDSFault(a):
 		return a
 	}
 	return other

@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -92,9 +93,34 @@ func TestRetryChainAfterTransientLoginErrors(t *testing.T) {
 	if found != 1 {
 		t.Errorf("%d records say attempt 3 after error 40613 from rule transient, want 1", found)
 	}
+	if m := scrapeMatching(t, base, `tdsproxy_faults_injected_total{`, `action="tds_error"`, `rule="transient"`); m != "2" {
+		t.Errorf("tdsproxy_faults_injected_total for the rule's tds_error = %q, want 2", m)
+	}
 	if got := scrapeValue(t, base, `tdsproxy_retries_total{proxy="p",rule="transient"}`); got != "2" {
 		t.Errorf("tdsproxy_retries_total for the rule = %q, want 2", got)
 	}
+}
+
+// scrapeMatching returns the value of the one series whose line holds
+// every part, "" when none does.
+func scrapeMatching(t *testing.T, base string, parts ...string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		ok := true
+		for _, p := range parts {
+			ok = ok && strings.Contains(line, p)
+		}
+		if ok {
+			return line[strings.LastIndexByte(line, ' ')+1:]
+		}
+	}
+	return ""
 }
 
 // scrapeValue returns a series' value from GET /metrics, "" when absent.

@@ -435,7 +435,9 @@ func (c *connDecider) Decide(ev *proxy.Event, rec *proxy.Record) proxy.Verdict {
 		if cr.r.scen != nil {
 			v.Scenario = cr.r.scen.Name
 		}
-		if v.Injects() && c.d.e.OnInject != nil {
+		// An armed TDS fault has only attached its stages: each answer it
+		// gives later is counted then (tds_stage.go).
+		if v.Injects() && v.Action != proxy.ActionArmed && c.d.e.OnInject != nil {
 			c.d.e.OnInject(c.d.name, v.Rule, v.Scenario, ev.Phase, v.Action)
 		}
 		// The proxy records one verdict per event; keep the most decisive.

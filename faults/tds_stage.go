@@ -357,7 +357,7 @@ func (s *requestStage) packet(u []byte, emit func([]byte) error) error {
 	if h.Type == tds.PacketAttention {
 		if s.attnDrop {
 			if s.onHit != nil {
-				s.onHit("attention:drop")
+				s.onHit(TDSAttention)
 			}
 			return nil
 		}
@@ -398,11 +398,14 @@ func (s *requestStage) packet(u []byte, emit func([]byte) error) error {
 		}
 	}
 	s.q.push(p)
+	if p.cut && s.onHit != nil {
+		s.onHit(TDSCutResult)
+	}
 	if p.replace == nil {
 		return emit(held)
 	}
 	if s.onHit != nil {
-		s.onHit(fmt.Sprintf("tds_error:%d", p.replace.Number))
+		s.onHit(TDSError)
 	}
 	text := noOpBatch
 	if p.replace.Number == 1205 {
