@@ -47,8 +47,15 @@ const extParallelCount = 2
 // engineClientName is how rows name the DHE engine's client.
 const engineClientName = "dhe engine client"
 
-// engineParallel is how many engine handshakes a count runs at once.
-const engineParallel = 4
+// engineParallel is how many engine handshakes a count runs at once, and
+// grindParallel how many grinding ones (each is CPU-bound for a while).
+const (
+	engineParallel = 4
+	grindParallel  = 2
+)
+
+// grindTimeout bounds one grinding handshake.
+const grindTimeout = time.Minute
 
 // dheEmulator sets cfg up with a LabDHE policy.
 func dheEmulator(cfg *emulator.Config, d *faults.LabDHE) error {
@@ -86,7 +93,13 @@ func (c engineClient) String() string {
 // client's address (the proxy's record names it).
 func (c engineClient) handshake(ctx context.Context, addr string) (st dhe.ConnectionState, local string, err error) {
 	var d net.Dialer
-	dctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	timeout := attemptTimeout
+	if c.Grind {
+		// About 256 modular exponentiations before the ClientKeyExchange:
+		// under a second on an idle core, far more on a loaded machine.
+		timeout = grindTimeout
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	conn, err := d.DialContext(dctx, "tcp", addr)
 	if err != nil {
@@ -416,8 +429,10 @@ func (r *runner) leadingZero(ctx context.Context, client string, lz *faults.LabL
 		var hs handshakeFunc
 		par := engineParallel
 		switch {
-		case client == ClientGo || grind:
-			name, hs = engineClient{Grind: grind}.String(), engineHandshake(engineClient{Grind: grind})
+		case grind:
+			name, hs, par = engineClient{Grind: true}.String(), engineHandshake(engineClient{Grind: true}), grindParallel
+		case client == ClientGo:
+			name, hs = engineClient{}.String(), engineHandshake(engineClient{})
 		default:
 			hs, par = extHandshake(client, &name), extParallelCount
 		}
@@ -429,8 +444,13 @@ func (r *runner) leadingZero(ctx context.Context, client string, lz *faults.LabL
 		}
 	}
 	count(&c.Natural, natural, naturalDesc, n, false)
-	count(&c.ForcedPad, natural, naturalDesc, lz.ForcedN, true)
-	count(&c.ForcedStrip, stripped, stripDesc, lz.ForcedN, true)
+	// The forced counts are the engine's client whatever the row's
+	// client: run once per lab, shared by the rows.
+	r.forcedOnce.Do(func() {
+		count(&r.forcedPad, natural, naturalDesc, lz.ForcedN, true)
+		count(&r.forcedStrip, stripped, stripDesc, lz.ForcedN, true)
+	})
+	c.ForcedPad, c.ForcedStrip = r.forcedPad, r.forcedStrip
 	count(&c.Fixed, fixed, fixedDesc, n, false)
 	if t := c.Natural; t.Failures != int(t.LeadingZero) || t.ServerFailures != t.LeadingZero {
 		problems = append(problems, fmt.Sprintf("natural: %d client failures, %d server failures, %d zero-led shared secrets: want all three equal",

@@ -244,6 +244,10 @@ type runner struct {
 	log        *zap.Logger
 	dir        string
 	handshakes int
+
+	// The leading-zero rows' forced counts, run once (dhe.go).
+	forcedOnce             sync.Once
+	forcedPad, forcedStrip Tally
 }
 
 func newRunner(opts Options) (*runner, error) {
