@@ -268,3 +268,42 @@ func TestIdleKillGoMSSQL(t *testing.T) {
 	}
 	t.Logf("go-mssqldb after idle_kill: %v", err)
 }
+
+// TestFailoverRuleGoMSSQL: the rule form of failover. A connection open
+// when the failover starts (1 s after the rule was set) is reset; a login
+// during it gets 40613; logins pass again once its second is over.
+func TestFailoverRuleGoMSSQL(t *testing.T) {
+	set := time.Now()
+	addr, recs := tdsEnv(t, tds.EncryptNotSup, faults.RuleSpec{Name: "fo", Action: "failover", Options: map[string]string{"after": "1s", "duration": "1s"}})
+	db, err := sql.Open("sqlserver", testkit.GoDSN(addr, "disable", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var v int
+	if err := conn.QueryRowContext(ctx, "SELECT 1").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	rec := proxykit.Next(t, recs, 10*time.Second)
+	if rec.Close == nil || rec.Close.Kind != proxy.CloseRST || !strings.Contains(rec.Close.Reason, "failover") {
+		t.Fatalf("open connection at the failover: close %+v", rec.Close)
+	}
+	dsn := testkit.GoDSN(addr, "disable", nil)
+	if _, err := testkit.SelectOne(t, dsn, testkit.Query{}); mssqlNumber(err) != 40613 {
+		t.Fatalf("login during the failover: %v, want 40613", err)
+	}
+	testkit.WaitFor(t, func() bool {
+		_, err := testkit.QuerySelectOne(dsn, testkit.Query{})
+		return err == nil
+	}, 10*time.Second, "a login passing after the failover")
+	if d := time.Since(set); d < 2*time.Second {
+		t.Errorf("a login passed %v after the rule was set, inside the failover", d)
+	}
+}

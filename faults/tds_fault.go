@@ -31,6 +31,7 @@ const (
 	TDSCutResult = "cut_result"
 	TDSAttention = "attention"
 	TDSIdleKill  = "idle_kill"
+	TDSFailover  = "failover"
 )
 
 // SkipLoginHidden is the skip recorded when a rule matches on LOGIN7
@@ -62,6 +63,9 @@ var tdsOptionTable = []tdsOption{
 	{"mode", "drop (the server never sees the ATTENTION) or delay (the server's DONE(attention) is held for delay)"},
 	{"delay", "how long to hold the DONE(attention), e.g. 10s"},
 	{"idle", "reset the connection once no byte has passed either way for this long, e.g. 30m"},
+	{"duration", "how long logins are refused after the connections are reset, e.g. 30s"},
+	{"after", "when the (first) failover starts, counted from when the rule was set (default at once)"},
+	{"every", "repeat the failover this often (default once)"},
 	{"in_transaction", "true: only while a transaction is open (ENVCHANGE begin/commit/rollback, MS-TDS §2.2.7.9)"},
 }
 
@@ -89,6 +93,8 @@ var tdsFaults = []tdsFault{
 		Options: append([]string{"mode", "delay"}, loginOptions...), check: checkAttention},
 	{Name: TDSIdleKill, Summary: "resets a connection idle for a duration (the Azure gateway's idle reset, NAT timeouts), optionally only inside a transaction",
 		Options: append([]string{"idle", "in_transaction"}, loginOptions...), check: checkIdleKill},
+	{Name: TDSFailover, Summary: "an instance failing over: at the start, connections open under the rule are reset; for the duration logins get 40613 (or number)",
+		Options: []string{"duration", "after", "every", "number", "message"}, check: checkFailover},
 }
 
 func tdsFaultByName(name string) (*tdsFault, bool) {
@@ -142,6 +148,9 @@ type tdsOptions struct {
 	Mode     string        `opt:"mode"`
 	Delay    time.Duration `opt:"delay"`
 	Idle     time.Duration `opt:"idle"`
+	Duration time.Duration `opt:"duration"`
+	After    time.Duration `opt:"after"`
+	Every    time.Duration `opt:"every"`
 	InTx     string        `opt:"in_transaction"`
 
 	given map[string]bool
@@ -306,6 +315,20 @@ func checkAttention(o *tdsOptions) error {
 	return nil
 }
 
+func checkFailover(o *tdsOptions) error {
+	if o.Duration <= 0 {
+		return keyed("options.duration", "is required: how long logins are refused, e.g. 30s")
+	}
+	if o.Every != 0 && o.Every <= o.Duration {
+		return keyed("options.every", "%v must be longer than the duration (%v)", o.Every, o.Duration)
+	}
+	if !o.given["number"] {
+		o.Number, o.given["number"] = 40613, true
+	}
+	o.At = "login"
+	return checkTDSError(o)
+}
+
 func checkIdleKill(o *tdsOptions) error {
 	if o.Idle <= 0 {
 		return keyed("options.idle", "is required: how long a connection may stay idle, e.g. 30m")
@@ -410,6 +433,9 @@ func plaintextAfterLogin(rec *proxy.Record) (bool, string) {
 // attaches the fault's stages, or records why it cannot.
 func (c *connDecider) decideTDS(cr *connRule, ev *proxy.Event, rec *proxy.Record) proxy.Verdict {
 	t := cr.r.tds
+	if t.fault.Name == TDSFailover {
+		return c.decideFailover(cr, ev, rec)
+	}
 	if ev.Phase != proxy.PhaseLogin7 || cr.attached {
 		return proxy.Verdict{}
 	}

@@ -173,3 +173,40 @@ func TestIdleKillFollowsTransactions(t *testing.T) {
 		t.Fatal("COMMIT's ENVCHANGE not seen")
 	}
 }
+
+// The failover rule's windows: once after `after`, or every `every`.
+func TestFailoverWindow(t *testing.T) {
+	set := time.Unix(1000, 0)
+	at := func(d time.Duration) time.Time { return set.Add(d) }
+	once := &tdsOptions{After: time.Second, Duration: 2 * time.Second}
+	every := &tdsOptions{After: time.Second, Duration: 2 * time.Second, Every: 10 * time.Second}
+	cases := []struct {
+		o      *tdsOptions
+		t      time.Duration
+		in     bool
+		nextAt time.Duration // -1: none
+	}{
+		{once, 0, false, time.Second},
+		{once, 1500 * time.Millisecond, true, -1},
+		{once, 3 * time.Second, false, -1},
+		{every, 2 * time.Second, true, 11 * time.Second},
+		{every, 5 * time.Second, false, 11 * time.Second},
+		{every, 12 * time.Second, true, 21 * time.Second},
+	}
+	for _, tc := range cases {
+		in, next := tc.o.window(set, at(tc.t))
+		want := time.Time{}
+		if tc.nextAt >= 0 {
+			want = at(tc.nextAt)
+		}
+		if in != tc.in || !next.Equal(want) {
+			t.Errorf("every %v at +%v: in %v next %v, want %v %v", tc.o.Every, tc.t, in, next, tc.in, want)
+		}
+	}
+	for _, opts := range []OptionValues{{}, {"duration": "10s", "every": "5s"}, {"duration": "1s", "number": "50123"}} {
+		var re *RuleError
+		if err := Compile([]RuleSpec{{Name: "f", Action: TDSFailover, Options: opts}}); !errors.As(err, &re) || re.Key == "" {
+			t.Errorf("%v: %v, want an error naming the key", opts, err)
+		}
+	}
+}
