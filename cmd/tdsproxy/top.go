@@ -146,6 +146,7 @@ func renderTop(admin string, now time.Time, proxies []control.ProxyInfo, live, f
 	topOpen(&b, now, live)
 	topFinished(&b, finished, nFinished)
 	topInjections(&b, now, live, finished)
+	topRetries(&b, finished)
 	return b.String()
 }
 
