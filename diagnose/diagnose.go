@@ -102,26 +102,52 @@ func Record(rec *proxy.Record, opts Options) []Finding {
 	if rec == nil {
 		return nil
 	}
-	injected := actedScenarios(rec)
-	var out []Finding
-	seen := map[string]bool{}
-	add := func(f Finding) {
-		if !seen[f.Finding] {
-			seen[f.Finding] = true
-			out = append(out, f)
-		}
-	}
+	fs := &findings{rec: rec, seen: map[string]bool{}}
+	fs.scenarios()
+	fs.injected()
+	fs.closeAndLogin()
+	fs.clientCancelled()
+	fs.slowLogin(opts)
+	return fs.out
+}
 
-	// The scenario table's recognise face.
+// findings collects one record's findings, each name once, in the order
+// Record looks for them.
+type findings struct {
+	rec  *proxy.Record
+	out  []Finding
+	seen map[string]bool
+}
+
+func (fs *findings) add(f Finding) {
+	if !fs.seen[f.Finding] {
+		fs.seen[f.Finding] = true
+		fs.out = append(fs.out, f)
+	}
+}
+
+// mark says a pattern finding happened with a fault rule acting on the
+// connection: the rule may be its cause.
+func (fs *findings) mark(f Finding) Finding {
+	if ev := firstActed(fs.rec, func(proxy.FaultEvent) bool { return true }); ev != nil {
+		f.Injected, f.Rule = true, ev.Rule
+		f.Evidence += "; " + injectedText(*ev)
+	}
+	return f
+}
+
+// scenarios adds the scenario table's recognise face (faults.Diagnose).
+func (fs *findings) scenarios() {
+	rec := fs.rec
+	injected := actedScenarios(rec)
 	scen := faults.Diagnose(rec)
 	closedByFault := firstActed(rec, func(e proxy.FaultEvent) bool { return strings.HasPrefix(e.Action, "close") })
-	specific := slices.ContainsFunc(scen, func(f faults.Finding) bool {
-		return f.Scenario == faults.ScenarioProtocolMismatch || f.Scenario == faults.ScenarioWeakCertHash
-	})
+	specific := slices.ContainsFunc(scen, func(f faults.Finding) bool { return !byElimination(f.Scenario) })
 	for _, f := range scen {
-		// cipher-mismatch's recogniser matches any close right after the
-		// ClientHello; a more specific cause found on the same close wins.
-		if f.Scenario == faults.ScenarioCipherMismatch && specific {
+		// A scenario recognised by elimination (the table's ByElimination:
+		// cipher-mismatch matches any close right after the ClientHello)
+		// yields to a more specific cause found on the same close.
+		if byElimination(f.Scenario) && specific {
 			continue
 		}
 		// A close a rule injected explains itself: the natural scenarios
@@ -134,42 +160,49 @@ func Record(rec *proxy.Record, opts Options) []Finding {
 			nf.Injected, nf.Rule = true, ev.Rule
 			nf.Evidence = injectedText(ev) + "; " + nf.Evidence
 		}
-		add(nf)
+		fs.add(nf)
 	}
-	// A scenario that acted but whose symptoms the recogniser does not
-	// match (an emulated old server closing a modern client's ClientHello
-	// looks like a cipher mismatch from the record alone): the fault event
-	// is the evidence.
-	for _, ev := range rec.Faults {
+}
+
+// byElimination reports whether the table recognises the named scenario
+// by elimination.
+func byElimination(scenario string) bool {
+	info, ok := faults.ScenarioByName(scenario)
+	return ok && info.ByElimination
+}
+
+// injected adds a scenario that acted but whose symptoms the recogniser
+// does not match (an emulated old server closing a modern client's
+// ClientHello looks like a cipher mismatch from the record alone), and
+// generic faults that acted: the fault event is the evidence.
+func (fs *findings) injected() {
+	for _, ev := range fs.rec.Faults {
 		if !ev.Acted() {
 			continue
 		}
 		if ev.Scenario == "" {
-			add(Finding{Finding: InjectedFault, Evidence: injectedText(ev), Fix: patternFix[InjectedFault], Injected: true, Rule: ev.Rule})
+			fs.add(Finding{Finding: InjectedFault, Evidence: injectedText(ev), Fix: patternFix[InjectedFault], Injected: true, Rule: ev.Rule})
 			continue
 		}
-		add(Finding{Finding: ev.Scenario, Evidence: injectedText(ev), Fix: scenarioFix(ev.Scenario), Injected: true, Rule: ev.Rule})
+		fs.add(Finding{Finding: ev.Scenario, Evidence: injectedText(ev), Fix: scenarioFix(ev.Scenario), Injected: true, Rule: ev.Rule})
 	}
+}
 
-	anyFault := firstActed(rec, func(proxy.FaultEvent) bool { return true })
-	mark := func(f Finding) Finding {
-		if anyFault != nil {
-			f.Injected, f.Rule = true, anyFault.Rule
-			f.Evidence += "; " + injectedText(*anyFault)
-		}
-		return f
-	}
-
+// closeAndLogin adds what the close and the login answer say: the
+// upstream unreachable, the negotiation timed out, encryption refused,
+// the login failed.
+func (fs *findings) closeAndLogin() {
+	rec := fs.rec
 	if c := rec.Close; c != nil {
 		switch {
 		case c.Kind == proxy.CloseDialFailed:
-			add(Finding{Finding: UpstreamUnreachable, Evidence: "close.kind dial-failed: " + c.Reason, Fix: patternFix[UpstreamUnreachable]})
+			fs.add(Finding{Finding: UpstreamUnreachable, Evidence: "close.kind dial-failed: " + c.Reason, Fix: patternFix[UpstreamUnreachable]})
 		case c.By == proxy.SideProxy && c.Kind == proxy.CloseTimeout:
-			add(mark(Finding{Finding: NegotiationTimeout, Evidence: fmt.Sprintf("close.by proxy, kind timeout in %s%s: %s", c.Phase, awaitText(c), c.Reason), Fix: patternFix[NegotiationTimeout]}))
+			fs.add(fs.mark(Finding{Finding: NegotiationTimeout, Evidence: fmt.Sprintf("close.by proxy, kind timeout in %s%s: %s", c.Phase, awaitText(c), c.Reason), Fix: patternFix[NegotiationTimeout]}))
 		}
 	}
 	if f, ok := refusedEncryption(rec); ok {
-		add(f)
+		fs.add(f)
 	}
 	if l := rec.Login; l != nil && l.Outcome == "failed" {
 		fix := patternFix[LoginFailed]
@@ -183,14 +216,19 @@ func Record(rec *proxy.Record, opts Options) []Finding {
 		if l.User != "" {
 			ev += " (user " + l.User + ")"
 		}
-		add(Finding{Finding: LoginFailed, Evidence: ev, Fix: fix, Number: l.ErrorNumber})
+		fs.add(Finding{Finding: LoginFailed, Evidence: ev, Fix: fix, Number: l.ErrorNumber})
 	}
+}
+
+// clientCancelled adds the client leaving before its login was answered.
+func (fs *findings) clientCancelled() {
+	rec := fs.rec
 	// The client left before its login was answered. When something
 	// above already explains the failure (delayed-accept's recogniser says
 	// the same about a silent server; a refused login or encryption ends
 	// the connection and the client only closes its side), this would
 	// count the close twice. A generic injected fault does not explain it.
-	explained := slices.ContainsFunc(out, func(f Finding) bool { return f.Finding != InjectedFault })
+	explained := slices.ContainsFunc(fs.out, func(f Finding) bool { return f.Finding != InjectedFault })
 	if c := rec.Close; c != nil && c.By == proxy.SideClient && !explained && !loggedIn(rec) && c.Phase != proxy.PhaseEstablished {
 		ev := fmt.Sprintf("close.by client (%s) in %s before the login was answered%s", c.Kind, c.Phase, awaitText(c))
 		if rec.TLS != nil {
@@ -201,8 +239,14 @@ func Record(rec *proxy.Record, opts Options) []Finding {
 				}
 			}
 		}
-		add(mark(Finding{Finding: ClientCancelled, Evidence: ev, Fix: patternFix[ClientCancelled]}))
+		fs.add(fs.mark(Finding{Finding: ClientCancelled, Evidence: ev, Fix: patternFix[ClientCancelled]}))
 	}
+}
+
+// slowLogin adds a login slower than opts' slow_login, naming its slowest
+// step.
+func (fs *findings) slowLogin(opts Options) {
+	rec := fs.rec
 	if lim := opts.slowLogin(); lim > 0 {
 		steps := Steps(rec)
 		if total, done := LoginTime(steps); done && total > lim {
@@ -218,10 +262,9 @@ func Record(rec *proxy.Record, opts Options) []Finding {
 					f.Evidence += fmt.Sprintf("; %v of it held by %s", s.Held.Round(time.Millisecond), injectedText(*ev))
 				}
 			}
-			add(f)
+			fs.add(f)
 		}
 	}
-	return out
 }
 
 // Apply fills a finished record's Diagnosis and Steps. The proxy calls it

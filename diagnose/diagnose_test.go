@@ -58,6 +58,12 @@ func TestRecord(t *testing.T) {
 			r.Close = &proxy.CloseInfo{By: proxy.SideServer, Kind: proxy.CloseRST, Phase: proxy.PhaseTLSClientHello}
 			r.Login = nil
 		}, "protocol-mismatch"},
+		{"TLS 1.2 client, server closes after ClientHello: only the scenario by elimination", func(r *proxy.Record) {
+			r.Phases = r.Phases[:4]
+			r.TLS = &proxy.TLSInfo{ClientHello: &proxy.ClientHelloInfo{HighestVersion: "TLS 1.2"}}
+			r.Close = &proxy.CloseInfo{By: proxy.SideServer, Kind: proxy.CloseRST, Phase: proxy.PhaseTLSClientHello}
+			r.Login = nil
+		}, "cipher-mismatch"},
 		{"injected protocol mismatch against a modern client", func(r *proxy.Record) {
 			r.Phases = r.Phases[:4]
 			r.TLS = &proxy.TLSInfo{ClientHello: &proxy.ClientHelloInfo{HighestVersion: "TLS 1.3"}}

@@ -44,6 +44,11 @@ type scenario struct {
 	Soak []SoakCase
 	// Probe is the server property `tdsproxy probe` judges it by.
 	Probe ProbeCheck
+	// ByElimination: its recogniser matches a close that other scenarios
+	// explain more specifically (cipher-mismatch: any close right after
+	// the ClientHello), so a diagnosis drops it when another scenario is
+	// recognised on the same record.
+	ByElimination bool
 }
 
 // scenarioRule is a scenario's options, bound for one rule.
@@ -153,6 +158,9 @@ type ScenarioInfo struct {
 	Soak []SoakCase
 	// Probe is the property `tdsproxy probe` judges it by.
 	Probe ProbeCheck
+	// ByElimination: a diagnosis drops it when another scenario is
+	// recognised on the same record (scenario.ByElimination).
+	ByElimination bool
 }
 
 // Scenarios describes every scenario, in the documented order.
@@ -187,7 +195,8 @@ func (s *scenario) info() ScenarioInfo {
 		soak[i].Options = maps.Clone(soak[i].Options)
 	}
 	return ScenarioInfo{Name: s.Name, Summary: s.Summary, Where: s.Where, Fix: s.Fix, Phase: s.Phase,
-		Options: slices.Clone(s.Options), Lab: lab, Soak: soak, Probe: s.Probe}
+		Options: slices.Clone(s.Options), Lab: lab, Soak: soak, Probe: s.Probe,
+		ByElimination: s.ByElimination}
 }
 
 // Finding is a scenario recognised in a connection record.

@@ -104,12 +104,14 @@ func recogniseOldTLS(r *proxy.Record) (string, bool) {
 }
 
 var cipherMismatch = &scenario{
-	Name:    ScenarioCipherMismatch,
-	Probe:   ProbeSuites,
-	Summary: "same TLS version, no common cipher suite",
-	Where:   closedAtHello,
-	Phase:   proxy.PhaseTLSClientHello,
-	Fix:     "align the cipher suites: enable on one side a suite the other offers (Windows: the SSL cipher suite order policy / IIS Crypto)",
+	Name:  ScenarioCipherMismatch,
+	Probe: ProbeSuites,
+	// Its recogniser matches any close right after the ClientHello.
+	ByElimination: true,
+	Summary:       "same TLS version, no common cipher suite",
+	Where:         closedAtHello,
+	Phase:         proxy.PhaseTLSClientHello,
+	Fix:           "align the cipher suites: enable on one side a suite the other offers (Windows: the SSL cipher suite order policy / IIS Crypto)",
 	Options: []Option{
 		{Name: "server_ciphers", Flag: "server-ciphers", Type: OptString,
 			Help: "IANA `names` of the suites the emulated server allows, comma-separated (required)"},

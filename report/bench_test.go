@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -66,9 +65,9 @@ func BenchmarkReportCommand(b *testing.B) {
 		}
 		wall += time.Since(start)
 		summary = stderr.String()
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			rss = max(rss, ru.Maxrss) // KiB on Linux
-			cpu += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		if kib, used, ok := childUsage(cmd.ProcessState); ok {
+			rss = max(rss, kib)
+			cpu += used
 		}
 	}
 	b.ReportMetric(float64(n), "lines")

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tdsproxy/tdsproxy/diagnose"
+	"github.com/tdsproxy/tdsproxy/faults"
 	"github.com/tdsproxy/tdsproxy/proxy"
 )
 
@@ -194,7 +195,7 @@ func (b *Builder) addPrepared(p *prepared) {
 		if f.Finding != diagnose.SlowLogin {
 			failed = true
 		}
-		if f.Finding == "weak-cert-hash" {
+		if f.Finding == faults.ScenarioWeakCertHash {
 			c.weakCert++
 		}
 		c.findings[f.Finding]++
