@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	wire "github.com/tdsproxy/tdsproxy/control/api"
 	"github.com/tdsproxy/tdsproxy/faults"
 	"github.com/tdsproxy/tdsproxy/proxy"
 )
@@ -28,15 +29,7 @@ const FailoverRule = "failover"
 const MaxFailover = time.Hour
 
 // FailoverInfo is POST /proxies/{name}/failover's answer.
-type FailoverInfo struct {
-	Proxy  string `json:"proxy"`
-	Rule   string `json:"rule"`
-	Number int32  `json:"number"`
-	// Reset is how many open connections were reset.
-	Reset    int       `json:"reset"`
-	Duration string    `json:"duration"`
-	Until    time.Time `json:"until"`
-}
+type FailoverInfo = wire.FailoverInfo
 
 // failoverTimers holds each instance's pending rule removals, per proxy.
 var failoverTimers sync.Map // *Instance → *failovers

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	wire "github.com/tdsproxy/tdsproxy/control/api"
 	"github.com/tdsproxy/tdsproxy/faults"
 	"github.com/tdsproxy/tdsproxy/proxy"
 	"github.com/tdsproxy/tdsproxy/record"
@@ -29,39 +30,25 @@ const retryWindow = 10 * time.Second
 // maxChains bounds the chains kept for GET /retries (oldest dropped).
 const maxChains = 512
 
-// RetryChain is one client's attempts, as GET /retries lists them.
-type RetryChain struct {
-	Proxy    string `json:"proxy"`
-	Identity string `json:"identity"`
-	// Outcome is "connected", "gave up" or "retrying" (the last attempt
-	// failed less than the retry window ago).
-	Outcome  string         `json:"outcome"`
-	Attempts []RetryAttempt `json:"attempts"`
-	// Rule is the fault rule behind the first failure, if any.
-	Rule string `json:"rule,omitempty"`
+// RetryChain and RetryAttempt are GET /retries's wire types.
+type (
+	RetryChain   = wire.RetryChain
+	RetryAttempt = wire.RetryAttempt
+)
 
+// chain is a RetryChain with the tracker's own bookkeeping.
+type chain struct {
+	wire.RetryChain
 	lastEnd  time.Time
 	counted  bool // give-up counted in the metrics
 	identity string
 }
 
-// RetryAttempt is one connection of a chain.
-type RetryAttempt struct {
-	ID    uint64    `json:"id"`
-	Start time.Time `json:"start"`
-	// AfterPreviousMS is the time from the previous attempt's end to
-	// this one's start, in milliseconds (0 for the first).
-	AfterPreviousMS float64 `json:"after_previous_ms"`
-	Ended           string  `json:"ended"`
-	Rule            string  `json:"rule,omitempty"`
-	OK              bool    `json:"ok"`
-}
-
 // retryTracker links attempts; it is fed by the instance's sink.
 type retryTracker struct {
 	mu     sync.Mutex
-	open   map[string]*RetryChain // identity → its latest chain
-	chains []*RetryChain          // newest last, at most maxChains
+	open   map[string]*chain // identity → its latest chain
+	chains []*chain          // newest last, at most maxChains
 	window time.Duration
 	now    func() time.Time
 
@@ -69,7 +56,7 @@ type retryTracker struct {
 }
 
 func newRetryTracker(reg prometheus.Registerer) *retryTracker {
-	t := &retryTracker{open: map[string]*RetryChain{}, window: retryWindow, now: time.Now,
+	t := &retryTracker{open: map[string]*chain{}, window: retryWindow, now: time.Now,
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tdsproxy_retries_total",
 			Help: "Connections that retried after a failed attempt of the same client, by the rule behind the failure (\"\" for none)."}, []string{"proxy", "rule"}),
 		giveUps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tdsproxy_retry_giveups_total",
@@ -153,7 +140,7 @@ func (t *retryTracker) observe(rec *proxy.Record) {
 		prevOK = ch.Attempts[len(ch.Attempts)-1].OK
 	}
 	if ch == nil || prevOK || ch.Outcome == "gave up" || rec.Start.Sub(ch.lastEnd) > t.window {
-		ch = &RetryChain{Proxy: rec.Proxy, Identity: identityOf(rec), identity: ident}
+		ch = &chain{RetryChain: wire.RetryChain{Proxy: rec.Proxy, Identity: identityOf(rec)}, identity: ident}
 		t.open[ident] = ch
 		t.chains = append(t.chains, ch)
 		if len(t.chains) > maxChains {
@@ -210,7 +197,7 @@ func (t *retryTracker) list(proxyName string, minAttempts int) []RetryChain {
 		if proxyName != "" && ch.Proxy != proxyName || len(ch.Attempts) < minAttempts {
 			continue
 		}
-		c := *ch
+		c := ch.RetryChain
 		c.Attempts = slices.Clone(ch.Attempts)
 		out = append(out, c)
 	}

@@ -3,7 +3,6 @@ package control_test
 import (
 	"context"
 	"database/sql/driver"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -60,13 +59,9 @@ func TestRetryChainAfterTransientLoginErrors(t *testing.T) {
 	}
 	var chains []control.RetryChain
 	testkit.WaitFor(t, func() bool {
-		resp, err := http.Get(base + "/retries?proxy=p&retried=true")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		chains = nil
-		return json.NewDecoder(resp.Body).Decode(&chains) == nil && len(chains) == 1 && len(chains[0].Attempts) == 3
+		var err error
+		chains, err = newClient(base, "").Retries(ctx, "p", true)
+		return err == nil && len(chains) == 1 && len(chains[0].Attempts) == 3
 	}, 5*time.Second, "one chain of three attempts in GET /retries")
 	ch := chains[0]
 	if ch.Outcome != "connected" || ch.Rule != "transient" {
@@ -239,18 +234,15 @@ func TestFailoverTwentyClients(t *testing.T) {
 			t.Fatal("clients did not all connect")
 		}
 	}
-	resp, err := http.Post(base+"/proxies/p/failover?duration=3s", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info control.FailoverInfo
-	_ = json.NewDecoder(resp.Body).Decode(&info)
-	resp.Body.Close()
+	info, err := newClient(base, "").Failover(ctx, "p", 3*time.Second, 0)
 	mu.Lock()
 	failoverAt = time.Now()
 	mu.Unlock()
-	if resp.StatusCode != http.StatusOK || info.Reset != clients || info.Number != 40613 {
-		t.Fatalf("failover answer %d %+v, want 200 with %d connections reset", resp.StatusCode, info, clients)
+	if err != nil || info.Reset != clients || info.Number != 40613 {
+		t.Fatalf("failover answer %+v, %v; want %d connections reset", info, err, clients)
+	}
+	if _, err := newClient(base, "").Failover(ctx, "nope", time.Second, 0); err == nil {
+		t.Error("a failover of a proxy that does not exist was accepted")
 	}
 	testkit.WaitFor(t, func() bool {
 		mu.Lock()
@@ -283,16 +275,21 @@ func TestFailoverTwentyClients(t *testing.T) {
 		t.Errorf("%d of %d clients were refused with 40613 during the failover", refusedClients, clients)
 	}
 	// Each client's reconnect is a retry in its chain.
-	testkit.WaitFor(t, func() bool {
-		chains := in.Retries("p", true)
+	connected := func() int {
 		ok := 0
-		for _, ch := range chains {
+		for _, ch := range in.Retries("p", true) {
 			if ch.Outcome == "connected" && len(ch.Attempts) >= 2 && strings.HasPrefix(ch.Attempts[0].Ended, "rst by proxy") {
 				ok++
 			}
 		}
-		return ok >= clients
-	}, 10*time.Second, "a connected retry chain per client starting with the failover's reset")
+		return ok
+	}
+	if !testkit.Poll(func() bool { return connected() >= clients }, 10*time.Second) {
+		t.Errorf("%d connected retry chains starting with the failover's reset, want %d", connected(), clients)
+		for _, ch := range in.Retries("p", false) {
+			t.Logf("%s %s %d attempts: first %+v last %+v", ch.Identity, ch.Outcome, len(ch.Attempts), ch.Attempts[0], ch.Attempts[len(ch.Attempts)-1])
+		}
+	}
 	if rules, _ := in.Faults("p"); len(rules) != 0 {
 		t.Errorf("rules after the failover: %+v, want none", rules)
 	}
