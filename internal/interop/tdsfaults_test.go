@@ -244,3 +244,74 @@ func TestRedirectFollowed(t *testing.T) {
 		})
 	}
 }
+
+// TestCutResultEachClient: what each client reports when the connection
+// is cut after 1000 rows of a 5000-row result (cut_result, RST).
+func TestCutResultEachClient(t *testing.T) {
+	emu, _ := startEmulator(t, tds.EncryptOff)
+	e, port, _ := engineProxy(t, emu.Addr())
+	if err := e.SetRules("p", []faults.RuleSpec{{Name: "cut", Action: "cut_result", Options: faults.OptionValues{"query": "(?i)large", "rows": "1000"}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, cm := range []clientMode{tediousMode(false, false), tsqlMode("off"), mssqlMode("disable"), jdbcMode("false"), odbcMode("no")} {
+		t.Run(cm.client+"/"+cm.mode, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			res, err := cm.run(ctx, t, port, emuPassword, "SELECT large(5000, 20)", nil)
+			if err != nil {
+				t.Fatalf("run: %v", err)
+			}
+			if len(res.Rows) >= 5000 || res.OK && cm.client != ClientTSQL {
+				t.Fatalf("OK %v with %d rows; want the connection lost mid-result", res.OK, len(res.Rows))
+			}
+			// tsql prints the rows it got and exits 0: the lost
+			// connection shows only in its stderr, if at all.
+			t.Logf("%s %s: OK %v, %d rows, then %q (code %q, cause %q, stderr %q, exit %d)", cm.client, cm.mode, res.OK, len(res.Rows),
+				oneLineText(res.Error), res.Code, res.Cause, oneLineText(res.Stderr), res.ExitCode)
+		})
+	}
+}
+
+func oneLineText(s string) string { return strings.ReplaceAll(s, "\n", " | ") }
+
+// TestAttentionTedious: tedious cancels a request at its requestTimeout
+// (an ATTENTION) while a latency rule holds the reply; with the
+// ATTENTION dropped the server never acknowledges it, and tedious's own
+// cancelTimeout (5 s) ends the wait.
+func TestAttentionTedious(t *testing.T) {
+	if testing.Short() {
+		t.Skip("attention: several seconds")
+	}
+	td, err := FindTedious()
+	Require(t, ClientTedious, err)
+	emu, _ := startEmulator(t, tds.EncryptOff)
+	slow := faults.RuleSpec{Name: "slow", Action: "latency", Direction: "downstream", Phase: "established", Options: faults.OptionValues{"delay": "700ms"}}
+	for _, tc := range []struct {
+		name string
+		rule *faults.RuleSpec
+	}{
+		{"passed", nil},
+		{"dropped", &faults.RuleSpec{Name: "attn", Action: "attention", Options: faults.OptionValues{"mode": "drop"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, port, _ := engineProxy(t, emu.Addr())
+			rules := []faults.RuleSpec{slow}
+			if tc.rule != nil {
+				rules = append(rules, *tc.rule)
+			}
+			if err := e.SetRules("p", rules); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			res, err := td.Run(ctx, TediousConfig{Port: port, User: emuUser, Password: emuPassword, Encrypt: false, RequestTimeout: 200, Timeout: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.OK {
+				t.Fatal("the request outlived its 200 ms requestTimeout")
+			}
+			t.Logf("attention %s: tedious after %v: %q (code %q)", tc.name, res.Elapsed.Round(10*time.Millisecond), res.Error, res.Code)
+		})
+	}
+}
