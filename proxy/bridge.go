@@ -245,12 +245,7 @@ func fillBridgeRecord(r *Record, rep *tlsbridge.BridgeReport, st *bridgeState, p
 	case "not-tds":
 		r.Protocol = ProtocolNotTDS
 	}
-	mark := func(p Phase, enc bool) {
-		if !r.Reached(p) {
-			r.Phases = append(r.Phases, PhaseMark{Phase: p, At: at, Encrypted: enc})
-			r.Phase = p
-		}
-	}
+	mark := func(p Phase, enc bool) { markPhase(r, p, enc, at) }
 	if rep.ClientPrelogin != nil || rep.ServerPrelogin != nil {
 		r.Prelogin = &PreloginInfo{Scope: rep.Scope}
 		if rep.ClientPrelogin != nil {
@@ -273,6 +268,22 @@ func fillBridgeRecord(r *Record, rep *tlsbridge.BridgeReport, st *bridgeState, p
 	if pol != nil {
 		bi.Scenario = pol.Scenario
 	}
+	fillBridgeTLS(r, rep, bi, mark)
+	fillBridgeSession(r, &rep.Session, bi, mark)
+	r.Bridge = bi
+}
+
+// markPhase records that the connection reached p at at, once.
+func markPhase(r *Record, p Phase, enc bool, at time.Duration) {
+	if !r.Reached(p) {
+		r.Phases = append(r.Phases, PhaseMark{Phase: p, At: at, Encrypted: enc})
+		r.Phase = p
+	}
+}
+
+// fillBridgeTLS fills the record's TLS (the client leg, as a passthrough
+// record has it) and the bridge's view of both legs.
+func fillBridgeTLS(r *Record, rep *tlsbridge.BridgeReport, bi *record.BridgeInfo, mark func(Phase, bool)) {
 	if rep.ClientHello != nil {
 		r.TLS = &TLSInfo{Wrapped: rep.Protocol == "tds7", ClientHello: clientHelloInfo(rep.ClientHello)}
 		bi.ClientJA4 = rep.ClientHello.JA4()
@@ -281,18 +292,7 @@ func fillBridgeRecord(r *Record, rep *tlsbridge.BridgeReport, st *bridgeState, p
 	if rep.UpstreamHello != nil {
 		bi.UpstreamJA4 = rep.UpstreamHello.JA4()
 	}
-	leg := func(l *tlsbridge.TLSLeg) *record.BridgeLeg {
-		if l == nil {
-			return nil
-		}
-		out := &record.BridgeLeg{Version: tlsbridge.VersionName(l.Version), CipherSuite: tlsbridge.CipherSuiteName(l.CipherSuite), ALPN: l.ALPN}
-		if l.Cert != nil {
-			ci := certificateInfo(*l.Cert)
-			out.Certificate = &ci
-		}
-		return out
-	}
-	bi.ClientTLS, bi.UpstreamTLS = leg(rep.Client), leg(rep.Upstream)
+	bi.ClientTLS, bi.UpstreamTLS = bridgeLeg(rep.Client), bridgeLeg(rep.Upstream)
 	if rep.Client != nil && r.TLS != nil {
 		r.TLS.Version = tlsbridge.VersionName(rep.Client.Version)
 		r.TLS.CipherSuite = tlsbridge.CipherSuiteName(rep.Client.CipherSuite)
@@ -316,7 +316,24 @@ func fillBridgeRecord(r *Record, rep *tlsbridge.BridgeReport, st *bridgeState, p
 	if rep.Alert != nil && r.TLS != nil {
 		r.TLS.Alerts = append(r.TLS.Alerts, AlertInfo{From: SideProxy, Level: rep.Alert.LevelName(), Description: tlsbridge.AlertName(rep.Alert.Description)})
 	}
-	s := rep.Session
+}
+
+// bridgeLeg is one TLS leg of a bridged connection, as recorded.
+func bridgeLeg(l *tlsbridge.TLSLeg) *record.BridgeLeg {
+	if l == nil {
+		return nil
+	}
+	out := &record.BridgeLeg{Version: tlsbridge.VersionName(l.Version), CipherSuite: tlsbridge.CipherSuiteName(l.CipherSuite), ALPN: l.ALPN}
+	if l.Cert != nil {
+		ci := certificateInfo(*l.Cert)
+		out.Certificate = &ci
+	}
+	return out
+}
+
+// fillBridgeSession fills the login and what the bridge saw of the TDS
+// session.
+func fillBridgeSession(r *Record, s *tds.SessionSummary, bi *record.BridgeInfo, mark func(Phase, bool)) {
 	if l := s.Login; l != nil {
 		li := &LoginInfo{Visible: true, User: l.User, App: l.App, Host: l.Host, Server: l.Server, Database: l.Database,
 			Library: l.Library, TDSVersion: fmt.Sprintf("0x%08X", l.TDSVersion)}
@@ -354,7 +371,6 @@ func fillBridgeRecord(r *Record, rep *tlsbridge.BridgeReport, st *bridgeState, p
 	bi.Database, bi.Language, bi.PacketSize, bi.Routing = s.Database, s.Language, s.PacketSize, s.Routing
 	bi.SQLBatches, bi.RPCs, bi.Procedures, bi.Attentions, bi.Rows = s.SQLBatches, s.RPCs, s.Procedures, s.Attentions, s.Rows
 	bi.Queries, bi.DecodeIssues = s.Queries, s.Issues
-	r.Bridge = bi
 }
 
 // countConn counts the bytes read from a conn into one of the session's
