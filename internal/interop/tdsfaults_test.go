@@ -210,9 +210,9 @@ func TestTediousRetriesTransientLogin(t *testing.T) {
 }
 
 // A redirect (Azure SQL's gateway in Redirect mode): the login response
-// from proxy "gw" carries a ROUTING ENVCHANGE to proxy "node"; tedious
-// and go-mssqldb reconnect there and run their query; both legs are
-// recorded.
+// from proxy "gw" carries a ROUTING ENVCHANGE to proxy "node"; tedious,
+// go-mssqldb (plaintext and login-only), the JDBC driver, ODBC Driver 18
+// and tsql reconnect there and run their query; both legs are recorded.
 func TestRedirectFollowed(t *testing.T) {
 	emu, _ := startEmulator(t, tds.EncryptOff)
 	_, nodePort, nodeRecs := engineProxy(t, emu.Addr())
@@ -221,8 +221,8 @@ func TestRedirectFollowed(t *testing.T) {
 		Options: faults.OptionValues{"to": "127.0.0.1:" + strconv.Itoa(nodePort)}}}); err != nil {
 		t.Fatal(err)
 	}
-	for _, cm := range []clientMode{tediousMode(false, false), mssqlMode("disable")} {
-		t.Run(cm.client, func(t *testing.T) {
+	for _, cm := range []clientMode{tediousMode(false, false), mssqlMode("disable"), mssqlMode("false"), jdbcMode("false"), odbcMode("no"), tsqlMode("off")} {
+		t.Run(cm.client+"/"+cm.mode, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			res, err := cm.run(ctx, t, gwPort, emuPassword, "SELECT 1", nil)
