@@ -31,6 +31,7 @@ type labFlags struct {
 	handshakes int
 	logLevel   string
 	logFormat  string
+	retry      bool // the retry section (lab_retry.go)
 }
 
 func newLabCmd() *cobra.Command {
@@ -50,6 +51,9 @@ func newLabCmd() *cobra.Command {
 			if err := f.validate(cmd); err != nil {
 				return err
 			}
+			if f.retry {
+				return runLabRetry(cmd, f)
+			}
 			if f.hold {
 				return runLabHold(cmd, f)
 			}
@@ -67,6 +71,7 @@ func newLabCmd() *cobra.Command {
 	fl.StringVar(&f.listen, "listen", lab.DefaultHoldListen, "with --hold: `host:port` the proxy listens on")
 	fl.StringVar(&f.logLevel, "log-level", "", "with --hold: debug, info (default), warn or error; without: proxy logs at this level (default none)")
 	fl.StringVar(&f.logFormat, "log-format", "auto", "json, console, or auto: console on a terminal, else json")
+	fl.BoolVar(&f.retry, "retry", false, "run the retry section instead (docs/tds-faults.md): a transient login error, a deadlock victim and a failover, met by go-mssqldb without and with a retry wrapper")
 	return cmd
 }
 
