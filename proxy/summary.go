@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/binary"
 	"sync"
 
 	"github.com/tdsproxy/tdsproxy/tlsbridge"
@@ -10,7 +11,77 @@ import (
 // The record stores names, not numbers: it is read by people and by
 // diagnosis, and must not depend on tlsbridge's types.
 
+// clientHelloInfo summarises a hello for the record. A client library sends
+// the same lists on every login, so the rendered summary (JA3, JA4 and the
+// name lists: ≈ 6% of the proxy's CPU per login in BENCHMARKS.md) is kept
+// per distinct content and rendered once; only the length is the hello's own.
 func clientHelloInfo(ch *tlsbridge.ClientHello) *ClientHelloInfo {
+	var kb [512]byte
+	key := helloKey(kb[:0], ch)
+	helloCache.Lock()
+	cached := helloCache.m[string(key)]
+	helloCache.Unlock()
+	if cached == nil {
+		cached = renderClientHelloInfo(ch)
+		helloCache.Lock()
+		if len(helloCache.m) >= helloCacheMax {
+			clear(helloCache.m)
+		}
+		helloCache.m[string(key)] = cached
+		helloCache.Unlock()
+	}
+	ci := *cached // the slices are shared and never written
+	ci.Length = len(ch.Raw)
+	return &ci
+}
+
+// helloCache holds rendered hello summaries by helloKey; bounded like
+// certCache (a client that varies its hello per connection, GREASE for
+// one, costs at most what no cache would).
+var helloCache = struct {
+	sync.Mutex
+	m map[string]*ClientHelloInfo
+}{m: map[string]*ClientHelloInfo{}}
+
+const helloCacheMax = 256
+
+// helloKey appends to b every field of ch that renderClientHelloInfo reads
+// (and JA3 and JA4 read), each list with its length: two hellos with the
+// same key have the same summary but for Length.
+func helloKey(b []byte, ch *tlsbridge.ClientHello) []byte {
+	u16s := func(b []byte, vs []uint16) []byte {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(vs)))
+		for _, v := range vs {
+			b = binary.BigEndian.AppendUint16(b, v)
+		}
+		return b
+	}
+	str := func(b []byte, s string) []byte {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
+		return append(b, s...)
+	}
+	b = binary.BigEndian.AppendUint16(b, ch.LegacyVersion)
+	b = u16s(b, ch.CipherSuites)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(ch.Extensions)))
+	for _, e := range ch.Extensions {
+		b = binary.BigEndian.AppendUint16(b, e.Type)
+	}
+	b = u16s(b, ch.SupportedVersions)
+	b = u16s(b, ch.SignatureAlgorithms)
+	b = u16s(b, ch.SignatureAlgorithmsCert)
+	b = u16s(b, ch.SupportedGroups)
+	b = u16s(b, ch.KeyShareGroups)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(ch.ECPointFormats)))
+	b = append(b, ch.ECPointFormats...)
+	b = str(b, ch.ServerName)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(ch.ALPN)))
+	for _, a := range ch.ALPN {
+		b = str(b, a)
+	}
+	return b
+}
+
+func renderClientHelloInfo(ch *tlsbridge.ClientHello) *ClientHelloInfo {
 	full, hash := ch.JA3()
 	ci := &ClientHelloInfo{
 		LegacyVersion:           tlsbridge.VersionName(ch.LegacyVersion),
