@@ -42,8 +42,21 @@ type Config struct {
 	// Grind (client) chooses the private key so that the shared secret
 	// starts with a zero byte, trying at most GrindLimit keys (0 means
 	// DefaultGrindLimit).
-	Grind      bool
-	GrindLimit int
+	Grind bool
+	// GrindPublic (client) chooses the private key so that the public
+	// value Yc = g^x mod p starts with a zero byte when encoded at the
+	// length of p: with YMinimal dh_Yc is then shorter than p, as OpenSSL
+	// 1.1.1 sends it (docs/dhe.md, the short-public-value variant); with
+	// YPadded it is sent at full length. About 1 key in 256 qualifies
+	// (1 in 65536 with Grind too); GrindLimit bounds the tries.
+	GrindPublic bool
+	GrindLimit  int
+	// RejectShortPublic (server) mishandles a dh_Yc shorter than p, as
+	// unpatched Schannel does (docs/dhe.md, the short-public-value
+	// variant): it derives a pre-master secret the client cannot have, so
+	// the client's Finished fails the way Fail says, with an error that
+	// is both ErrBadFinished and ErrShortPublic.
+	RejectShortPublic bool
 	// DisableExtendedMasterSecret stops this side from offering or
 	// accepting RFC 7627.
 	DisableExtendedMasterSecret bool
@@ -134,7 +147,10 @@ type ConnectionState struct {
 	ZLeadingZero  bool // Z had a leading zero byte: strip and pad differ
 	PublicLen     int  // bytes of this side's dh_Y as sent
 	PeerPublicLen int  // bytes of the peer's dh_Y as received
-	GrindTries    int  // client with Grind: keys tried
+	GrindTries    int  // client with Grind or GrindPublic: keys tried
+	// PublicLeadingZero: this side's Y starts with a zero byte at the
+	// length of p (so YMinimal sent it shorter than p).
+	PublicLeadingZero bool
 }
 
 // AlertError is a fatal alert sent (Remote false) or received (Remote
@@ -591,5 +607,5 @@ func (c *Conn) setKeyAgreementState(ka *keyAgreement) {
 	c.state.Z, c.state.Y = ka.z, ka.y
 	c.state.PreMasterLen, c.state.ZLeadingZero = ka.zLen, ka.zLeadingZero
 	c.state.PublicLen, c.state.PeerPublicLen = ka.ourYLen, ka.peerYLen
-	c.state.GrindTries = ka.grindTries
+	c.state.GrindTries, c.state.PublicLeadingZero = ka.grindTries, ka.yLeadingZero
 }

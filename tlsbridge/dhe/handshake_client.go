@@ -181,7 +181,7 @@ func (hs *clientHandshakeState) readServerKeyExchange() error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, c.sendAlert(alertInsufficientSecurity))
 	}
-	hs.ka = &keyAgreement{group: group, z: cfg.Z, y: cfg.Y, rand: cfg.rand(), grind: cfg.Grind, limit: cfg.GrindLimit}
+	hs.ka = &keyAgreement{group: group, z: cfg.Z, y: cfg.Y, rand: cfg.rand(), grind: cfg.Grind, grindPublic: cfg.GrindPublic, limit: cfg.GrindLimit}
 	c.state.Group, c.state.PrimeBits = group.Name, group.Bits()
 	hs.peerY = ske.ys
 	return nil

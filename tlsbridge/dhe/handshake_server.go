@@ -113,7 +113,7 @@ func (hs *serverHandshakeState) processClientHello() error {
 			}
 		}
 	}
-	hs.ka = &keyAgreement{group: cfg.group(), z: cfg.Z, y: cfg.Y, rand: cfg.rand()}
+	hs.ka = &keyAgreement{group: cfg.group(), z: cfg.Z, y: cfg.Y, rand: cfg.rand(), rejectShort: cfg.RejectShortPublic}
 	c.state.Version, c.state.CipherSuite = c.vers, hs.suite.id
 	c.state.ExtendedMasterSecret, c.state.SecureRenegotiation = hs.ems, h.secureReneg
 	c.state.ServerName = h.serverName
@@ -214,6 +214,9 @@ func (hs *serverHandshakeState) readFinished() error {
 	want := finishedData(c.vers, hs.suite, hs.master, labelClientFinished, c.transcript)
 	typ, msg, err := c.readHandshake()
 	if errors.Is(err, errBadRecordMAC) {
+		if hs.ka.shortRejected {
+			return fmt.Errorf("%w (%d bytes, p is %d): %w", ErrShortPublic, hs.ka.peerYLen, hs.ka.group.Len(), c.failFinished(alertBadRecordMAC, err))
+		}
 		return c.failFinished(alertBadRecordMAC, err)
 	}
 	if err != nil {

@@ -28,8 +28,14 @@ const (
 var ErrBadPublicValue = errors.New("dhe: peer's DH public value is not valid for the group")
 
 // ErrGrindFailed means no private key within Config.GrindLimit tries gave a
-// shared secret with a leading zero byte.
-var ErrGrindFailed = errors.New("dhe: no private key gave a shared secret with a leading zero byte")
+// shared secret (Config.Grind) or a public value (Config.GrindPublic) with a
+// leading zero byte.
+var ErrGrindFailed = errors.New("dhe: no private key gave the leading zero byte asked for")
+
+// ErrShortPublic, with ErrBadFinished, means the client's dh_Yc was shorter
+// than p and the server has Config.RejectShortPublic (docs/dhe.md, the
+// short-public-value variant).
+var ErrShortPublic = errors.New("dhe: client's DH public value is shorter than p")
 
 // keyAgreement is the DHE_RSA key exchange (RFC 5246 §7.4.3, §7.4.7.2,
 // §8.1.2) for one side, with the encoding knobs (docs/dhe.md).
@@ -38,8 +44,13 @@ type keyAgreement struct {
 	z     ZEncoding
 	y     YEncoding
 	rand  io.Reader
-	grind bool
-	limit int
+	grind bool // Z must start with a zero byte
+	// grindPublic: our Y must start with a zero byte at the length of p.
+	grindPublic bool
+	limit       int
+	// rejectShort: a server mishandles a dh_Yc shorter than p
+	// (shortRejected: it did).
+	rejectShort, shortRejected bool
 
 	x *big.Int // our private exponent
 
@@ -47,6 +58,7 @@ type keyAgreement struct {
 	ourYLen, peerYLen int
 	zLen              int
 	zLeadingZero      bool
+	yLeadingZero      bool // our Y, at the length of p, starts with 0x00
 	grindTries        int
 }
 
@@ -97,6 +109,7 @@ func randInt(r io.Reader, max *big.Int) (*big.Int, error) {
 
 // encodeY encodes a public value by the Y knob.
 func (ka *keyAgreement) encodeY(y *big.Int) []byte {
+	ka.yLeadingZero = len(y.Bytes()) < ka.group.Len()
 	if ka.y == YPadded {
 		return y.FillBytes(make([]byte, ka.group.Len()))
 	}
@@ -151,16 +164,26 @@ func (ka *keyAgreement) processClientKeyExchange(yc []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ka.encodeZ(new(big.Int).Exp(y, ka.x, ka.group.P)), nil
+	preMaster := ka.encodeZ(new(big.Int).Exp(y, ka.x, ka.group.P))
+	if ka.rejectShort && len(yc) < ka.group.Len() {
+		// Mishandle it: a pre-master secret the client cannot have, so
+		// that the client's Finished fails as in the leading-zero case.
+		ka.shortRejected = true
+		preMaster = make([]byte, ka.group.Len())
+		if _, err := io.ReadFull(ka.rand, preMaster); err != nil {
+			return nil, err
+		}
+	}
+	return preMaster, nil
 }
 
 // clientKeyExchange draws the client's key (grinding it when asked, so
-// that Z starts with a zero byte) and returns dh_Yc and the pre-master
-// secret. peerY has been checked.
+// that Z, or Yc at the length of p, or both start with a zero byte) and
+// returns dh_Yc and the pre-master secret. peerY has been checked.
 func (ka *keyAgreement) clientKeyExchange(peerY *big.Int) (yc, preMaster []byte, err error) {
 	g := ka.group
 	limit := 1
-	if ka.grind {
+	if ka.grind || ka.grindPublic {
 		limit = ka.limit
 		if limit <= 0 {
 			limit = DefaultGrindLimit
@@ -171,12 +194,16 @@ func (ka *keyAgreement) clientKeyExchange(peerY *big.Int) (yc, preMaster []byte,
 		if err != nil {
 			return nil, nil, err
 		}
+		y := new(big.Int).Exp(g.G, x, g.P)
+		if ka.grindPublic && len(y.Bytes()) == g.Len() {
+			continue
+		}
 		z := new(big.Int).Exp(peerY, x, g.P)
 		if ka.grind && len(z.Bytes()) == g.Len() {
 			continue
 		}
 		ka.x, ka.grindTries = x, try
-		yc = ka.encodeY(new(big.Int).Exp(g.G, x, g.P))
+		yc = ka.encodeY(y)
 		ka.ourYLen = len(yc)
 		return yc, ka.encodeZ(z), nil
 	}
