@@ -18,11 +18,15 @@ import (
 // from inside GetConfigForClient, so the upstream's answer shapes the
 // client leg (its certificate, its version) and an upstream refusal
 // reaches the client as the upstream gave it.
-func (s *bridgeSession) handshake(ctx context.Context, clientT, upT net.Conn, strict bool) (clientLeg, *utls.UConn, error) {
+//
+// A client that offers DHE meets a DHE server on the client leg: the
+// policy's (the DHE scenarios), or, when it offers nothing the mirror
+// keeps, BridgeConfig.UpstreamDHE's, with the DHE engine upstream.
+func (s *bridgeSession) handshake(ctx context.Context, clientT, upT net.Conn, strict bool) (clientLeg, upstreamConn, error) {
 	pol := s.policy
 	ccap := &captureConn{Conn: clientT, capture: true}
 	ucap := &captureConn{Conn: upT, capture: true}
-	if pol != nil && pol.DHE != nil {
+	if (pol != nil && pol.DHE != nil) || s.b.cfg.UpstreamDHE != nil {
 		// Peek the ClientHello: a client that offers DHE meets the DHE
 		// server, any other crypto/tls, which reads the hello again.
 		raw, msg, recVer, err := readHelloRecords(clientT)
@@ -32,9 +36,17 @@ func (s *bridgeSession) handshake(ctx context.Context, clientT, upT net.Conn, st
 			s.rep.Failure = "client TLS handshake: " + err.Error()
 			return nil, nil, s.rep.failure()
 		}
-		if ch, err := ParseClientHello(msg); err == nil && pol.DHE.offers(ch) {
-			s.rep.ClientHello = ch
-			return s.dheHandshake(ctx, ccap, ucap, msg, recVer, strict)
+		if ch, err := ParseClientHello(msg); err == nil {
+			if pol != nil && pol.DHE.offers(ch) {
+				s.rep.ClientHello = ch
+				return s.dheHandshake(ctx, ccap, ucap, msg, recVer, strict, pol.DHE)
+			}
+			if u := s.b.cfg.UpstreamDHE; u != nil && u.Server.offers(ch) {
+				if _, only := u.offersOnlyDHE(ch); only {
+					s.rep.ClientHello = ch
+					return s.dheHandshake(ctx, ccap, ucap, msg, recVer, strict, u.Server)
+				}
+			}
 		}
 	}
 	h := &legsHandshake{s: s, ctx: ctx, ccap: ccap, ucap: ucap, pol: pol, strict: strict}
@@ -204,14 +216,39 @@ func (h *legsHandshake) failed(err error) error {
 	return s.rep.failure()
 }
 
-// dheHandshake runs the client leg with the policy's DHE server (the
-// failing Windows server of the DHE scenarios): the upstream leg first, for
-// the certificate to show, then the DHE server, which decides; when it
-// fails (a leading-zero mismatch) it closes the client as its
-// configuration says, and the upstream leg is closed.
-func (s *bridgeSession) dheHandshake(ctx context.Context, ccap, ucap *captureConn, hello []byte, recVer uint16, strict bool) (clientLeg, *utls.UConn, error) {
+// dheHandshake runs the client leg with the DHE server leg (the policy's:
+// the failing Windows server of the DHE scenarios; or UpstreamDHE's): the
+// upstream leg first, for the certificate to show, then the DHE server,
+// which decides; when it fails (a leading-zero mismatch) it closes the
+// client as its configuration says, and the upstream leg is closed. The
+// upstream leg is utls with the mirrored hello, or, when the client offers
+// only DHE and BridgeConfig.UpstreamDHE is set, the DHE engine.
+func (s *bridgeSession) dheHandshake(ctx context.Context, ccap, ucap *captureConn, hello []byte, recVer uint16, strict bool, leg *DHELeg) (clientLeg, upstreamConn, error) {
 	cfg, pol := s.b.cfg, s.policy
-	utc, err := s.upstreamHandshake(ctx, ucap, hello, recVer, strict)
+	var utc upstreamConn
+	var upLeaf *x509.Certificate
+	var err error
+	if suites, only := cfg.UpstreamDHE.offersOnlyDHE(s.rep.ClientHello); only {
+		var dc DHEClientConn
+		dc, upLeaf, err = s.dheUpstream(ctx, ucap, suites, strict)
+		if err == nil {
+			utc = dc
+		}
+	} else {
+		var uc *utls.UConn
+		uc, err = s.upstreamHandshake(ctx, ucap, hello, recVer, strict)
+		if err == nil {
+			utc = uc
+			st := uc.ConnectionState()
+			s.rep.Upstream = &TLSLeg{Version: st.Version, CipherSuite: st.CipherSuite, ALPN: st.NegotiatedProtocol}
+			if len(st.PeerCertificates) > 0 {
+				upLeaf = st.PeerCertificates[0]
+				if sum, err := SummarizeCertificate(upLeaf.Raw); err == nil {
+					s.rep.Upstream.Cert = &sum
+				}
+			}
+		}
+	}
 	if err != nil {
 		s.rep.DecidedBy = "upstream server"
 		s.rep.Failure = "upstream TLS handshake: " + err.Error()
@@ -223,28 +260,19 @@ func (s *bridgeSession) dheHandshake(ctx context.Context, ccap, ucap *captureCon
 		s.rep.Reset = true
 		return nil, nil, s.rep.failure()
 	}
-	st := utc.ConnectionState()
-	s.rep.Upstream = &TLSLeg{Version: st.Version, CipherSuite: st.CipherSuite, ALPN: st.NegotiatedProtocol}
-	var upLeaf *x509.Certificate
-	if len(st.PeerCertificates) > 0 {
-		upLeaf = st.PeerCertificates[0]
-		if sum, err := SummarizeCertificate(upLeaf.Raw); err == nil {
-			s.rep.Upstream.Cert = &sum
-		}
-	}
 	cert, err := cfg.Certs.Certificate(cfg.UpstreamHost, upLeaf, hashOf(pol))
 	if err != nil {
-		utc.Close()
+		closeUpstream(utc)
 		return nil, nil, err
 	}
 	ccap.stopCapture()
-	dc := pol.DHE.Server(ccap, *cert, strict, cfg.KeyLog)
+	dc := leg.Server(ccap, *cert, strict, cfg.KeyLog)
 	err = dc.Handshake()
 	dst := dc.State()
 	s.rep.DHE = &dst
 	if err != nil {
-		utc.Close()
-		s.rep.DecidedBy = "client-leg TLS (" + pol.DHE.Desc + ")"
+		closeUpstream(utc)
+		s.rep.DecidedBy = "client-leg TLS (" + leg.Desc + ")"
 		s.rep.Failure = "client TLS handshake: " + err.Error()
 		s.rep.DHEFailed = dst.FinishedFailed
 		if fc, ok := ccap.Conn.(*FramedConn); ok {
@@ -255,7 +283,7 @@ func (s *bridgeSession) dheHandshake(ctx context.Context, ccap, ucap *captureCon
 		}
 		// The DHE server closed the client as configured (alert, FIN or
 		// RST); closing again changes nothing.
-		s.rep.Reset = pol.DHE.Fail == "rst"
+		s.rep.Reset = leg.Fail == "rst"
 		s.client.Close()
 		return nil, nil, s.rep.failure()
 	}
@@ -266,6 +294,13 @@ func (s *bridgeSession) dheHandshake(ctx context.Context, ccap, ucap *captureCon
 		}
 	}
 	return dc, utc, nil
+}
+
+// closeUpstream closes the upstream leg's TLS conn.
+func closeUpstream(c upstreamConn) {
+	if cl, ok := c.(io.Closer); ok {
+		cl.Close()
+	}
 }
 
 // readHelloRecords reads TLS handshake records from r until they hold a
