@@ -409,8 +409,14 @@ func (t *tdsRule) loginMatch(rec *proxy.Record) (ok bool, skip string) {
 }
 
 // plaintextAfterLogin reports whether the proxy sees TDS in plaintext
-// once LOGIN7 is sent: no TLS, or TLS for the login only.
+// once LOGIN7 is sent: no TLS, TLS for the login only, or any session in
+// bridge mode.
 func plaintextAfterLogin(rec *proxy.Record) (bool, string) {
+	if rec.Bridge != nil {
+		// Bridge mode: the proxy relays the decrypted session through the
+		// rule's stages whatever the encryption (docs/bridge.md).
+		return true, ""
+	}
 	if rec.Protocol == proxy.ProtocolStrict {
 		return false, "TDS 8.0 strict: the whole session is encrypted (use bridge mode)"
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -98,7 +99,6 @@ func (p *Proxy) setupBridge() error {
 	bc := tlsbridge.BridgeConfig{Certs: certs, UpstreamHost: host, UpstreamInsecure: c.UpstreamInsecure,
 		MaxMessage: p.cfg.maxNegotiationBuffer()}
 	bc.Hello, _ = tlsbridge.ParseHelloMode(c.UpstreamHello)
-	bc.UpstreamDHE = upstreamDHE() // a DHE-only client: the DHE engine on both legs
 	bc.Queries, _ = tds.ParseQueryMode(c.RecordQueries)
 	if c.UpstreamCA != "" {
 		pem, err := os.ReadFile(c.UpstreamCA)
@@ -181,6 +181,9 @@ func (s *session) runBridge(st *bridgeState) {
 	if bp, ok := s.cd.(BridgePolicer); ok && s.cd != nil {
 		o.Policy = bp.BridgePolicy()
 	}
+	if s.cd != nil {
+		o.TDS = bridgeTDS{s}
+	}
 	o.Established = func() {
 		s.mu.Lock()
 		s.stopWatchingLocked()
@@ -197,6 +200,93 @@ func (s *session) runBridge(st *bridgeState) {
 	s.setClose(by, kind, reason)
 	s.closeBoth()
 	s.finish()
+}
+
+// errStageCut ends a bridged direction that a stage cut (the cut has
+// closed the connection).
+var errStageCut = errors.New("bridge: connection cut by a fault stage")
+
+// bridgeTDS is a bridged session's tlsbridge.TDSHook: the decrypted
+// LOGIN7 goes to the decider as the watcher's PhaseLogin7 does in
+// passthrough, and each decrypted direction passes the session's stages
+// as forward passes plaintext chunks (docs/bridge.md, "TDS faults").
+type bridgeTDS struct{ s *session }
+
+// Login records the decrypted LOGIN7, asks the decider about PhaseLogin7
+// and applies the verdict: a delay, stages, or a close.
+func (h bridgeTDS) Login(l tds.SessionLogin) error {
+	s := h.s
+	s.mu.Lock()
+	s.rec.Login = &LoginInfo{Visible: true, User: l.User, App: l.App, Host: l.Host, Server: l.Server, Database: l.Database,
+		Library: l.Library, TDSVersion: fmt.Sprintf("0x%08X", l.TDSVersion)}
+	if s.rec.Bridge == nil {
+		// The decider reads it as "the session is decrypted here";
+		// fillBridgeRecord replaces it when the connection ends.
+		s.rec.Bridge = &record.BridgeInfo{}
+	}
+	v := s.decideLocked([]Event{{Phase: PhaseLogin7, Dir: ClientToServer}})
+	s.mu.Unlock()
+	if v.Delay > 0 {
+		t := time.NewTimer(v.Delay)
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			t.Stop()
+			return s.ctx.Err()
+		}
+	}
+	if len(v.Stages) > 0 {
+		s.mu.Lock()
+		for _, ds := range v.Stages {
+			s.stages[ds.Dir] = append(s.stages[ds.Dir], ds.Stage)
+		}
+		s.mu.Unlock()
+		s.bindStageClosers(v.Stages)
+	}
+	if v.Close {
+		s.inject(v)
+		return errStageCut
+	}
+	return nil
+}
+
+// Wrap returns the writer of one decrypted direction.
+func (h bridgeTDS) Wrap(toServer bool, dst io.Writer) io.Writer {
+	dir := ServerToClient
+	if toServer {
+		dir = ClientToServer
+	}
+	return &stageWriter{s: h.s, dir: dir, dst: dst}
+}
+
+// stageWriter passes a bridged direction's decrypted bytes through the
+// session's stages for that direction; with none, it writes them as they
+// are.
+type stageWriter struct {
+	s   *session
+	dir Direction
+	dst io.Writer
+}
+
+func (w *stageWriter) Write(b []byte) (int, error) {
+	stages := w.s.stagesFor(w.dir)
+	if len(stages) == 0 {
+		return w.dst.Write(b)
+	}
+	cut, err := runStages(w.s.ctx, stages, b, func(p []byte) error {
+		_, err := w.dst.Write(p)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	if cut != nil {
+		w.s.cut(w.dir, cut)
+		if cut.After <= 0 {
+			return 0, errStageCut
+		}
+	}
+	return len(b), nil
 }
 
 // bridgeClose says who closed a bridged connection first, and how.

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	utls "github.com/refraction-networking/utls"
+
 	"github.com/tdsproxy/tdsproxy/tds"
 )
 
@@ -33,9 +35,6 @@ type BridgeConfig struct {
 	Hello HelloMode
 	// KeyLog receives the secrets of both legs in NSS key log format.
 	KeyLog io.Writer
-	// UpstreamDHE, when set, bridges a client that offers only DHE
-	// suites with the DHE engine on both legs (bridge_dhe_upstream.go).
-	UpstreamDHE *UpstreamDHE
 	// Policy configures the client-facing TLS server (scenarios); nil
 	// allows TLS 1.0-1.3, Go's suites and a SHA-256 certificate.
 	Policy *ServerPolicy
@@ -129,6 +128,25 @@ type ServeOptions struct {
 	// Policy, when set, replaces BridgeConfig.Policy for this connection
 	// (a fault rule's scenario).
 	Policy *ServerPolicy
+	// TDS, when set, sees the decrypted TDS streams (TDS faults in bridge
+	// mode, docs/bridge.md).
+	TDS TDSHook
+}
+
+// TDSHook lets the caller act on a bridged connection's decrypted TDS
+// streams as it acts on plaintext TDS in passthrough: the decoded LOGIN7
+// first, then every chunk of each direction.
+type TDSHook interface {
+	// Login is called once, from the client-to-server relay, when the
+	// client's LOGIN7 (MS-TDS §2.2.6.4) has been decoded and before its
+	// last bytes go upstream. An error ends that direction (the hook has
+	// closed the connection).
+	Login(l tds.SessionLogin) error
+	// Wrap returns the writer the relay writes one direction's decrypted
+	// bytes to instead of dst (toServer: the client's bytes). It is
+	// called once per direction when the relay starts; an error from the
+	// writer ends that direction.
+	Wrap(toServer bool, dst io.Writer) io.Writer
 }
 
 // ServeWith is Serve with per-connection options.
@@ -139,7 +157,7 @@ func (b *Bridge) ServeWith(ctx context.Context, client, upstream net.Conn, o Ser
 		pol = o.Policy
 	}
 	s := &bridgeSession{b: b, rep: rep, client: client, upstream: upstream, established: o.Established, policy: pol,
-		dec: &tds.SessionDecoder{Queries: b.cfg.Queries}}
+		dec: &tds.SessionDecoder{Queries: b.cfg.Queries}, hook: o.TDS}
 	stop := context.AfterFunc(ctx, func() { client.Close(); upstream.Close() })
 	defer stop()
 	defer func() {
@@ -168,6 +186,30 @@ type bridgeSession struct {
 
 	decMu sync.Mutex
 	dec   *tds.SessionDecoder
+
+	// hook sees the decrypted streams; loginSeen: hook.Login was called
+	// (only the client's reader touches it).
+	hook      TDSHook
+	loginSeen bool
+}
+
+// checkLogin calls the hook's Login once the decoder has the client's
+// LOGIN7.
+func (s *bridgeSession) checkLogin() error {
+	if s.hook == nil || s.loginSeen {
+		return nil
+	}
+	s.decMu.Lock()
+	var l *tds.SessionLogin
+	if sum := s.dec.Summary(); sum.Login != nil {
+		l = sum.Login
+	}
+	s.decMu.Unlock()
+	if l == nil {
+		return nil
+	}
+	s.loginSeen = true
+	return s.hook.Login(*l)
 }
 
 func (s *bridgeSession) summary() tds.SessionSummary {
@@ -318,7 +360,7 @@ func (s *bridgeSession) prelogin(client net.Conn) (scope tds.TLSScope, passthrou
 // loginOnly relays a login-only connection: the first LOGIN7 packet inside
 // TLS on both legs, all else in plaintext (MS-TDS §2.2.6.5, "LOGIN7
 // only").
-func (s *bridgeSession) loginOnly(ctls clientLeg, cfc *FramedConn, utc upstreamConn, ufc *FramedConn) error {
+func (s *bridgeSession) loginOnly(ctls clientLeg, cfc *FramedConn, utc *utls.UConn, ufc *FramedConn) error {
 	login, err := ReadLoginOnly(ctls, cfc, s.maxMessage())
 	if err != nil {
 		s.rep.DecidedBy = "client"
@@ -327,6 +369,10 @@ func (s *bridgeSession) loginOnly(ctls clientLeg, cfc *FramedConn, utc upstreamC
 	s.decMu.Lock()
 	s.dec.Message(true, login.Type, login.Payload)
 	s.decMu.Unlock()
+	if err := s.checkLogin(); err != nil {
+		clear(login.Payload)
+		return err
+	}
 	w := tds.Writer{PacketSize: tds.DefaultPacketSize}
 	msg := w.AppendMessage(nil, login.Type, 0, login.Payload)
 	clear(login.Payload) // the password, obfuscated, lived here
@@ -368,6 +414,10 @@ func (s *bridgeSession) relay(cr io.Reader, cw io.Writer, sr io.Reader, sw io.Wr
 			}
 		})
 	}
+	if s.hook != nil {
+		sw = s.hook.Wrap(true, sw)
+		cw = s.hook.Wrap(false, cw)
+	}
 	wg.Add(2)
 	go func() { // client to server
 		defer wg.Done()
@@ -399,6 +449,11 @@ func (s *bridgeSession) copyDir(fromClient bool, dst io.Writer, src io.Reader) e
 		n, err := src.Read(buf)
 		if n > 0 {
 			s.feed(fromClient, buf[:n])
+			if fromClient {
+				if err := s.checkLogin(); err != nil {
+					return err
+				}
+			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return werr
 			}

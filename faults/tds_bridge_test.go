@@ -1,0 +1,140 @@
+package faults_test
+
+import (
+	"context"
+	"crypto/x509"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	mssql "github.com/microsoft/go-mssqldb"
+	"github.com/microsoft/go-mssqldb/msdsn"
+
+	"github.com/tdsproxy/tdsproxy/faults"
+	"github.com/tdsproxy/tdsproxy/internal/emulator"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
+	"github.com/tdsproxy/tdsproxy/internal/testkit/proxykit"
+	"github.com/tdsproxy/tdsproxy/proxy"
+	"github.com/tdsproxy/tdsproxy/tds"
+)
+
+// bridgeTDSEnv runs the emulator behind a bridge proxy (docs/bridge.md)
+// whose rules the test sets on the returned engine; open gives a
+// go-mssqldb pool through it with encrypt (true: TLS for the whole
+// session; strict: TDS 8.0) trusting the bridge's CA.
+func bridgeTDSEnv(t *testing.T) (e *faults.Engine, open func(encrypt string) *sql.DB, recs <-chan *proxy.Record) {
+	t.Helper()
+	emu := testkit.StartEmulator(t, emulator.Config{Encrypt: tds.EncryptOff, User: testkit.User, Password: testkit.Password})
+	dir := t.TempDir()
+	upCA := filepath.Join(dir, "up.pem")
+	if err := os.WriteFile(upCA, emu.CertificatePEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e = faults.NewEngine(nil)
+	sink, recs := proxykit.Records(64)
+	p := proxykit.Start(t, proxy.Config{Name: "p", Upstream: emu.Addr(),
+		Bridge: &proxy.BridgeConfig{CAOut: filepath.Join(dir, "ca.pem"), UpstreamCA: upCA}},
+		proxy.Options{Decider: e.Decider("p"), Sink: sink})
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(p.BridgeCAPEM())
+	open = func(encrypt string) *sql.DB {
+		t.Helper()
+		cfg, err := msdsn.Parse(testkit.GoDSN(p.Addr().String(), encrypt, nil))
+		if err != nil {
+			t.Fatal("DSN does not parse")
+		}
+		if cfg.TLSConfig == nil {
+			t.Fatalf("encrypt=%s: no TLS config", encrypt)
+		}
+		cfg.TLSConfig.RootCAs = pool
+		db := sql.OpenDB(mssql.NewConnectorConfig(cfg))
+		db.SetMaxIdleConns(0)
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	return e, open, recs
+}
+
+func setRules(t *testing.T, e *faults.Engine, rules ...faults.RuleSpec) {
+	t.Helper()
+	if err := e.SetRules("p", rules); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TDS faults on sessions encrypted on the wire, through a bridge:
+// go-mssqldb with encrypt=true and strict sees 40613 at login twice, then
+// logs in (times: 2); 1205 at query leaves the connection usable; a rule
+// matching LOGIN7's app acts, one matching another app passes, and
+// neither records "LOGIN7 not visible".
+func TestTDSFaultsInBridgeMode(t *testing.T) {
+	e, open, recs := bridgeTDSEnv(t)
+	for _, enc := range []string{"true", "strict"} {
+		t.Run(enc+"/40613 at login times 2", func(t *testing.T) {
+			setRules(t, e, faults.RuleSpec{Name: "login", Action: "tds_error",
+				Options: map[string]string{"at": "login", "number": "40613", "times": "2"}})
+			db := open(enc)
+			for i := 1; i <= 3; i++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+				err := db.PingContext(ctx)
+				cancel()
+				want := int32(40613)
+				if i == 3 {
+					want = 0
+				}
+				if got := mssqlNumber(err); got != want || (want == 0) != (err == nil) {
+					t.Fatalf("login %d: %v (number %d), want %d", i, err, got, want)
+				}
+				r := proxykit.Next(t, recs, 10*time.Second)
+				if r.Bridge == nil || (i < 3) != hasFault(r, "login", faults.TDSError) {
+					t.Fatalf("login %d: bridge %v, faults %+v", i, r.Bridge != nil, r.Faults)
+				}
+			}
+		})
+		t.Run(enc+"/1205 at query", func(t *testing.T) {
+			setRules(t, e, faults.RuleSpec{Name: "q", Action: "tds_error",
+				Options: map[string]string{"at": "query", "number": "1205", "query": "(?i)^select", "times": "1"}})
+			db := open(enc)
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			conn, err := db.Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var v int
+			err = conn.QueryRowContext(ctx, "SELECT 2").Scan(&v)
+			if mssqlNumber(err) != 1205 {
+				t.Fatalf("SELECT 2: %v, want error 1205", err)
+			}
+			if err := conn.QueryRowContext(ctx, "SELECT 1").Scan(&v); err != nil || v != 1 {
+				t.Fatalf("SELECT 1 on the same connection after 1205: %v, %v", v, err)
+			}
+			conn.Close()
+			r := proxykit.Next(t, recs, 10*time.Second)
+			if !hasFault(r, "q", proxy.ActionArmed) {
+				t.Errorf("faults %+v, want q armed", r.Faults)
+			}
+		})
+		t.Run(enc+"/app match", func(t *testing.T) {
+			setRules(t, e,
+				faults.RuleSpec{Name: "other", Action: "tds_error", Options: map[string]string{"number": "4060", "app": "^not-this-app$"}},
+				faults.RuleSpec{Name: "app", Action: "tds_error", Options: map[string]string{"number": "18456", "app": "^" + testkit.AppName + "$"}})
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			if err := open(enc).PingContext(ctx); mssqlNumber(err) != 18456 {
+				t.Fatalf("login: %v, want 18456 from the app rule", err)
+			}
+			r := proxykit.Next(t, recs, 10*time.Second)
+			if !hasFault(r, "app", faults.TDSError) || hasFault(r, "other", faults.TDSError) {
+				t.Errorf("faults %+v", r.Faults)
+			}
+			for _, f := range r.Faults {
+				if f.Action == proxy.ActionSkip {
+					t.Errorf("skip recorded in bridge mode: %+v", f)
+				}
+			}
+		})
+	}
+}
