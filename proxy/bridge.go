@@ -99,6 +99,7 @@ func (p *Proxy) setupBridge() error {
 	bc := tlsbridge.BridgeConfig{Certs: certs, UpstreamHost: host, UpstreamInsecure: c.UpstreamInsecure,
 		MaxMessage: p.cfg.maxNegotiationBuffer()}
 	bc.Hello, _ = tlsbridge.ParseHelloMode(c.UpstreamHello)
+	bc.UpstreamDHE = upstreamDHE() // a DHE-only client: the DHE engine on both legs
 	bc.Queries, _ = tds.ParseQueryMode(c.RecordQueries)
 	if c.UpstreamCA != "" {
 		pem, err := os.ReadFile(c.UpstreamCA)

@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	utls "github.com/refraction-networking/utls"
-
 	"github.com/tdsproxy/tdsproxy/tds"
 )
 
@@ -35,6 +33,9 @@ type BridgeConfig struct {
 	Hello HelloMode
 	// KeyLog receives the secrets of both legs in NSS key log format.
 	KeyLog io.Writer
+	// UpstreamDHE, when set, bridges a client that offers only DHE
+	// suites with the DHE engine on both legs (bridge_dhe_upstream.go).
+	UpstreamDHE *UpstreamDHE
 	// Policy configures the client-facing TLS server (scenarios); nil
 	// allows TLS 1.0-1.3, Go's suites and a SHA-256 certificate.
 	Policy *ServerPolicy
@@ -360,7 +361,7 @@ func (s *bridgeSession) prelogin(client net.Conn) (scope tds.TLSScope, passthrou
 // loginOnly relays a login-only connection: the first LOGIN7 packet inside
 // TLS on both legs, all else in plaintext (MS-TDS §2.2.6.5, "LOGIN7
 // only").
-func (s *bridgeSession) loginOnly(ctls clientLeg, cfc *FramedConn, utc *utls.UConn, ufc *FramedConn) error {
+func (s *bridgeSession) loginOnly(ctls clientLeg, cfc *FramedConn, utc upstreamConn, ufc *FramedConn) error {
 	login, err := ReadLoginOnly(ctls, cfc, s.maxMessage())
 	if err != nil {
 		s.rep.DecidedBy = "client"
