@@ -366,9 +366,10 @@ func TestProbeOpenSSLDHE(t *testing.T) {
 	if len(r.Versions) != 0 {
 		t.Errorf("versions inside PRELOGIN %v, want none", r.Versions)
 	}
-	// OpenSSL strips the leading zero (RFC 5246 §8.1.2).
-	if !slices.Equal(r.DHE.GroupsBits, []int{2048}) || r.DHE.LeadingZero != LeadingZeroStrip {
-		t.Errorf("dhe %+v: want 2048 bits, leading zero strip", r.DHE)
+	// OpenSSL strips the leading zero (RFC 5246 §8.1.2) and takes a dh_Yc
+	// shorter than p.
+	if !slices.Equal(r.DHE.GroupsBits, []int{2048}) || r.DHE.LeadingZero != LeadingZeroStrip || r.DHE.ShortPublic != ShortPublicAccepted {
+		t.Errorf("dhe %+v: want 2048 bits, leading zero strip, short public accepted", r.DHE)
 	}
 	if v := verdictOf(t, r, faults.ScenarioDHEEnabled); v.Status != StatusRisk {
 		t.Errorf("dhe-enabled %+v, want risk", v)

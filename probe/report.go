@@ -84,7 +84,7 @@ func (r *Result) writeSuites(b *strings.Builder) {
 	b.WriteString("\n")
 }
 
-// writeDHE writes the DHE suites and the leading-zero test.
+// writeDHE writes the DHE suites and the leading-zero tests.
 func (r *Result) writeDHE(b *strings.Builder) {
 	d := r.DHE
 	b.WriteString("DHE\n")
@@ -96,6 +96,10 @@ func (r *Result) writeDHE(b *strings.Builder) {
 	fmt.Fprintf(b, "  leading zero       %s", d.LeadingZero)
 	if d.LeadingZeroReason != "" {
 		fmt.Fprintf(b, " (%s)", d.LeadingZeroReason)
+	}
+	fmt.Fprintf(b, "\n  short public       %s", d.ShortPublic)
+	if d.ShortPublicReason != "" {
+		fmt.Fprintf(b, " (%s)", d.ShortPublicReason)
 	}
 	b.WriteString("\n\n")
 }

@@ -71,7 +71,10 @@ type DHEResult struct {
 	// (unpatched) or "n/a"; LeadingZeroReason says why when n/a.
 	LeadingZero       string `json:"leading_zero"`
 	LeadingZeroReason string `json:"leading_zero_reason,omitempty"`
-	// ShortPublic is the short-public-value variant, as LeadingZero.
+	// ShortPublic is the short-public-value variant: "accepted" (a dh_Yc
+	// shorter than p, as OpenSSL 1.1.1 sends it, completes), "rejected"
+	// (only the padded one does: unpatched Schannel) or "n/a" with
+	// ShortPublicReason.
 	ShortPublic       string `json:"short_public"`
 	ShortPublicReason string `json:"short_public_reason,omitempty"`
 }

@@ -157,13 +157,25 @@ func leadingZeroVerdict(ev *evidence, scenario string) (string, string) {
 	if len(d.Suites) == 0 {
 		return StatusOK, "no DHE suite is accepted, so the encoding of the DH secret never matters"
 	}
+	var status, why string
 	switch d.LeadingZero {
 	case LeadingZeroPad:
-		return StatusRisk, "DHE accepted and the server pads a shared secret with a leading zero (unpatched): about 1 DHE handshake in 256 from RFC 5246 clients fails"
+		status, why = StatusRisk, "DHE accepted and the server pads a shared secret with a leading zero (unpatched): about 1 DHE handshake in 256 from RFC 5246 clients fails"
 	case LeadingZeroStrip:
-		return StatusOK, "DHE accepted and the server strips the leading zero (RFC 5246 §8.1.2, patched); unpatched clients still fail about 1 DHE handshake in 256"
+		status, why = StatusOK, "DHE accepted and the server strips the leading zero (RFC 5246 §8.1.2, patched); unpatched clients still fail about 1 DHE handshake in 256"
+	default:
+		status, why = StatusRisk, "DHE accepted ("+strings.Join(d.Suites, ", ")+"); whether the server strips or pads a leading zero was not tested ("+d.LeadingZeroReason+"): with a peer that encodes it the other way about 1 DHE handshake in 256 fails"
 	}
-	return StatusRisk, "DHE accepted (" + strings.Join(d.Suites, ", ") + "); whether the server strips or pads a leading zero was not tested (" + d.LeadingZeroReason + "): with a peer that encodes it the other way about 1 DHE handshake in 256 fails"
+	switch d.ShortPublic {
+	case ShortPublicAccepted:
+		why += "; a client public value shorter than p (OpenSSL 1.1.1) is accepted"
+	case ShortPublicRejected:
+		status = StatusRisk
+		why += "; the server mishandles a client public value shorter than p (unpatched): about 1 DHE handshake in 256 from OpenSSL 1.1.1 clients fails"
+	default:
+		why += "; a short client public value was not tested (" + d.ShortPublicReason + ")"
+	}
+	return status, why
 }
 
 func weakHashVerdict(ev *evidence, scenario string) (string, string) {

@@ -97,6 +97,8 @@ func (s *Server) dheConfigs(max7, max8 uint16) error {
 		Z:            cfg.DHEZ,
 		Y:            cfg.DHEY,
 		Fail:         cfg.DHEFail,
+
+		RejectShortPublic: cfg.DHERejectShortY,
 	}
 	if cfg.DHEKeyLog != nil {
 		// Connections log concurrently; one line per write, whole.

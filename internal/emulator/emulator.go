@@ -106,6 +106,9 @@ type Config struct {
 	DHEZ    dhe.ZEncoding
 	DHEY    dhe.YEncoding
 	DHEFail dhe.FailMode
+	// DHERejectShortY mishandles a client public value shorter than p
+	// (dhe.Config.RejectShortPublic), as unpatched Windows does.
+	DHERejectShortY bool
 	// DHEKeyLog, when set, receives the DHE master secrets in NSS key log
 	// format.
 	DHEKeyLog io.Writer
