@@ -23,7 +23,8 @@ import (
 // bridgeTDSEnv runs the emulator behind a bridge proxy (docs/bridge.md)
 // whose rules the test sets on the returned engine; open gives a
 // go-mssqldb pool through it with encrypt (true: TLS for the whole
-// session; strict: TDS 8.0) trusting the bridge's CA.
+// session; strict: TDS 8.0; false: login-only; disable: NOT_SUP)
+// trusting the bridge's CA.
 func bridgeTDSEnv(t *testing.T) (e *faults.Engine, open func(encrypt string) *sql.DB, recs <-chan *proxy.Record) {
 	t.Helper()
 	emu := testkit.StartEmulator(t, emulator.Config{Encrypt: tds.EncryptOff, User: testkit.User, Password: testkit.Password})
@@ -45,10 +46,9 @@ func bridgeTDSEnv(t *testing.T) (e *faults.Engine, open func(encrypt string) *sq
 		if err != nil {
 			t.Fatal("DSN does not parse")
 		}
-		if cfg.TLSConfig == nil {
-			t.Fatalf("encrypt=%s: no TLS config", encrypt)
+		if cfg.TLSConfig != nil {
+			cfg.TLSConfig.RootCAs = pool
 		}
-		cfg.TLSConfig.RootCAs = pool
 		db := sql.OpenDB(mssql.NewConnectorConfig(cfg))
 		db.SetMaxIdleConns(0)
 		t.Cleanup(func() { db.Close() })
@@ -65,13 +65,14 @@ func setRules(t *testing.T, e *faults.Engine, rules ...faults.RuleSpec) {
 }
 
 // TDS faults on sessions encrypted on the wire, through a bridge:
-// go-mssqldb with encrypt=true and strict sees 40613 at login twice, then
+// go-mssqldb with encrypt=true and strict (and, through the same bridge,
+// login-only and NOT_SUP) sees 40613 at login twice, then
 // logs in (times: 2); 1205 at query leaves the connection usable; a rule
 // matching LOGIN7's app acts, one matching another app passes, and
 // neither records "LOGIN7 not visible".
 func TestTDSFaultsInBridgeMode(t *testing.T) {
 	e, open, recs := bridgeTDSEnv(t)
-	for _, enc := range []string{"true", "strict"} {
+	for _, enc := range []string{"true", "strict", "false", "disable"} {
 		t.Run(enc+"/40613 at login times 2", func(t *testing.T) {
 			setRules(t, e, faults.RuleSpec{Name: "login", Action: "tds_error",
 				Options: map[string]string{"at": "login", "number": "40613", "times": "2"}})
@@ -137,4 +138,55 @@ func TestTDSFaultsInBridgeMode(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cut_result and idle_kill on a bridged encrypt=true session: the cut
+// comes after about 1000 rows of the decrypted result, and the idle reset
+// from the stage's own clock (proxy.StageCloser); both are the record's
+// close, by the proxy.
+func TestTDSCutsInBridgeMode(t *testing.T) {
+	e, open, recs := bridgeTDSEnv(t)
+	t.Run("cut_result", func(t *testing.T) {
+		setRules(t, e, faults.RuleSpec{Name: "cut", Action: "cut_result", Options: map[string]string{"query": "(?i)large", "rows": "1000"}})
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		rows, err := open("true").QueryContext(ctx, "SELECT large(5000, 20)")
+		n := 0
+		if err == nil {
+			for rows.Next() {
+				n++
+			}
+			err = rows.Err()
+			rows.Close()
+		}
+		if err == nil || n >= 5000 {
+			t.Fatalf("read %d rows, error %v; want the connection cut after about 1000", n, err)
+		}
+		t.Logf("go-mssqldb (encrypt=true, bridged) after %d rows: %v", n, err)
+		r := proxykit.Next(t, recs, 10*time.Second)
+		if r.Close == nil || r.Close.By != proxy.SideProxy || !hasFault(r, "cut", proxy.ActionArmed) {
+			t.Fatalf("close %+v faults %+v", r.Close, r.Faults)
+		}
+	})
+	t.Run("idle_kill", func(t *testing.T) {
+		setRules(t, e, faults.RuleSpec{Name: "idle", Action: "idle_kill", Options: map[string]string{"idle": "300ms"}})
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		conn, err := open("true").Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		var v int
+		if err := conn.QueryRowContext(ctx, "SELECT 1").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		r := proxykit.Next(t, recs, 10*time.Second) // the reset ends the connection
+		if r.Close == nil || r.Close.By != proxy.SideProxy || r.Close.Kind != proxy.CloseRST {
+			t.Fatalf("close %+v faults %+v", r.Close, r.Faults)
+		}
+		if err := conn.QueryRowContext(ctx, "SELECT 1").Scan(&v); err == nil {
+			t.Fatal("a query on the reset connection succeeded")
+		}
+	})
 }
