@@ -14,10 +14,12 @@
 // `opt` tags, bind.go), its per-connection state and decision
 // (scenarioRule, scenarioConn), its hooks at accept (acceptActor,
 // acceptGater: the listener pause of delayed-accept's backlog form), how it
-// is recognised in a record (Diagnose), and what `tdsproxy lab` and the
-// soak test need (LabSetup, SoakCase, labsetup.go). The CLI's flags and
-// help, the lab, hold and soak iterate over Scenarios(); adding a scenario
-// is one entry plus its tests. The scenarios live in scenario_tls.go
+// is recognised in a record (Diagnose; ByElimination when its recogniser
+// matches closes other scenarios explain more specifically), the property
+// `tdsproxy probe` judges it by (ProbeCheck), and what `tdsproxy lab` and
+// the soak test need (LabSetup, SoakCase, labsetup.go). The CLI's flags,
+// help and examples, the lab, hold, soak, the probe and diagnosis iterate
+// over Scenarios(); adding a scenario is one entry plus its tests. The scenarios live in scenario_tls.go
 // (protocol-mismatch, cipher-mismatch, weak-cert-hash), scenario_dhe.go and
 // scenario_delayed.go.
 //
