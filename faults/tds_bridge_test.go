@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/x509"
 	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,7 +27,7 @@ import (
 // go-mssqldb pool through it with encrypt (true: TLS for the whole
 // session; strict: TDS 8.0; false: login-only; disable: NOT_SUP)
 // trusting the bridge's CA.
-func bridgeTDSEnv(t *testing.T) (e *faults.Engine, open func(encrypt string) *sql.DB, recs <-chan *proxy.Record) {
+func bridgeTDSEnv(t *testing.T) (e *faults.Engine, open func(encrypt string) *sql.DB, recs <-chan *proxy.Record, addr string) {
 	t.Helper()
 	emu := testkit.StartEmulator(t, emulator.Config{Encrypt: tds.EncryptOff, User: testkit.User, Password: testkit.Password})
 	dir := t.TempDir()
@@ -54,7 +56,7 @@ func bridgeTDSEnv(t *testing.T) (e *faults.Engine, open func(encrypt string) *sq
 		t.Cleanup(func() { db.Close() })
 		return db
 	}
-	return e, open, recs
+	return e, open, recs, p.Addr().String()
 }
 
 func setRules(t *testing.T, e *faults.Engine, rules ...faults.RuleSpec) {
@@ -71,7 +73,7 @@ func setRules(t *testing.T, e *faults.Engine, rules ...faults.RuleSpec) {
 // matching LOGIN7's app acts, one matching another app passes, and
 // neither records "LOGIN7 not visible".
 func TestTDSFaultsInBridgeMode(t *testing.T) {
-	e, open, recs := bridgeTDSEnv(t)
+	e, open, recs, _ := bridgeTDSEnv(t)
 	for _, enc := range []string{"true", "strict", "false", "disable"} {
 		t.Run(enc+"/40613 at login times 2", func(t *testing.T) {
 			setRules(t, e, faults.RuleSpec{Name: "login", Action: "tds_error",
@@ -145,7 +147,7 @@ func TestTDSFaultsInBridgeMode(t *testing.T) {
 // from the stage's own clock (proxy.StageCloser); both are the record's
 // close, by the proxy.
 func TestTDSCutsInBridgeMode(t *testing.T) {
-	e, open, recs := bridgeTDSEnv(t)
+	e, open, recs, _ := bridgeTDSEnv(t)
 	t.Run("cut_result", func(t *testing.T) {
 		setRules(t, e, faults.RuleSpec{Name: "cut", Action: "cut_result", Options: map[string]string{"query": "(?i)large", "rows": "1000"}})
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -189,4 +191,27 @@ func TestTDSCutsInBridgeMode(t *testing.T) {
 			t.Fatal("a query on the reset connection succeeded")
 		}
 	})
+}
+
+// redirect on a bridged encrypt=true session: the decrypted login response
+// carries the ROUTING ENVCHANGE (times: 1, to the bridge itself), and
+// go-mssqldb reconnects there and logs in.
+func TestTDSRedirectInBridgeMode(t *testing.T) {
+	e, open, recs, addr := bridgeTDSEnv(t)
+	setRules(t, e, faults.RuleSpec{Name: "gw", Action: "redirect", Options: map[string]string{"to": addr, "times": "1"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	var v int
+	if err := open("true").QueryRowContext(ctx, "SELECT 1").Scan(&v); err != nil || v != 1 {
+		t.Fatalf("SELECT 1 through the redirect: %v, %v", v, err)
+	}
+	first, second := proxykit.Next(t, recs, 10*time.Second), proxykit.Next(t, recs, 10*time.Second)
+	// The bridge's decoder sees the server's own login response; the
+	// routing the client got is the fault's detail.
+	if !hasFault(first, "gw", faults.TDSRedirect) || first.Bridge == nil || !strings.Contains(fmt.Sprint(first.Faults), addr) {
+		t.Errorf("first leg: faults %+v bridge %+v", first.Faults, first.Bridge)
+	}
+	if hasFault(second, "gw", faults.TDSRedirect) || second.Login == nil || second.Login.Outcome != proxy.LoginOK {
+		t.Errorf("second leg: faults %+v login %+v", second.Faults, second.Login)
+	}
 }
