@@ -446,16 +446,26 @@ func (s *bridgeSession) relay(cr io.Reader, cw io.Writer, sr io.Reader, sw io.Wr
 // error that ended it (nil or io.EOF for a clean end).
 func (s *bridgeSession) copyDir(fromClient bool, dst io.Writer, src io.Reader) error {
 	buf := make([]byte, 32<<10)
+	// held is the start of a LOGIN7 that arrived in more than one read:
+	// with a hook, it goes on whole once the hook has seen the login, so
+	// the stages the hook attaches see whole packets.
+	var held []byte
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
 			s.feed(fromClient, buf[:n])
-			if fromClient {
+			out := buf[:n]
+			if fromClient && s.hook != nil && !s.loginSeen {
 				if err := s.checkLogin(); err != nil {
 					return err
 				}
+				held = append(held, out...)
+				if !s.loginSeen && err == nil && len(held) < s.maxMessage() && partialLogin7(held) {
+					continue
+				}
+				out, held = held, nil
 			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			if _, werr := dst.Write(out); werr != nil {
 				return werr
 			}
 		}
@@ -463,6 +473,31 @@ func (s *bridgeSession) copyDir(fromClient bool, dst io.Writer, src io.Reader) e
 			return err
 		}
 	}
+}
+
+// partialLogin7 reports whether b is the start of a LOGIN7 message
+// (MS-TDS §2.2.6.4) whose last packet (EOM, §2.2.3.1.2) has not arrived.
+func partialLogin7(b []byte) bool {
+	if len(b) == 0 || b[0] != byte(tds.PacketLogin7) {
+		return false
+	}
+	for off := 0; off < len(b); {
+		if len(b)-off < tds.HeaderLen {
+			return true
+		}
+		h, err := tds.ParseHeader(b[off:])
+		if err != nil || h.Type != tds.PacketLogin7 || int(h.Length) < tds.HeaderLen {
+			return false
+		}
+		if off+int(h.Length) > len(b) {
+			return true
+		}
+		if h.Status.EOM() {
+			return false
+		}
+		off += int(h.Length)
+	}
+	return true
 }
 
 // readMessageRaw reads one TDS message and returns it with its bytes as
