@@ -215,3 +215,20 @@ func TestTDSRedirectInBridgeMode(t *testing.T) {
 		t.Errorf("second leg: faults %+v login %+v", second.Faults, second.Login)
 	}
 }
+
+// failover on a bridge: during the failover a go-mssqldb encrypt=true
+// login gets 40613 in the server's place (the decrypted login response is
+// replaced), not the reset an encrypted passthrough session gets.
+func TestTDSFailoverInBridgeMode(t *testing.T) {
+	e, open, recs, _ := bridgeTDSEnv(t)
+	setRules(t, e, faults.RuleSpec{Name: "fo", Action: "failover", Options: map[string]string{"duration": "1m"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := open("true").PingContext(ctx); mssqlNumber(err) != 40613 {
+		t.Fatalf("login during the failover: %v, want 40613", err)
+	}
+	r := proxykit.Next(t, recs, 10*time.Second)
+	if n, rule, ok := faults.LoginErrorInjected(r); !ok || n != 40613 || rule != "fo" {
+		t.Errorf("faults %+v", r.Faults)
+	}
+}
