@@ -337,7 +337,17 @@ func fillBridgeRecord(r *Record, rep *tlsbridge.BridgeReport, st *bridgeState, p
 	case "not-tds":
 		r.Protocol = ProtocolNotTDS
 	}
-	mark := func(p Phase, enc bool) { markPhase(r, p, enc, at) }
+	// A step the bridge stamped (rep.Times) is exact: it saw it on the
+	// client leg, in the clear or decrypted. Stamps are wall-clock; at is
+	// on the proxy's clock, so each is placed relative to now.
+	now := time.Now()
+	mark := func(p Phase, enc bool) {
+		if t := bridgeStamp(rep.Times, p); !t.IsZero() {
+			markPhase(r, p, false, max(0, at-now.Sub(t)))
+			return
+		}
+		markPhase(r, p, enc, at)
+	}
 	if rep.ClientPrelogin != nil || rep.ServerPrelogin != nil {
 		r.Prelogin = &PreloginInfo{Scope: rep.Scope}
 		if rep.ClientPrelogin != nil {
@@ -363,6 +373,29 @@ func fillBridgeRecord(r *Record, rep *tlsbridge.BridgeReport, st *bridgeState, p
 	fillBridgeTLS(r, rep, bi, mark)
 	fillBridgeSession(r, &rep.Session, bi, mark)
 	r.Bridge = bi
+}
+
+// bridgeStamp is when the bridge saw phase p on the client leg, or zero.
+func bridgeStamp(t tlsbridge.StepTimes, p Phase) time.Time {
+	switch p {
+	case PhasePreloginRequest:
+		return t.PreloginRequest
+	case PhasePreloginResponse:
+		return t.PreloginResponse
+	case PhaseTLSClientHello:
+		return t.ClientHello
+	case PhaseTLSServerHello:
+		return t.ServerHello
+	case PhaseTLSClientFinished:
+		return t.ClientFinished
+	case PhaseTLSServerFinished:
+		return t.ServerFinished
+	case PhaseLogin7:
+		return t.Login7
+	case PhaseLoginResponse:
+		return t.LoginResponse
+	}
+	return time.Time{}
 }
 
 // markPhase records that the connection reached p at at, once.
@@ -392,6 +425,9 @@ func fillBridgeTLS(r *Record, rep *tlsbridge.BridgeReport, bi *record.BridgeInfo
 			r.TLS.Certificates = []CertificateInfo{certificateInfo(*rep.Client.Cert)}
 		}
 		mark(PhaseTLSServerHello, false)
+		if !rep.Times.ClientFinished.IsZero() {
+			mark(PhaseTLSClientFinished, true)
+		}
 		mark(PhaseTLSServerFinished, true)
 	}
 	if d := rep.DHE; d != nil && r.TLS != nil {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -88,7 +89,40 @@ type BridgeReport struct {
 	// or "bridge"; CloseKind "fin", "rst" or "error".
 	CloseBy, CloseKind string
 
+	// Times is when each login step happened on the client leg.
+	Times StepTimes
+
 	Session tds.SessionSummary
+}
+
+// StepTimes are the wall-clock times of a bridged login's steps as the
+// bridge saw them on the client leg (docs/report.md, "Login timing, step
+// by step"); a zero time means the step was not reached or not observed.
+// crypto/tls has no per-message hook, so the TLS stamps are the closest
+// exact observables on the client leg's conn.
+type StepTimes struct {
+	// PreloginRequest: the client's PRELOGIN (MS-TDS §2.2.6.5) has been
+	// read whole; PreloginResponse: the upstream's answer has been
+	// written to the client.
+	PreloginRequest, PreloginResponse time.Time
+	// ClientHello: the client's ClientHello has been read whole (crypto/tls
+	// calls GetConfigForClient, or the DHE path has peeked it).
+	ClientHello time.Time
+	// ServerHello: the client leg's first handshake record write (the
+	// flight that starts with ServerHello) has returned.
+	ServerHello time.Time
+	// ClientFinished: the last read from the client during a handshake
+	// that succeeded (the flight that ends with the client's Finished,
+	// RFC 5246 §7.4.9, RFC 8446 §4.4.4); ServerFinished: the last write
+	// to it during that handshake (the flight that ends with the server's
+	// Finished; in TLS 1.3 the same flight as ServerHello).
+	ClientFinished, ServerFinished time.Time
+	// Login7: the last byte of the client's LOGIN7 (MS-TDS §2.2.6.4),
+	// decrypted, has been read; LoginResponse: the first bytes of the
+	// server's login response (a LOGINACK, MS-TDS §2.2.7.14, or an
+	// ERROR) have been written to the client: the first server bytes
+	// read after Login7.
+	Login7, LoginResponse time.Time
 }
 
 // Bridge serves bridged connections. It is safe for concurrent use.
@@ -192,6 +226,10 @@ type bridgeSession struct {
 	// (only the client's reader touches it).
 	hook      TDSHook
 	loginSeen bool
+
+	// loginIn: Times.Login7 is stamped (set by the client's reader, read
+	// by the server's, which stamps Times.LoginResponse after it).
+	loginIn atomic.Bool
 }
 
 // checkLogin calls the hook's Login once the decoder has the client's
@@ -211,6 +249,13 @@ func (s *bridgeSession) checkLogin() error {
 	}
 	s.loginSeen = true
 	return s.hook.Login(*l)
+}
+
+// loginDecoded reports whether the decoder has the client's LOGIN7.
+func (s *bridgeSession) loginDecoded() bool {
+	s.decMu.Lock()
+	defer s.decMu.Unlock()
+	return s.dec.Summary().Login != nil
 }
 
 func (s *bridgeSession) summary() tds.SessionSummary {
@@ -320,6 +365,9 @@ func (s *bridgeSession) prelogin(client net.Conn) (scope tds.TLSScope, passthrou
 		s.rep.DecidedBy = "client"
 		return 0, false, fmt.Errorf("bridge: client PRELOGIN: %w", err)
 	}
+	if cmsg.Type == tds.PacketPrelogin {
+		s.rep.Times.PreloginRequest = time.Now()
+	}
 	if _, err := s.upstream.Write(craw); err != nil {
 		s.rep.DecidedBy = "upstream server"
 		return 0, false, fmt.Errorf("bridge: forwarding PRELOGIN: %w", err)
@@ -343,6 +391,7 @@ func (s *bridgeSession) prelogin(client net.Conn) (scope tds.TLSScope, passthrou
 		s.rep.DecidedBy = "client"
 		return 0, false, fmt.Errorf("bridge: forwarding the PRELOGIN answer: %w", err)
 	}
+	s.rep.Times.PreloginResponse = time.Now()
 	spl, serr := tds.ParsePrelogin(smsg.Payload)
 	s.rep.ServerPrelogin = spl
 	if cerr != nil || serr != nil {
@@ -367,6 +416,8 @@ func (s *bridgeSession) loginOnly(ctls clientLeg, cfc *FramedConn, utc upstreamC
 		s.rep.DecidedBy = "client"
 		return fmt.Errorf("bridge: client LOGIN7: %w", err)
 	}
+	s.rep.Times.Login7 = time.Now()
+	s.loginIn.Store(true)
 	s.decMu.Lock()
 	s.dec.Message(true, login.Type, login.Payload)
 	s.decMu.Unlock()
@@ -446,6 +497,13 @@ func (s *bridgeSession) relay(cr io.Reader, cw io.Writer, sr io.Reader, sw io.Wr
 // error that ended it (nil or io.EOF for a clean end).
 func (s *bridgeSession) copyDir(fromClient bool, dst io.Writer, src io.Reader) error {
 	buf := make([]byte, 32<<10)
+	// Only this direction's goroutine writes its stamp: Login7 from the
+	// client's, LoginResponse from the server's.
+	// The decoder is asked until the LOGIN7 is in, within the first
+	// 2*maxMessage bytes (PRELOGIN inside strict TLS comes first).
+	stampLogin := fromClient && !s.loginIn.Load()
+	stampResponse := !fromClient
+	var seen int
 	// held is the start of a LOGIN7 that arrived in more than one read:
 	// with a hook, it goes on whole once the hook has seen the login, so
 	// the stages the hook attaches see whole packets.
@@ -454,6 +512,14 @@ func (s *bridgeSession) copyDir(fromClient bool, dst io.Writer, src io.Reader) e
 		n, err := src.Read(buf)
 		if n > 0 {
 			s.feed(fromClient, buf[:n])
+			if seen += n; stampLogin && seen > 2*s.maxMessage() {
+				stampLogin = false
+			}
+			if stampLogin && s.loginDecoded() {
+				s.rep.Times.Login7, stampLogin = time.Now(), false
+				s.loginIn.Store(true)
+			}
+			respond := stampResponse && s.loginIn.Load()
 			out := buf[:n]
 			if fromClient && s.hook != nil && !s.loginSeen {
 				if err := s.checkLogin(); err != nil {
@@ -467,6 +533,11 @@ func (s *bridgeSession) copyDir(fromClient bool, dst io.Writer, src io.Reader) e
 			}
 			if _, werr := dst.Write(out); werr != nil {
 				return werr
+			}
+			if respond {
+				// After LOGIN7 the server's first message is its
+				// login response (MS-TDS §3.2.5.3).
+				s.rep.Times.LoginResponse, stampResponse = time.Now(), false
 			}
 		}
 		if err != nil {

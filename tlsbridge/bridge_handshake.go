@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"time"
 
 	utls "github.com/refraction-networking/utls"
 )
@@ -22,10 +23,11 @@ import (
 // A client that offers DHE meets a DHE server on the client leg: the
 // policy's (the DHE scenarios), or, when it offers nothing the mirror
 // keeps, BridgeConfig.UpstreamDHE's, with the DHE engine upstream.
-func (s *bridgeSession) handshake(ctx context.Context, clientT, upT net.Conn, strict bool) (clientLeg, upstreamConn, error) {
+func (s *bridgeSession) handshake(ctx context.Context, clientT, upT net.Conn, strict bool) (cl clientLeg, uc upstreamConn, err error) {
 	pol := s.policy
 	ccap := &captureConn{Conn: clientT, capture: true}
 	ucap := &captureConn{Conn: upT, capture: true}
+	defer func() { s.stampHandshake(ccap, err == nil) }()
 	if (pol != nil && pol.DHE != nil) || s.b.cfg.UpstreamDHE != nil {
 		// Peek the ClientHello: a client that offers DHE meets the DHE
 		// server, any other crypto/tls, which reads the hello again.
@@ -36,6 +38,7 @@ func (s *bridgeSession) handshake(ctx context.Context, clientT, upT net.Conn, st
 			s.rep.Failure = "client TLS handshake: " + err.Error()
 			return nil, nil, s.rep.failure()
 		}
+		s.rep.Times.ClientHello = time.Now()
 		if ch, err := ParseClientHello(msg); err == nil {
 			if pol != nil && pol.DHE.offers(ch) {
 				s.rep.ClientHello = ch
@@ -80,6 +83,17 @@ func (s *bridgeSession) handshake(ctx context.Context, clientT, upT net.Conn, st
 	return ctls, h.utc, nil
 }
 
+// stampHandshake sets the report's TLS step times from the client leg's
+// conn when the handshake ends (StepTimes says what each is); the
+// Finished stamps only for a handshake that succeeded.
+func (s *bridgeSession) stampHandshake(ccap *captureConn, ok bool) {
+	lastRead, firstHS, lastWrite := ccap.times()
+	s.rep.Times.ServerHello = firstHS
+	if ok {
+		s.rep.Times.ClientFinished, s.rep.Times.ServerFinished = lastRead, lastWrite
+	}
+}
+
 // legsHandshake is the state of one bridged handshake (not DHE): the
 // client leg's crypto/tls server, and the upstream leg it runs from
 // GetConfigForClient.
@@ -102,6 +116,9 @@ type legsHandshake struct {
 // upstream leg and shapes the client leg after it.
 func (h *legsHandshake) configForClient(*tls.ClientHelloInfo) (*tls.Config, error) {
 	s, pol, cfg := h.s, h.pol, h.s.b.cfg
+	if s.rep.Times.ClientHello.IsZero() { // not already peeked
+		s.rep.Times.ClientHello = time.Now()
+	}
 	raw, recVer, ok := FirstHandshake(h.ccap.captured())
 	h.ccap.stopCapture()
 	if !ok {

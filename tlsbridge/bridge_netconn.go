@@ -3,6 +3,7 @@ package tlsbridge
 import (
 	"net"
 	"sync"
+	"time"
 )
 
 // prefixConn returns pre before reading from Conn.
@@ -38,6 +39,12 @@ type captureConn struct {
 	rbuf, wbuf []byte
 	dropAlerts bool
 	alert      []byte // the last alert record swallowed
+
+	// lastRead is when the last read from Conn returned bytes; firstHS
+	// when the first write of a TLS handshake record (RFC 5246 §6.2.1
+	// content type 22) returned; lastWrite when the last write returned.
+	// The bridge reads them when its handshake ends (StepTimes).
+	lastRead, firstHS, lastWrite time.Time
 }
 
 // NetConn returns the wrapped conn (the DHE engine finds the TCP conn
@@ -47,13 +54,17 @@ func (c *captureConn) NetConn() net.Conn { return c.Conn }
 func (c *captureConn) Read(b []byte) (int, error) {
 	var n int
 	var err error
-	if len(c.replay) > 0 {
+	fromConn := len(c.replay) == 0
+	if !fromConn {
 		n = copy(b, c.replay)
 		c.replay = c.replay[n:]
 	} else {
 		n, err = c.Conn.Read(b)
 	}
 	c.mu.Lock()
+	if n > 0 && fromConn {
+		c.lastRead = time.Now()
+	}
 	if c.capture && len(c.rbuf) < maxCapture {
 		c.rbuf = append(c.rbuf, b[:min(n, maxCapture-len(c.rbuf))]...)
 	}
@@ -74,7 +85,24 @@ func (c *captureConn) Write(b []byte) (int, error) {
 	if drop {
 		return len(b), nil
 	}
-	return c.Conn.Write(b)
+	n, err := c.Conn.Write(b)
+	if n > 0 {
+		now := time.Now()
+		c.mu.Lock()
+		if c.firstHS.IsZero() && b[0] == byte(ContentHandshake) {
+			c.firstHS = now
+		}
+		c.lastWrite = now
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// times returns lastRead, firstHS and lastWrite.
+func (c *captureConn) times() (lastRead, firstHS, lastWrite time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastRead, c.firstHS, c.lastWrite
 }
 
 func (c *captureConn) captured() []byte {
