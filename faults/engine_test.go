@@ -340,6 +340,29 @@ func TestDiagnose(t *testing.T) {
 	if len(f) == 0 || f[0].Scenario != ScenarioProtocolMismatch {
 		t.Errorf("findings = %+v", f)
 	}
+
+	// A server that refuses with a fatal alert (Go's, OpenSSL's) refused,
+	// even when the client's close, sent on reading the alert, reached the
+	// proxy before the server's (a race the interop report test lost 1 run
+	// in a few).
+	alerted := &proxy.Record{
+		TLS: &proxy.TLSInfo{
+			ClientHello: &proxy.ClientHelloInfo{HighestVersion: "TLS 1.0"},
+			Alerts:      []proxy.AlertInfo{{From: proxy.SideServer, Level: "fatal", Description: "protocol_version"}},
+		},
+		Close: &proxy.CloseInfo{By: proxy.SideClient, Kind: proxy.CloseFIN, Phase: proxy.PhaseTLSClientHello},
+	}
+	if f := Diagnose(alerted); len(f) == 0 || f[0].Scenario != ScenarioProtocolMismatch {
+		t.Errorf("server alert, client closed first: findings = %+v", f)
+	}
+	// A client that gives up on its own (no server alert) is not the server
+	// refusing.
+	alerted.TLS.Alerts = nil
+	for _, f := range Diagnose(alerted) {
+		if f.Scenario == ScenarioProtocolMismatch || f.Scenario == ScenarioCipherMismatch {
+			t.Errorf("client closed with no server alert: finding %+v", f)
+		}
+	}
 }
 
 // "first N" counts from when the rule was set, and a change to another rule

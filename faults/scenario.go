@@ -218,12 +218,27 @@ func Diagnose(rec *proxy.Record) []Finding {
 	return out
 }
 
-// closedAfterHello: the server (or the proxy playing it) closed after the
+// closedAfterHello: the server (or the proxy playing it) refused the
 // ClientHello, before any ServerHello: how Schannel fails scenarios 1, 2
-// and 4.
+// and 4 (a close), and how other stacks do (a fatal alert, then a close).
 func closedAfterHello(r *proxy.Record) bool {
-	return r.Close != nil && r.Close.By != proxy.SideClient && r.Close.Phase == proxy.PhaseTLSClientHello &&
-		r.TLS != nil && r.TLS.ServerHello == nil
+	if r.Close == nil || r.Close.Phase != proxy.PhaseTLSClientHello || r.TLS == nil || r.TLS.ServerHello != nil {
+		return false
+	}
+	// A server that answers the ClientHello with a fatal alert refused it,
+	// whichever FIN reaches the proxy first: the client closes as soon as it
+	// reads the alert (RFC 8446 §6.2), and its close can win that race.
+	return r.Close.By != proxy.SideClient || serverAlerted(r)
+}
+
+// serverAlerted reports whether the server sent a fatal alert.
+func serverAlerted(r *proxy.Record) bool {
+	for _, a := range r.TLS.Alerts {
+		if a.From == proxy.SideServer && a.Level == "fatal" {
+			return true
+		}
+	}
+	return false
 }
 
 func skip(why string) proxy.Verdict {
