@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -183,7 +184,7 @@ func (s *session) runBridge(st *bridgeState) {
 		o.Policy = bp.BridgePolicy()
 	}
 	if s.cd != nil {
-		o.TDS = bridgeTDS{s}
+		o.TDS = bridgeTDS{s: s, st: &bridgeTDSState{}}
 	}
 	o.Established = func() {
 		s.mu.Lock()
@@ -211,7 +212,16 @@ var errStageCut = errors.New("bridge: connection cut by a fault stage")
 // LOGIN7 goes to the decider as the watcher's PhaseLogin7 does in
 // passthrough, and each decrypted direction passes the session's stages
 // as forward passes plaintext chunks (docs/bridge.md, "TDS faults").
-type bridgeTDS struct{ s *session }
+type bridgeTDS struct {
+	s *session
+	// st is shared by the hook's two directions: the server's first bytes
+	// after LOGIN7 are its login response, PhaseLoginResponse's moment.
+	st *bridgeTDSState
+}
+
+type bridgeTDSState struct {
+	loginIn, answered atomic.Bool
+}
 
 // Login records the decrypted LOGIN7, asks the decider about PhaseLogin7
 // and applies the verdict: a delay, stages, or a close.
@@ -227,6 +237,30 @@ func (h bridgeTDS) Login(l tds.SessionLogin) error {
 	}
 	v := s.decideLocked([]Event{{Phase: PhaseLogin7, Dir: ClientToServer}})
 	s.mu.Unlock()
+	if h.st != nil {
+		h.st.loginIn.Store(true)
+	}
+	return h.apply(v)
+}
+
+// loginResponse asks the decider about PhaseLoginResponse when the
+// server's first bytes after LOGIN7 are about to reach the client, so a
+// login_delay (or a close there) acts in bridge mode as in passthrough.
+func (h bridgeTDS) loginResponse() error {
+	if h.st == nil || !h.st.loginIn.Load() || !h.st.answered.CompareAndSwap(false, true) {
+		return nil
+	}
+	s := h.s
+	s.mu.Lock()
+	v := s.decideLocked([]Event{{Phase: PhaseLoginResponse, Dir: ServerToClient}})
+	s.mu.Unlock()
+	return h.apply(v)
+}
+
+// apply carries out a verdict taken on decrypted TDS: wait out a delay,
+// attach stages, or close.
+func (h bridgeTDS) apply(v Verdict) error {
+	s := h.s
 	if v.Delay > 0 {
 		t := time.NewTimer(v.Delay)
 		select {
@@ -257,19 +291,25 @@ func (h bridgeTDS) Wrap(toServer bool, dst io.Writer) io.Writer {
 	if toServer {
 		dir = ClientToServer
 	}
-	return &stageWriter{s: h.s, dir: dir, dst: dst}
+	return &stageWriter{s: h.s, dir: dir, dst: dst, hook: h}
 }
 
 // stageWriter passes a bridged direction's decrypted bytes through the
 // session's stages for that direction; with none, it writes them as they
 // are.
 type stageWriter struct {
-	s   *session
-	dir Direction
-	dst io.Writer
+	s    *session
+	dir  Direction
+	dst  io.Writer
+	hook bridgeTDS
 }
 
 func (w *stageWriter) Write(b []byte) (int, error) {
+	if w.dir == ServerToClient {
+		if err := w.hook.loginResponse(); err != nil {
+			return 0, err
+		}
+	}
 	stages := w.s.stagesFor(w.dir)
 	if len(stages) == 0 {
 		return w.dst.Write(b)

@@ -1,0 +1,65 @@
+package proxy_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tdsproxy/tdsproxy/diagnose"
+	"github.com/tdsproxy/tdsproxy/internal/emulator"
+	"github.com/tdsproxy/tdsproxy/internal/testkit"
+	"github.com/tdsproxy/tdsproxy/internal/testkit/proxykit"
+	"github.com/tdsproxy/tdsproxy/proxy"
+	"github.com/tdsproxy/tdsproxy/tds"
+)
+
+// A decider's delay at the login response (delayed-accept's login_delay)
+// holds the decrypted login response in bridge mode as it holds the
+// plaintext one in passthrough: the client's login takes the delay, the
+// record names the decision at login.response, and that step is exact.
+func TestBridgeLoginResponseDelay(t *testing.T) {
+	const delay = 600 * time.Millisecond
+	for _, tc := range []struct {
+		name string
+		enc  tds.Encryption
+	}{{"login-only", tds.EncryptOff}, {"session", tds.EncryptOn}} {
+		t.Run(tc.name, func(t *testing.T) {
+			emu := testkit.StartEmulator(t, emulator.Config{Encrypt: tc.enc, User: bridgeUser, Password: bridgePassword})
+			dir := t.TempDir()
+			upCA := filepath.Join(dir, "upstream.pem")
+			if err := os.WriteFile(upCA, emu.CertificatePEM(), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			sink, recs := proxykit.Records(4)
+			p := proxykit.Start(t, proxy.Config{Name: "bridge", Upstream: emu.Addr(),
+				Bridge: &proxy.BridgeConfig{CAOut: filepath.Join(dir, "ca.pem"), UpstreamCA: upCA}},
+				proxy.Options{Sink: sink, Decider: holdAt{phase: proxy.PhaseLoginResponse, d: delay}})
+
+			start := time.Now()
+			res := runThrough(t, p, "true", bridgePassword, "SELECT 1")
+			took := time.Since(start)
+			if !res.OK {
+				t.Fatalf("SELECT 1: %q", res.Error)
+			}
+			if took < delay {
+				t.Errorf("login and query took %v, want at least the %v hold", took, delay)
+			}
+			r := proxykit.Next(t, recs, 20*time.Second)
+			var held bool
+			for _, f := range r.Faults {
+				if f.Phase == proxy.PhaseLoginResponse && f.Rule == "slow-login" {
+					held = true
+				}
+			}
+			if !held {
+				t.Errorf("no decision at login.response in the record: %+v", r.Faults)
+			}
+			for _, s := range diagnose.Steps(r) {
+				if s.Step == "login.response" && (s.Duration < delay || s.Inferred) {
+					t.Errorf("login.response step %+v, want exact and at least %v", s, delay)
+				}
+			}
+		})
+	}
+}
