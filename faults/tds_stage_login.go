@@ -1,0 +1,110 @@
+package faults
+
+// The login-response stages of the TDS faults: tds_error at login and
+// redirect (MS-TDS §2.2.7.9, §3.2.5.2). The request and reply stages are in
+// tds_stage.go.
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tdsproxy/tdsproxy/proxy"
+	"github.com/tdsproxy/tdsproxy/tds"
+)
+
+// loginReplace swallows the server's login response and answers with an
+// error instead, then closes with FIN: the upstream login completed, so
+// the server sees an ordinary disconnect, and the client reads the error
+// before the end (a refused login ends the connection, MS-TDS §3.2.5.2).
+type loginReplace struct {
+	f    framer
+	msg  tds.ServerMessage
+	spid uint16
+	done bool
+}
+
+func (s *loginReplace) Forward(_ context.Context, chunk []byte, emit func([]byte) error) (*proxy.Cut, error) {
+	if s.done {
+		return nil, nil // the connection is being closed
+	}
+	s.f.feed(chunk)
+	for {
+		u, isTLS := s.f.next()
+		if u == nil {
+			break
+		}
+		if isTLS {
+			if err := emit(u); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		h, _ := tds.ParseHeader(u)
+		s.spid = h.SPID
+		if h.Status.EOM() {
+			s.done = true
+			if err := emit(tds.ErrorReply(s.msg, 0, s.spid)); err != nil {
+				return nil, err
+			}
+			return &proxy.Cut{Style: proxy.StyleFIN, Reason: fmt.Sprintf("tds_error %d at login", s.msg.Number)}, nil
+		}
+	}
+	s.f.compact()
+	return nil, s.f.flushBroken(emit)
+}
+
+// loginRedirect adds a ROUTING ENVCHANGE before the final DONE of a
+// successful login response (§2.2.7.9): the client then reconnects to
+// the routed address. A failed login passes as it is.
+type loginRedirect struct {
+	f    framer
+	to   tds.Routing
+	msg  []byte
+	hdr  tds.Header
+	size int
+	done bool
+}
+
+func (s *loginRedirect) Forward(_ context.Context, chunk []byte, emit func([]byte) error) (*proxy.Cut, error) {
+	if s.done {
+		return nil, emit(chunk)
+	}
+	s.f.feed(chunk)
+	for {
+		u, isTLS := s.f.next()
+		if u == nil {
+			break
+		}
+		if isTLS {
+			if err := emit(u); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		h, _ := tds.ParseHeader(u)
+		if s.size == 0 {
+			s.hdr = h
+		}
+		s.size = max(s.size, int(h.Length))
+		s.msg = append(s.msg, u[tds.HeaderLen:]...)
+		if !h.Status.EOM() {
+			continue
+		}
+		s.done = true
+		out := s.msg
+		if resp, err := tds.ParseLoginResponse(s.msg); err == nil && resp.Ack != nil {
+			if p, ok := tds.InsertBeforeFinalDone(s.msg, tds.AppendRoutingEnvChange(nil, s.to)); ok {
+				out = p
+			}
+		}
+		w := tds.Writer{PacketSize: s.size, SPID: s.hdr.SPID}
+		if err := emit(w.AppendMessage(nil, tds.PacketReply, s.hdr.Status, out)); err != nil {
+			return nil, err
+		}
+		rest := s.f.pend
+		s.f.pend = nil
+		return nil, emit(rest)
+	}
+	s.f.compact()
+	return nil, s.f.flushBroken(emit)
+}
