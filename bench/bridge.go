@@ -304,148 +304,195 @@ func runBridge(ctx context.Context, e *env) {
 		e.fail("bridge: no harness certificate")
 		return
 	}
+	w := &bridgeRun{e: e, paths: bridgePaths(e.sel), connectors: map[string]*mssql.Connector{}}
+	w.tables()
+	w.start(ctx)
+	defer stopAll(w.insts)
+	for rep := 1; rep <= e.o.reps; rep++ {
+		for i, v := range bridgeBulkVariants {
+			w.bulk(ctx, rep, i, v)
+		}
+		w.latency(ctx, rep)
+		w.loginRate(ctx, rep)
+	}
+}
+
+// bridgePaths are the bridge workload's paths sel keeps.
+func bridgePaths(sel selection) []string {
 	var paths []string
 	for _, p := range bridgeWorkloadPaths {
-		if e.sel.path(p) {
+		if sel.path(p) {
 			paths = append(paths, p)
 		}
 	}
-	var bulkTables []*table
+	return paths
+}
+
+// bridgeRun is one run of the bridge workload: its paths, their
+// instances and the tables it fills.
+type bridgeRun struct {
+	e          *env
+	paths      []string
+	insts      map[string]*instance
+	bulkTables []*table
+	lat, lg    *table
+	all        []*table
+	connectors map[string]*mssql.Connector // one per path, for the logins
+}
+
+// tables adds the workload's tables to the results.
+func (w *bridgeRun) tables() {
+	e := w.e
 	for _, v := range bridgeBulkVariants {
 		t := e.res.table(wlBridge, v.name, v.title, [2]string{"throughput", "MiB/s"},
 			[2]string{"proxy CPU", "s per GiB"}, [2]string{"other load", "% of machine"})
 		t.Note = fmt.Sprintf("%.2f GiB per run (all streams together), login before the clock starts; packet size %d; every path carries TLS end to end (direct and tdsproxy passthrough: one TLS session, client to emulator; tdsproxy-bridge and haproxy-tls: two, client to proxy and proxy to emulator).", float64(e.sz.bulkBytes)/(1<<30), bulkPacketSize)
-		bulkTables = append(bulkTables, t)
+		w.bulkTables = append(w.bulkTables, t)
 	}
-	lat := e.res.table(wlBridge, "strict select1",
+	w.lat = e.res.table(wlBridge, "strict select1",
 		fmt.Sprintf("Bridge mode, latency over TDS 8.0 strict: %d SELECT 1 round trips on one established go-mssqldb connection", e.sz.latencyN),
 		[2]string{"p50", "µs"}, [2]string{"p99", "µs"}, [2]string{"added p50 over direct", "µs"},
 		[2]string{"other load", "% of machine"})
-	lat.Note = fmt.Sprintf("%d warm-up round trips first; added p50 = path p50 − direct p50 of the same repetition.", e.sz.latencyWarm)
-	lg := e.res.table(wlBridge, "strict logins",
+	w.lat.Note = fmt.Sprintf("%d warm-up round trips first; added p50 = path p50 − direct p50 of the same repetition.", e.sz.latencyWarm)
+	w.lg = e.res.table(wlBridge, "strict logins",
 		"Bridge mode, connection setup over TDS 8.0 strict: logins/s, 16 concurrent go-mssqldb clients",
 		[2]string{"login rate", "logins/s"}, [2]string{"proxy CPU", "µs per login"}, [2]string{"failed", "logins"}, [2]string{"other load", "% of machine"})
-	lg.Note = fmt.Sprintf("Each login: TCP connect, TLS handshake (certificate verified), PRELOGIN, LOGIN7, login response, close; a bridging path makes a second TLS handshake to the emulator. %d workers for %s per repetition.", e.sz.loginWorkers, e.sz.loginDur)
-	all := append(append([]*table{}, bulkTables...), lat, lg)
+	w.lg.Note = fmt.Sprintf("Each login: TCP connect, TLS handshake (certificate verified), PRELOGIN, LOGIN7, login response, close; a bridging path makes a second TLS handshake to the emulator. %d workers for %s per repetition.", e.sz.loginWorkers, e.sz.loginDur)
+	w.all = append(append([]*table{}, w.bulkTables...), w.lat, w.lg)
+}
 
-	insts := map[string]*instance{}
-	for _, p := range paths {
+// start starts an instance per path; a path that fails to start is noted
+// in every table.
+func (w *bridgeRun) start(ctx context.Context) {
+	e := w.e
+	w.insts = map[string]*instance{}
+	for _, p := range w.paths {
 		in, err := e.l.start(ctx, p, e.emuAddr, "bridge")
 		if err != nil {
 			e.fail("bridge: starting %s: %v", p, err)
-			for _, t := range all {
+			for _, t := range w.all {
 				t.note(p, "failed to start")
 			}
 			continue
 		}
-		insts[p] = in
+		w.insts[p] = in
 	}
-	defer stopAll(insts)
-	connectors := map[string]*mssql.Connector{}
-	for rep := 1; rep <= e.o.reps; rep++ {
-		for i, v := range bridgeBulkVariants {
-			for _, p := range paths {
-				in := insts[p]
-				if in == nil || ctx.Err() != nil {
-					continue
-				}
-				var n int64
-				var dur time.Duration
-				use, err := e.measure(ctx, in, fmt.Sprintf("bridge bulk %s rep %d %s", v.name, rep, p), func() error {
-					rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-					defer cancel()
-					var err error
-					if v.raw {
-						n, dur, err = bulkRawStrict(rctx, in.addr, e.ca, v.streams, e.sz.bulkBytes)
-					} else {
-						n, dur, err = bulkTDSStrict(rctx, in.addr, e.ca, v.streams, e.sz.bulkBytes)
-					}
-					return err
-				})
-				if err != nil {
-					e.fail("bridge bulk %s rep %d %s: %v", v.name, rep, p, err)
-					continue
-				}
-				rate := float64(n) / mib / dur.Seconds()
-				gib := float64(n) / (1 << 30)
-				bulkTables[i].Metrics[0].add(p, rate)
-				if in.proc != nil {
-					bulkTables[i].Metrics[1].add(p, use.proxySeconds/gib)
-				}
-				bulkTables[i].Metrics[2].add(p, 100*use.other)
-				progress("bridge bulk %-13s rep %d/%d %-15s %8.1f MiB/s  (%.2f GiB in %.2fs; proxy CPU %.2fs; other load %.0f%%; load avg %s)",
-					v.name, rep, e.o.reps, p, rate, gib, dur.Seconds(), use.proxySeconds, 100*use.other, loadAvg())
-			}
+}
+
+// bulk measures bulk variant v (table i) on every path, once.
+func (w *bridgeRun) bulk(ctx context.Context, rep, i int, v bulkVariant) {
+	e := w.e
+	for _, p := range w.paths {
+		in := w.insts[p]
+		if in == nil || ctx.Err() != nil {
+			continue
 		}
-		direct := -1.0
-		for _, p := range paths {
-			in := insts[p]
-			if in == nil || ctx.Err() != nil {
-				continue
+		var n int64
+		var dur time.Duration
+		use, err := e.measure(ctx, in, fmt.Sprintf("bridge bulk %s rep %d %s", v.name, rep, p), func() error {
+			rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+			defer cancel()
+			var err error
+			if v.raw {
+				n, dur, err = bulkRawStrict(rctx, in.addr, e.ca, v.streams, e.sz.bulkBytes)
+			} else {
+				n, dur, err = bulkTDSStrict(rctx, in.addr, e.ca, v.streams, e.sz.bulkBytes)
 			}
-			var r latencyResult
-			use, err := e.measure(ctx, in, fmt.Sprintf("bridge latency rep %d %s", rep, p), func() error {
-				rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-				defer cancel()
-				var err error
-				r, err = latencyStrict(rctx, in.addr, e.ca, e.sz.latencyN, e.sz.latencyWarm)
-				return err
-			})
+			return err
+		})
+		if err != nil {
+			e.fail("bridge bulk %s rep %d %s: %v", v.name, rep, p, err)
+			continue
+		}
+		rate := float64(n) / mib / dur.Seconds()
+		gib := float64(n) / (1 << 30)
+		w.bulkTables[i].Metrics[0].add(p, rate)
+		if in.proc != nil {
+			w.bulkTables[i].Metrics[1].add(p, use.proxySeconds/gib)
+		}
+		w.bulkTables[i].Metrics[2].add(p, 100*use.other)
+		progress("bridge bulk %-13s rep %d/%d %-15s %8.1f MiB/s  (%.2f GiB in %.2fs; proxy CPU %.2fs; other load %.0f%%; load avg %s)",
+			v.name, rep, e.o.reps, p, rate, gib, dur.Seconds(), use.proxySeconds, 100*use.other, loadAvg())
+	}
+}
+
+// latency measures SELECT 1 round trips on every path, once; the added
+// p50 is against direct's of the same repetition.
+func (w *bridgeRun) latency(ctx context.Context, rep int) {
+	e, lat := w.e, w.lat
+	direct := -1.0
+	for _, p := range w.paths {
+		in := w.insts[p]
+		if in == nil || ctx.Err() != nil {
+			continue
+		}
+		var r latencyResult
+		use, err := e.measure(ctx, in, fmt.Sprintf("bridge latency rep %d %s", rep, p), func() error {
+			rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+			defer cancel()
+			var err error
+			r, err = latencyStrict(rctx, in.addr, e.ca, e.sz.latencyN, e.sz.latencyWarm)
+			return err
+		})
+		if err != nil {
+			e.fail("bridge latency rep %d %s: %v", rep, p, err)
+			continue
+		}
+		us50, us99 := float64(r.p50.Nanoseconds())/1e3, float64(r.p99.Nanoseconds())/1e3
+		lat.Metrics[0].add(p, us50)
+		lat.Metrics[1].add(p, us99)
+		lat.Metrics[3].add(p, 100*use.other)
+		if p == pathDirect {
+			direct = us50
+		}
+		if direct >= 0 {
+			lat.Metrics[2].add(p, us50-direct)
+		}
+		progress("bridge latency rep %d/%d %-15s p50 %7.1f µs  p99 %7.1f µs  (other load %.0f%%; load avg %s)", rep, e.o.reps, p, us50, us99, 100*use.other, loadAvg())
+	}
+}
+
+// loginRate measures the login rate on every path, once.
+func (w *bridgeRun) loginRate(ctx context.Context, rep int) {
+	e, lg := w.e, w.lg
+	for _, p := range w.paths {
+		in := w.insts[p]
+		if in == nil || ctx.Err() != nil {
+			continue
+		}
+		c := w.connectors[p]
+		if c == nil {
+			var err error
+			c, err = mssql.NewConnector(strictDSN(in.addr, e.ca, 0))
 			if err != nil {
-				e.fail("bridge latency rep %d %s: %v", rep, p, err)
+				e.fail("bridge logins %s: %v", p, err)
 				continue
 			}
-			us50, us99 := float64(r.p50.Nanoseconds())/1e3, float64(r.p99.Nanoseconds())/1e3
-			lat.Metrics[0].add(p, us50)
-			lat.Metrics[1].add(p, us99)
-			lat.Metrics[3].add(p, 100*use.other)
-			if p == pathDirect {
-				direct = us50
-			}
-			if direct >= 0 {
-				lat.Metrics[2].add(p, us50-direct)
-			}
-			progress("bridge latency rep %d/%d %-15s p50 %7.1f µs  p99 %7.1f µs  (other load %.0f%%; load avg %s)", rep, e.o.reps, p, us50, us99, 100*use.other, loadAvg())
+			w.connectors[p] = c
 		}
-		for _, p := range paths {
-			in := insts[p]
-			if in == nil || ctx.Err() != nil {
-				continue
+		var r loginResult
+		use, err := e.measure(ctx, in, fmt.Sprintf("bridge logins rep %d %s", rep, p), func() error {
+			r = logins(ctx, c, e.sz.loginWorkers, e.sz.loginDur)
+			if r.ok == 0 {
+				return fmt.Errorf("no login succeeded: %v", r.firstErr)
 			}
-			c := connectors[p]
-			if c == nil {
-				var err error
-				c, err = mssql.NewConnector(strictDSN(in.addr, e.ca, 0))
-				if err != nil {
-					e.fail("bridge logins %s: %v", p, err)
-					continue
-				}
-				connectors[p] = c
-			}
-			var r loginResult
-			use, err := e.measure(ctx, in, fmt.Sprintf("bridge logins rep %d %s", rep, p), func() error {
-				r = logins(ctx, c, e.sz.loginWorkers, e.sz.loginDur)
-				if r.ok == 0 {
-					return fmt.Errorf("no login succeeded: %v", r.firstErr)
-				}
-				return nil
-			})
-			if err != nil {
-				e.fail("bridge logins rep %d %s: %v", rep, p, err)
-				continue
-			}
-			rate := float64(r.ok) / r.elapsed.Seconds()
-			lg.Metrics[0].add(p, rate)
-			if in.proc != nil {
-				lg.Metrics[1].add(p, 1e6*use.proxySeconds/float64(r.ok))
-			}
-			lg.Metrics[2].add(p, float64(r.failed))
-			lg.Metrics[3].add(p, 100*use.other)
-			if r.failed > 0 {
-				progress("bridge logins rep %d %s: %d failed, first: %v", rep, p, r.failed, r.firstErr)
-			}
-			progress("bridge logins rep %d/%d %-15s %7.1f logins/s (%d in %.2fs; other load %.0f%%; load avg %s)", rep, e.o.reps, p, rate, r.ok, r.elapsed.Seconds(), 100*use.other, loadAvg())
+			return nil
+		})
+		if err != nil {
+			e.fail("bridge logins rep %d %s: %v", rep, p, err)
+			continue
 		}
+		rate := float64(r.ok) / r.elapsed.Seconds()
+		lg.Metrics[0].add(p, rate)
+		if in.proc != nil {
+			lg.Metrics[1].add(p, 1e6*use.proxySeconds/float64(r.ok))
+		}
+		lg.Metrics[2].add(p, float64(r.failed))
+		lg.Metrics[3].add(p, 100*use.other)
+		if r.failed > 0 {
+			progress("bridge logins rep %d %s: %d failed, first: %v", rep, p, r.failed, r.firstErr)
+		}
+		progress("bridge logins rep %d/%d %-15s %7.1f logins/s (%d in %.2fs; other load %.0f%%; load avg %s)", rep, e.o.reps, p, rate, r.ok, r.elapsed.Seconds(), 100*use.other, loadAvg())
 	}
 }
 

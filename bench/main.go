@@ -280,13 +280,7 @@ func run(ctx context.Context, o options, sel selection, out io.Writer) error {
 	progress("machine: %d CPUs (%s), %s, kernel %s; reps %d, quick %v", mach.CPUs, mach.CPUModel, mach.MemTotal, mach.Kernel, o.reps, o.quick)
 	progress("paths: %s", strings.Join(e.paths, ", "))
 	if sel.workload(wlBridge) {
-		var bp []string
-		for _, p := range bridgeWorkloadPaths {
-			if sel.path(p) {
-				bp = append(bp, p)
-			}
-		}
-		progress("bridge workload paths (TDS 8.0 strict): %s", strings.Join(bp, ", "))
+		progress("bridge workload paths (TDS 8.0 strict): %s", strings.Join(bridgePaths(sel), ", "))
 	}
 	e.runWorkloads(ctx, sel)
 
@@ -299,11 +293,7 @@ func run(ctx context.Context, o options, sel selection, out io.Writer) error {
 			Reps: o.reps, Quick: o.quick, Machine: mach, Versions: t.versions,
 			Paths: pathDescriptions, Tables: e.res.tables, Verdicts: verdicts, Errors: e.errs,
 		}
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(o.jsonPath, append(b, '\n'), 0o644); err != nil {
+		if err := writeJSON(o.jsonPath, rep); err != nil {
 			return err
 		}
 	}
@@ -314,6 +304,15 @@ func run(ctx context.Context, o options, sel selection, out io.Writer) error {
 		return fmt.Errorf("%d measurement(s) failed (see Errors)", len(e.errs))
 	}
 	return nil
+}
+
+// writeJSON writes the report as indented JSON to path.
+func writeJSON(path string, rep report) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
 // newEnv is the run's state: sizes (quick or full, BENCH_SETTLE), the quiet
