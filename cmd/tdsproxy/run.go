@@ -93,6 +93,13 @@ slicer, timeout, reset, limit_data, slow_close) under its faults key (see
 "tdsproxy config example --faults"). Each injection lands in the
 connection's record and log line.
 
+Platforms: on Linux the relay splices between sockets, an idle
+connection holds no buffer, and a FIN drain that ends in an RST is
+detected; on Windows and macOS the relay copies through a pooled buffer
+and a FIN drain that runs out is recorded as "may have ended with an
+RST". On Windows --backlog pauses accepts but cannot shrink the listen
+queue (a warning says so).
+
 `
 
 func newRunCmd() *cobra.Command {
