@@ -170,6 +170,7 @@ fuzz:
 BENCHFLAGS ?=
 bench:
 	$(GO) run ./bench $(BENCHFLAGS)
+	$(MAKE) --no-print-directory bench-report
 
 ## bench-report: `tdsproxy report --json` over 1,000,000 generated log
 # lines (TDSPROXY_REPORT_LINES to change): wall time and peak RSS.
