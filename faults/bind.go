@@ -7,7 +7,7 @@ import (
 	"reflect"
 )
 
-// Options bind by name (STYLE.md "Bind options by name"): a stage's or a
+// Options bind by name (the package doc, doc.go): a stage's or a
 // scenario's options are stored into the fields of its config struct whose
 // `opt:"NAME"` tag is the option's name, never by position in a list, so
 // reordering a table cannot mis-assign a value. TestOptionFieldsBound checks
