@@ -198,9 +198,12 @@ func (s *session) burstWriteFailed(src, dst net.Conn, err error) bool {
 // tcpStateClose is TCP_CLOSE in linux/include/net/tcp_states.h.
 const tcpStateClose = 7
 
-// tcpClosed reports whether c's TCP state is CLOSE (reset, or closed), from
+// tcpReset reports whether c is in TCP_CLOSE, which an RST from its peer
+// leads to, where the peer's FIN leaves it in CLOSE_WAIT. (A FIN exchange
+// the proxy began also ends there, in TIME_WAIT's place: session.peerReset
+// asks only about sockets the proxy has not half-closed.) The state is
 // TCP_INFO's first byte, tcpi_state (tcp(7)).
-func tcpClosed(c net.Conn) bool {
+func tcpReset(c net.Conn) bool {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return false
@@ -209,21 +212,20 @@ func tcpClosed(c net.Conn) bool {
 	if err != nil {
 		return false
 	}
-	var state int
+	var info [8]byte // tcpi_state is byte 0 of struct tcp_info
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
-		state, serr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_INFO)
+		l := uint32(len(info))
+		_, _, errno := syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
+			uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&l)), 0)
+		if errno != 0 {
+			serr = errno
+		}
 	}); err != nil || serr != nil {
 		return false
 	}
-	return state&0xff == tcpStateClose
+	return info[0] == tcpStateClose
 }
-
-// tcpReset reports whether c is in TCP_CLOSE, which an RST from its peer
-// leads to, where the peer's FIN leaves it in CLOSE_WAIT. (A FIN exchange
-// the proxy began also ends there, in TIME_WAIT's place: session.peerReset
-// asks only about sockets the proxy has not half-closed.)
-func tcpReset(c net.Conn) bool { return tcpClosed(c) }
 
 // unreadBytes is how many received bytes wait unread on c (SIOCINQ), or -1
 // when unknown.
