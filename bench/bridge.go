@@ -17,7 +17,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"time"
 
 	mssql "github.com/microsoft/go-mssqldb"
@@ -225,48 +224,11 @@ func strictLoginRaw(ctx context.Context, addr, caFile string, packetSize int) (*
 // client logs in, sends the query and reads the reply through TLS, parsing
 // only the TDS packet headers.
 func bulkRawStrict(ctx context.Context, addr, caFile string, streams int, total int64) (int64, time.Duration, error) {
-	conns := make([]*loggedInConn, 0, streams)
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for range streams {
+	return bulkRawWith(ctx, streams, total, func(ctx context.Context) (*loggedInConn, error) {
 		lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		c, err := strictLoginRaw(lctx, addr, caFile, bulkPacketSize)
-		cancel()
-		if err != nil {
-			return 0, 0, fmt.Errorf("login: %w", err)
-		}
-		conns = append(conns, c)
-	}
-	deadline := time.Now().Add(5 * time.Minute)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	query := fmt.Sprintf("SELECT large(%d, %d)", rowsPerStream(total, streams), rowBytes)
-	var got atomic.Int64
-	errs := make(chan error, streams)
-	start := time.Now()
-	for _, c := range conns {
-		_ = c.raw.SetDeadline(deadline)
-		go func() {
-			n, err := c.rawQuery(query, bulkPacketSize, make([]byte, 256<<10))
-			got.Add(n)
-			errs <- err
-		}()
-	}
-	var first error
-	for range conns {
-		if err := <-errs; err != nil && first == nil {
-			first = err
-		}
-	}
-	dur := time.Since(start)
-	if first != nil {
-		return 0, 0, first
-	}
-	return got.Load(), dur, nil
+		defer cancel()
+		return strictLoginRaw(lctx, addr, caFile, bulkPacketSize)
+	})
 }
 
 // bulkTDSStrict is bulkTDS with go-mssqldb over TDS 8.0 strict.

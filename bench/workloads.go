@@ -107,6 +107,14 @@ func rowsPerStream(total int64, streams int) int {
 // client costs next to nothing and the path is what limits. It returns the
 // bytes received (TDS headers and tokens included).
 func bulkRaw(ctx context.Context, addr string, streams int, total int64) (int64, time.Duration, error) {
+	return bulkRawWith(ctx, streams, total, func(ctx context.Context) (*loggedInConn, error) {
+		return loginRaw(ctx, addr, bulkPacketSize)
+	})
+}
+
+// bulkRawWith logs in streams connections with login, then reads total
+// bytes of `SELECT large` over them at once, as raw TDS packets.
+func bulkRawWith(ctx context.Context, streams int, total int64, login func(context.Context) (*loggedInConn, error)) (int64, time.Duration, error) {
 	conns := make([]*loggedInConn, 0, streams)
 	defer func() {
 		for _, c := range conns {
@@ -114,7 +122,7 @@ func bulkRaw(ctx context.Context, addr string, streams int, total int64) (int64,
 		}
 	}()
 	for range streams {
-		c, err := loginRaw(ctx, addr, bulkPacketSize)
+		c, err := login(ctx)
 		if err != nil {
 			return 0, 0, fmt.Errorf("login: %w", err)
 		}
