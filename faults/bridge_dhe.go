@@ -1,11 +1,6 @@
 package faults
 
 import (
-	"crypto/tls"
-	"errors"
-	"io"
-	"net"
-
 	"github.com/tdsproxy/tdsproxy/proxy"
 	"github.com/tdsproxy/tdsproxy/tlsbridge"
 	"github.com/tdsproxy/tdsproxy/tlsbridge/dhe"
@@ -39,34 +34,5 @@ func dheLeg(r *dheRule, style proxy.CloseStyle) *tlsbridge.DHELeg {
 	case proxy.StyleAlert:
 		fail, failText = dhe.FailAlert, "alert"
 	}
-	return &tlsbridge.DHELeg{
-		Suites: dhe.CipherSuites(),
-		Desc:   "DHE engine, " + name + ", Z padded, " + failText,
-		Fail:   failText,
-		Server: func(t net.Conn, cert tls.Certificate, strict bool, keyLog io.Writer) tlsbridge.DHEConn {
-			cfg := &dhe.Config{Certificates: []tls.Certificate{cert}, Group: group, Z: dhe.ZPad, Fail: fail, KeyLogWriter: keyLog}
-			if strict {
-				cfg.NextProtos = []string{"tds/8.0"}
-			}
-			return &dheLegConn{Conn: dhe.Server(t, cfg)}
-		},
-	}
-}
-
-// dheLegConn adapts a dhe.Conn to tlsbridge.DHEConn.
-type dheLegConn struct {
-	*dhe.Conn
-	err error
-}
-
-func (c *dheLegConn) Handshake() error {
-	c.err = c.Conn.Handshake()
-	return c.err
-}
-
-func (c *dheLegConn) State() tlsbridge.DHEState {
-	st := c.ConnectionState()
-	return tlsbridge.DHEState{Version: st.Version, CipherSuite: st.CipherSuite, ALPN: st.NegotiatedProtocol,
-		Group: st.Group, PrimeBits: st.PrimeBits, ZLeadingZero: st.ZLeadingZero,
-		FinishedFailed: errors.Is(c.err, dhe.ErrBadFinished)}
+	return proxy.DHEServerLeg(0, group, dhe.ZPad, fail, "DHE engine, "+name+", Z padded, "+failText, failText)
 }

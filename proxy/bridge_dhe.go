@@ -27,18 +27,28 @@ func upstreamDHE() *tlsbridge.UpstreamDHE {
 			}
 			return &dheBridgeConn{Conn: dhe.Client(t, cfg)}
 		},
-		Server: &tlsbridge.DHELeg{
-			Suites: dhe.CipherSuites(),
-			Desc:   "DHE engine, " + dhe.DefaultGroup + ", Z stripped",
-			Fail:   "alert",
-			Server: func(t net.Conn, cert tls.Certificate, strict bool, keyLog io.Writer) tlsbridge.DHEConn {
-				cfg := &dhe.Config{Certificates: []tls.Certificate{cert}, MinVersion: dhe.VersionTLS10, MaxVersion: dhe.VersionTLS12,
-					KeyLogWriter: keyLog}
-				if strict {
-					cfg.NextProtos = []string{"tds/8.0"}
-				}
-				return &dheBridgeConn{Conn: dhe.Server(t, cfg)}
-			},
+		Server: DHEServerLeg(dhe.VersionTLS10, nil, dhe.ZStrip, dhe.FailAlert, "DHE engine, "+dhe.DefaultGroup+", Z stripped", "alert"),
+	}
+}
+
+// DHEServerLeg is the bridge's client-facing DHE engine (docs/bridge.md),
+// from minVersion (0: the engine's default, TLS 1.2) to TLS 1.2, with the
+// given group (nil: the engine's default), Z
+// encoding and failure mode; desc and failText describe it in records.
+// It is the one place the engine is built as the bridge's server: the DHE
+// scenarios (package faults) ask for the failing Windows server with it.
+func DHEServerLeg(minVersion uint16, group *dhe.Group, z dhe.ZEncoding, fail dhe.FailMode, desc, failText string) *tlsbridge.DHELeg {
+	return &tlsbridge.DHELeg{
+		Suites: dhe.CipherSuites(),
+		Desc:   desc,
+		Fail:   failText,
+		Server: func(t net.Conn, cert tls.Certificate, strict bool, keyLog io.Writer) tlsbridge.DHEConn {
+			cfg := &dhe.Config{Certificates: []tls.Certificate{cert}, MinVersion: minVersion, MaxVersion: dhe.VersionTLS12,
+				Group: group, Z: z, Fail: fail, KeyLogWriter: keyLog}
+			if strict {
+				cfg.NextProtos = []string{"tds/8.0"}
+			}
+			return &dheBridgeConn{Conn: dhe.Server(t, cfg)}
 		},
 	}
 }
