@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -23,6 +25,14 @@ type dirReader struct {
 	cb  func(fd uintptr) bool // r.callback, bound once
 	// relaying: negotiation is over, read without looking at it.
 	relaying bool
+
+	// Parking (park_linux.go): token names the direction to the idle
+	// poller; inEpoll says its socket is in the poller's set; parked is
+	// set while no goroutine runs the direction.
+	token   uint64
+	inEpoll bool
+	noPark  bool
+	parked  atomic.Bool
 
 	// Results of the last callback.
 	bp    *[]byte
@@ -71,14 +81,16 @@ func (s *session) readChunk(dir Direction, src net.Conn) (bp *[]byte, n int, err
 }
 
 func (s *session) reader(dir Direction, src net.Conn) *dirReader {
-	r := s.readers[dir]
+	// Only dir's own goroutine creates its reader; session.wake reads it
+	// from others.
+	r := s.readers[dir].Load()
 	if r == nil {
 		r = &dirReader{s: s, dir: dir}
 		if tc, ok := src.(*net.TCPConn); ok {
 			r.rc, _ = tc.SyscallConn()
 		}
 		r.cb = r.callback
-		s.readers[dir] = r
+		s.readers[dir].Store(r)
 	}
 	return r
 }
@@ -118,27 +130,49 @@ func (r *dirReader) read(src net.Conn) (bp *[]byte, n int, err error, relay bool
 // by the connections that move bulk, and an idle connection holds its two
 // sockets only.
 //
-// It reports false when src or dst is not a TCP socket (the caller then
-// falls back to io.Copy).
-func (s *session) relayBursts(dir Direction, src, dst net.Conn) bool {
+//   - a wait for the next message that lasts idleAfter parks the direction:
+//     its goroutine ends and the idle poller resumes it (park_linux.go).
+//
+// It reports ok=false when src or dst is not a TCP socket (the caller then
+// falls back to io.Copy), and parked=true when the direction parked: the
+// caller's goroutine then ends without ending the direction.
+func (s *session) relayBursts(dir Direction, src, dst net.Conn) (ok, parked bool) {
 	if _, ok := dst.(*net.TCPConn); !ok {
-		return false
+		return false, false
 	}
 	r := s.reader(dir, src)
 	if r.rc == nil {
-		return false
+		return false, false
 	}
 	r.relaying = true
 	var queued int
 	sizeQueue := func(fd uintptr) { queued = inq(fd) }
 	for {
+		r.idleDeadline(src)
 		bp, n, err, _ := r.read(src)
+		if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) && !(dir == ClientToServer && s.finWait.Load()) {
+			// Idle for idleAfter: give the goroutine up. If parking is
+			// refused, wait again (the next deadline, or the closer).
+			if r.park() {
+				return true, true
+			}
+			// Refused (the connection is closing, or epoll said no): wait
+			// the ordinary way from now on.
+			r.noPark = true
+			_ = src.SetReadDeadline(time.Time{})
+			if dir == ClientToServer && s.finWait.Load() {
+				// finClient's bound on the drain, which the line above may
+				// have cleared.
+				_ = src.SetReadDeadline(time.Unix(0, s.finAt.Load()).Add(finLinger))
+			}
+			continue
+		}
 		if dir == ClientToServer && s.finWait.Load() {
 			// The proxy closed first: the caller drains the client.
 			if bp != nil {
 				bufPool.Put(bp)
 			}
-			return true
+			return true, false
 		}
 		if n > 0 {
 			full := n == len(*bp)
@@ -146,12 +180,17 @@ func (s *session) relayBursts(dir Direction, src, dst net.Conn) bool {
 			bufPool.Put(bp)
 			if werr != nil {
 				s.writeFailed(dir, werr)
-				return true
+				return true, false
 			}
 			s.bytes[dir].Add(int64(n))
 			if full && r.rc.Control(sizeQueue) == nil && queued > 0 {
 				m, err := io.Copy(dst, &io.LimitedReader{R: src, N: int64(queued)})
 				s.bytes[dir].Add(m)
+				if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && !s.finWait.Load() {
+					// The idle deadline of the read before, reached while
+					// the splice waited: not an error of the stream.
+					err = nil
+				}
 				if err != nil {
 					// splice(2) fails alike for its read from src and its
 					// write to dst: blame the socket that failed.
@@ -160,7 +199,7 @@ func (s *session) relayBursts(dir Direction, src, dst net.Conn) bool {
 					} else {
 						s.readEnded(dir, err)
 					}
-					return true
+					return true, false
 				}
 			}
 			continue
@@ -172,7 +211,7 @@ func (s *session) relayBursts(dir Direction, src, dst net.Conn) bool {
 			err = io.EOF
 		}
 		s.readEnded(dir, err)
-		return true
+		return true, false
 	}
 }
 

@@ -6,7 +6,12 @@ import "net"
 
 // relayBursts is Linux-only (relay_linux.go); elsewhere the relay is
 // io.Copy.
-func (s *session) relayBursts(Direction, net.Conn, net.Conn) bool { return false }
+func (s *session) relayBursts(Direction, net.Conn, net.Conn) (ok, parked bool) { return false, false }
+
+// Parking idle directions is Linux-only (park_linux.go): elsewhere an idle
+// direction keeps its goroutine, and there is nothing to wake or forget.
+func (s *session) wake()          {}
+func (s *session) forgetParking() {}
 
 // dirReader exists on Linux only.
 type dirReader struct{}

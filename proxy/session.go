@@ -34,7 +34,7 @@ type session struct {
 	watching atomic.Bool
 	bytes    [2]atomic.Int64
 	live     atomic.Int32 // directions still running
-	readers  [2]*dirReader
+	readers  [2]atomic.Pointer[dirReader]
 	counted  bool // holds a slot of the proxy's WaitGroup
 
 	// Fault injection. cd is nil when no rule can touch this connection.
@@ -174,14 +174,27 @@ func (s *session) directionDone() {
 func (s *session) pipeClientToServer() { s.pipe(ClientToServer, s.client, s.server) }
 func (s *session) pipeServerToClient() { s.pipe(ServerToClient, s.server, s.client) }
 func (s *session) relayClientToServer() {
-	defer s.directionDone()
-	s.relay(ClientToServer, s.client, s.server)
+	if s.relay(ClientToServer, s.client, s.server) {
+		return // parked: resumed later by relayDirection
+	}
 	// The client's reader ends a FIN close the proxy began (drainClient).
 	s.drainClient()
+	s.directionDone()
 }
 func (s *session) relayServerToClient() {
-	defer s.directionDone()
-	s.relay(ServerToClient, s.server, s.client)
+	if s.relay(ServerToClient, s.server, s.client) {
+		return
+	}
+	s.directionDone()
+}
+
+// relayDirection resumes a parked direction (park_linux.go).
+func (s *session) relayDirection(dir Direction) {
+	if dir == ClientToServer {
+		s.relayClientToServer()
+	} else {
+		s.relayServerToClient()
+	}
 }
 
 func (s *session) ends(dir Direction) (src, dst net.Conn) {
@@ -208,6 +221,7 @@ func (s *session) closeBoth() {
 	if srv != nil {
 		srv.Close()
 	}
+	s.wake()
 }
 
 // finish stamps the record and hands it on.
@@ -215,6 +229,7 @@ func (s *session) finish() {
 	if s.deadline != nil {
 		s.deadline.Stop()
 	}
+	s.forgetParking()
 	s.mu.Lock()
 	s.rec.End = s.p.now()
 	s.rec.BytesClientToServer = s.bytes[ClientToServer].Load()

@@ -49,6 +49,7 @@ func (s *session) inject(v Verdict) {
 	if srv != nil {
 		srv.Close()
 	}
+	s.wake()
 }
 
 // Bounds of a FIN close's drain (drainClient).
@@ -73,6 +74,9 @@ func (s *session) finClient() {
 	// Bounds the reader's wait whatever it is doing (a hold, the relay).
 	_ = s.client.SetReadDeadline(time.Now().Add(finLinger))
 	s.closeWrite(s.client)
+	// A parked client direction must run to drain (and a parked server
+	// direction to see its close).
+	s.wake()
 }
 
 // drainClient ends a FIN close begun by finClient; only the client's reader
@@ -149,6 +153,7 @@ func (s *session) closeConn(c net.Conn, reset bool) {
 	} else {
 		c.Close()
 	}
+	s.wake()
 }
 
 // cut closes the connection on a stage's request, now or after c.After.
@@ -255,6 +260,7 @@ func (s *session) readEnded(dir Direction, err error) {
 		// an RST, or 10054 becomes a mere EOF.
 		s.closeConn(dst, true)
 		src.Close()
+		s.wake()
 	default:
 		s.closeConn(src, false)
 		s.closeConn(dst, false)
@@ -276,10 +282,12 @@ func (s *session) writeFailed(dir Direction, err error) {
 		if dst != s.client {
 			dst.Close()
 		}
+		s.wake()
 		return
 	}
 	s.closeConn(src, kind == CloseRST)
 	dst.Close()
+	s.wake()
 }
 
 // setClose records the first close only: who closed first is what matters.
@@ -320,6 +328,7 @@ func (s *session) abort(kind CloseKind, reset bool, reason string) {
 	if srv != nil {
 		s.closeConn(srv, reset)
 	}
+	s.wake()
 }
 
 // peer is the other party of a side (the client's is the server).

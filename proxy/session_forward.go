@@ -142,15 +142,17 @@ func (s *session) stepEarly(dst net.Conn) bool {
 // each message is read into a pooled buffer and written on, and the rest
 // of a burst that fills the buffer is spliced kernel to kernel; elsewhere
 // relayCopy reads and writes through user space (docs/architecture.md,
-// "Platforms").
-func (s *session) relay(dir Direction, src, dst net.Conn) {
+// "Platforms"). It reports true when the direction parked (park_linux.go):
+// its goroutine ends and the direction goes on later on another.
+func (s *session) relay(dir Direction, src, dst net.Conn) (parked bool) {
 	if dir == ClientToServer && len(s.early) > 0 && !s.stepEarly(dst) {
-		return
+		return false
 	}
-	if s.relayBursts(dir, src, dst) {
-		return
+	if ok, parked := s.relayBursts(dir, src, dst); ok {
+		return parked
 	}
 	s.relayCopy(dir, src, dst)
+	return false
 }
 
 // relayCopy is the relay where splice does not apply (not Linux, or not a
