@@ -112,6 +112,9 @@ func serverHelloInfo(sh *tlsbridge.ServerHello) *ServerHelloInfo {
 		ALPN:              sh.ALPN,
 		HelloRetryRequest: sh.IsHelloRetryRequest(),
 	}
+	if len(sh.Extensions) > 0 {
+		si.Extensions = make([]string, 0, len(sh.Extensions))
+	}
 	if sh.SelectedGroup != 0 {
 		si.SelectedGroup = tlsbridge.GroupName(sh.SelectedGroup)
 	}

@@ -83,7 +83,10 @@ const (
 type dirWatch struct {
 	dir    Direction
 	offset int64 // bytes of this direction seen so far
-	pend   []byte
+	// pend is what waits for the rest of its unit, in own (during feed, it
+	// may be the caller's chunk: keepRest).
+	pend []byte
+	own  []byte
 	// TDS message reassembly.
 	msgType    tds.PacketType
 	msg        []byte
@@ -98,6 +101,13 @@ func newWatcher(rec *Record, now func() time.Time, maxMsg int) *watcher {
 	w := &watcher{rec: rec, start: rec.Start, now: now, maxMsg: maxMsg, tls: tlsbridge.NewFollower(maxMsg)}
 	w.dirs[ClientToServer] = dirWatch{dir: ClientToServer}
 	w.dirs[ServerToClient] = dirWatch{dir: ServerToClient}
+	// A feed completes up to four phases (the server's last TLS 1.3
+	// flight: ServerHello, its Finished, then the login response with it).
+	w.events = make([]Event, 0, 4)
+	if cap(rec.Phases) < len(Phases) {
+		// Room for every phase at once, not grown one append at a time.
+		rec.Phases = append(make([]PhaseMark, 0, len(Phases)), rec.Phases...)
+	}
 	return w
 }
 
@@ -117,8 +127,19 @@ func (w *watcher) feed(dir Direction, b []byte) []Event {
 			return w.events
 		}
 	}
-	d.pend = append(d.pend, b...)
+	if len(d.pend) > 0 {
+		d.pend = append(d.pend, b...)
+	} else {
+		// Nothing pending: parse b where it is. Nothing keeps a slice of
+		// what drain parses (a TDS message and the TLS streams keep
+		// copies), and keepRest copies what is left, so a chunk of whole
+		// units is never copied (issue 17: allocations per login).
+		d.pend = b
+	}
 	err := w.drain(d)
+	if !w.done {
+		d.keepRest()
+	}
 	d.offset += int64(len(b))
 	if err == nil && d.offset > watchBudget {
 		err = fmt.Errorf("%w: negotiation not finished after %d bytes", errGiveUp, d.offset)
@@ -173,14 +194,23 @@ func (w *watcher) drain(d *dirWatch) error {
 		}
 		d.pend = d.pend[n:]
 	}
-	// Keep what is left in a fresh slice so the backing array does not grow
-	// without bound across feeds.
-	if len(d.pend) == 0 {
-		d.pend = d.pend[:0]
-	} else if cap(d.pend) > 2*tlsbridge.MaxRecordLen {
-		d.pend = append([]byte(nil), d.pend...)
-	}
 	return nil
+}
+
+// keepRest moves what drain left of d.pend (a slice of the caller's chunk,
+// or of d.own) into d.own, which the watcher owns. An array grown past two
+// records for one large unit is not kept for the next ones.
+func (d *dirWatch) keepRest() {
+	if len(d.pend) == 0 {
+		d.pend = d.own[:0]
+		return
+	}
+	if cap(d.own) > 2*tlsbridge.MaxRecordLen {
+		d.own = nil
+	}
+	// copy moves overlapping bytes correctly when d.pend lies in d.own.
+	d.own = append(d.own[:0], d.pend...)
+	d.pend = d.own
 }
 
 func (w *watcher) rawRecord(d *dirWatch) (int, error) {
@@ -544,7 +574,7 @@ func (w *watcher) stopWatching(why string) {
 	w.note("stopped watching: " + why)
 	// Drop every buffer: an established connection keeps only its record.
 	for i := range w.dirs {
-		w.dirs[i].pend, w.dirs[i].msg = nil, nil
+		w.dirs[i].pend, w.dirs[i].own, w.dirs[i].msg = nil, nil, nil
 	}
 	w.tls = nil
 	// The parsed hellos keep slices of handshake bytes; the record has
@@ -555,6 +585,9 @@ func (w *watcher) stopWatching(why string) {
 
 func preloginSide(p *tds.Prelogin) *PreloginSide {
 	s := &PreloginSide{}
+	if len(p.Options) > 0 {
+		s.Options = make([]string, 0, len(p.Options))
+	}
 	for _, o := range p.Options {
 		s.Options = append(s.Options, o.Token.String())
 	}

@@ -305,7 +305,10 @@ type FaultEvent struct {
 
 // Clone returns a deep copy, safe to hand out while the session goes on.
 func (r *Record) Clone() *Record {
-	c := *r
+	// One allocation for the record and its sections: a copy is made of
+	// every finished connection (issue 17: allocations per login).
+	blk := &cloneBlock{rec: *r}
+	c := &blk.rec
 	c.Phases = append([]PhaseMark(nil), r.Phases...)
 	c.ParseIssues = append([]ParseIssue(nil), r.ParseIssues...)
 	c.Faults = append([]FaultEvent(nil), r.Faults...)
@@ -313,25 +316,34 @@ func (r *Record) Clone() *Record {
 	c.Diagnosis = append([]Finding(nil), r.Diagnosis...)
 	c.Steps = append([]Step(nil), r.Steps...)
 	if r.Prelogin != nil {
-		p := *r.Prelogin
-		c.Prelogin = &p
+		blk.prelogin = *r.Prelogin
+		c.Prelogin = &blk.prelogin
 	}
 	if r.TLS != nil {
-		t := *r.TLS
-		t.Certificates = append([]CertificateInfo(nil), r.TLS.Certificates...)
-		t.Alerts = append([]AlertInfo(nil), r.TLS.Alerts...)
-		c.TLS = &t
+		blk.tls = *r.TLS
+		blk.tls.Certificates = append([]CertificateInfo(nil), r.TLS.Certificates...)
+		blk.tls.Alerts = append([]AlertInfo(nil), r.TLS.Alerts...)
+		c.TLS = &blk.tls
 	}
 	if r.Login != nil {
-		l := *r.Login
-		c.Login = &l
+		blk.login = *r.Login
+		c.Login = &blk.login
 	}
 	c.Bridge = r.Bridge.Clone()
 	if r.Close != nil {
-		cl := *r.Close
-		c.Close = &cl
+		blk.close = *r.Close
+		c.Close = &blk.close
 	}
-	return &c
+	return c
+}
+
+// cloneBlock is a cloned record with room for its sections.
+type cloneBlock struct {
+	rec      Record
+	prelogin PreloginInfo
+	tls      TLSInfo
+	login    LoginInfo
+	close    CloseInfo
 }
 
 // Reached reports whether the connection reached phase p.

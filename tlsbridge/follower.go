@@ -12,7 +12,8 @@ package tlsbridge
 // chunk are already read with the new keys' rules. A Follower is not safe
 // for concurrent use.
 type Follower struct {
-	streams [2]*Stream
+	// The Streams live in the Follower: one allocation for the three.
+	streams [2]Stream
 
 	version uint16 // negotiated version, from the ServerHello
 	suite   uint16 // negotiated cipher suite
@@ -24,16 +25,17 @@ type Follower struct {
 // NewFollower returns a Follower whose Streams each buffer at most
 // maxBuffered bytes between calls (0: DefaultMaxBuffered).
 func NewFollower(maxBuffered int) *Follower {
-	f := &Follower{}
+	// A record completes at most a few events in a handshake; room for
+	// them at once rather than grown per Feed.
+	f := &Follower{events: make([]Event, 0, 4)}
 	for d := range f.streams {
-		f.streams[d] = NewStream(Direction(d))
-		f.streams[d].MaxBuffered = maxBuffered
+		f.streams[d] = Stream{dir: Direction(d), MaxBuffered: maxBuffered}
 	}
 	return f
 }
 
 // Stream returns the Stream that follows direction d.
-func (f *Follower) Stream(d Direction) *Stream { return f.streams[d] }
+func (f *Follower) Stream(d Direction) *Stream { return &f.streams[d] }
 
 // Version is the version the ServerHello selected (0 before it).
 func (f *Follower) Version() uint16 { return f.version }
@@ -58,7 +60,7 @@ func (f *Follower) MidRecord(d Direction) bool { return f.streams[d].midRecord()
 func (f *Follower) Feed(d Direction, b []byte) ([]Event, error) {
 	clear(f.events)
 	f.events = f.events[:0]
-	s := f.streams[d]
+	s := &f.streams[d]
 	for len(b) > 0 {
 		n := min(len(b), s.toRecordEnd())
 		evs, err := s.Feed(b[:n])
@@ -87,16 +89,16 @@ func (f *Follower) serverHello(ev *Event) {
 	ev.ServerHello = sh
 	if sh.IsHelloRetryRequest() {
 		// TLS 1.3, but no keys yet: the second ClientHello is plaintext.
-		for _, s := range f.streams {
-			s.SetTLS13()
+		for i := range f.streams {
+			f.streams[i].SetTLS13()
 		}
 		return
 	}
 	f.suite, f.version = sh.CipherSuite, sh.Version()
 	if f.version >= VersionTLS13 {
 		f.tls13 = true
-		for _, s := range f.streams {
-			s.SetEncrypted()
+		for i := range f.streams {
+			f.streams[i].SetEncrypted()
 		}
 	}
 }
