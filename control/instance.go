@@ -203,7 +203,7 @@ func checkProxyConfig(cfg proxy.Config) error {
 
 // listen binds addr for proxy name; an address in use is ErrAddressInUse.
 func listen(name, addr string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := proxy.Listen("tcp", addr)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return nil, fmt.Errorf("proxy %q: listen %s: %w", name, addr, ErrAddressInUse)

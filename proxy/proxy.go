@@ -158,6 +158,9 @@ type Proxy struct {
 	// chunkHook, set only by tests before Start, sees every chunk the
 	// watcher sees, in the order the session observed them.
 	chunkHook func(dir Direction, b []byte)
+	// keepAliveDelay, set only by tests before Start, replaces
+	// keepAliveDelay (keepalive.go) when positive.
+	keepAliveDelay time.Duration
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -207,7 +210,7 @@ func (p *Proxy) dialTimeout() time.Duration {
 
 // Start listens on the configured address and accepts in the background.
 func (p *Proxy) Start() error {
-	ln, err := net.Listen("tcp", p.cfg.Listen)
+	ln, err := Listen("tcp", p.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("proxy %q: listen: %w", p.cfg.Name, err)
 	}
@@ -408,6 +411,7 @@ func (p *Proxy) handle(c net.Conn) {
 // caller that waits for "no live connections" and then reads the records
 // must find every one of them.
 func (p *Proxy) finished(s *session, rec *Record) {
+	s.stopKeepAlive()
 	if p.opts.Finish != nil {
 		p.opts.Finish(rec)
 	}

@@ -64,6 +64,9 @@ type session struct {
 	// finSent[0] (client) and [1] (server) are set once the proxy has
 	// half-closed that socket: its TCP state then says nothing of a reset.
 	finSent [2]atomic.Bool
+	// keepAlive sets TCP keep-alive once the session has lived a while
+	// (keepalive.go).
+	keepAlive lazyKeepAlive
 }
 
 func newSession(p *Proxy, id uint64, client net.Conn) *session {
@@ -120,6 +123,7 @@ func (s *session) run() {
 // session is over.
 func (s *session) connect(ctx context.Context) ([]byte, bool) {
 	var early []byte
+	s.startKeepAlive()
 	if s.cd != nil {
 		s.mu.Lock()
 		v := s.decideLocked([]Event{{Phase: PhaseAccept, Dir: ClientToServer}})
@@ -135,7 +139,8 @@ func (s *session) connect(ctx context.Context) ([]byte, bool) {
 			return nil, false
 		}
 	}
-	d := net.Dialer{Timeout: s.p.dialTimeout()}
+	// Keep-alive comes later, if the session lives (keepalive.go).
+	d := net.Dialer{Timeout: s.p.dialTimeout(), KeepAlive: -1}
 	up, err := d.DialContext(ctx, "tcp", s.p.cfg.Upstream)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -150,12 +155,15 @@ func (s *session) connect(ctx context.Context) ([]byte, bool) {
 	}
 	s.mu.Lock()
 	s.server = up
-	closed := s.closed
+	closed, keepAlive := s.closed, s.keepAlive.on
 	s.mu.Unlock()
 	if closed { // the proxy closed while we dialled
 		up.Close()
 		s.closeConn(s.client, false)
 		return nil, false
+	}
+	if keepAlive { // the session's keep-alive timer fired during the dial
+		setKeepAlive(up)
 	}
 	return early, true
 }
