@@ -34,6 +34,9 @@ type dirReader struct {
 	noPark  bool
 	parked  atomic.Bool
 
+	// wrc is the relay's destination socket, written raw (rawio_linux.go).
+	wrc syscall.RawConn
+
 	// Results of the last callback.
 	bp    *[]byte
 	n     int
@@ -50,16 +53,17 @@ func (r *dirReader) callback(fd uintptr) bool {
 	}
 	bp := bufPool.Get().(*[]byte)
 	for {
-		n, err := syscall.Read(int(fd), *bp)
-		switch {
-		case err == syscall.EINTR:
+		n, err := rawRead(fd, *bp) // rawio_linux.go: why raw
+		switch err {
+		case syscall.EINTR:
 			continue
-		case err == syscall.EAGAIN:
+		case syscall.EAGAIN:
 			bufPool.Put(bp)
 			return false
-		case err != nil:
+		case 0:
+		default:
 			bufPool.Put(bp)
-			r.errno = err.(syscall.Errno)
+			r.errno = err
 			return true
 		}
 		r.bp, r.n = bp, n
@@ -118,31 +122,36 @@ func (r *dirReader) read(src net.Conn) (bp *[]byte, n int, err error, relay bool
 //     writes it on (one read(2) and one write(2) per message, like
 //     HAProxy; for small messages cheaper than splicing through a pipe);
 //   - when that read fills the buffer, the stream is moving bulk: the rest
-//     of what the kernel has queued (SIOCINQ) goes with splice(2).
-//
-// Plain io.Copy between two *net.TCPConn also splices, but Go's
-// internal/poll.Splice takes a pipe pair from its pool for the whole copy,
-// i.e. for the life of the connection: 2 more descriptors per direction,
-// 6 per proxied connection, so a file limit of 20,000 ran out at about
-// 3,300 connections (BENCHMARKS.md). Here a splice is an io.Copy of an
-// io.LimitedReader of exactly the queued bytes: (*net.TCPConn).ReadFrom
-// splices it and returns the pipe to the pool at once, so pipes are shared
-// by the connections that move bulk, and an idle connection holds its two
-// sockets only.
-//
+//     of what the kernel has queued (SIOCINQ) goes with splice(2), through
+//     a pipe taken from a pool for that burst only (spliceBurst);
 //   - a wait for the next message that lasts idleAfter parks the direction:
 //     its goroutine ends and the idle poller resumes it (park_linux.go).
+//
+// Every call is made raw (rawio_linux.go). Plain io.Copy between two
+// *net.TCPConn also splices, but Go's internal/poll.Splice holds its pipe
+// pair for the whole copy, i.e. for the life of the connection: 2 more
+// descriptors per direction, 6 per proxied connection, so a file limit of
+// 20,000 ran out at about 3,300 connections (BENCHMARKS.md). Here pipes are
+// shared by the connections that move bulk, and an idle connection holds
+// its two sockets only.
 //
 // It reports ok=false when src or dst is not a TCP socket (the caller then
 // falls back to io.Copy), and parked=true when the direction parked: the
 // caller's goroutine then ends without ending the direction.
 func (s *session) relayBursts(dir Direction, src, dst net.Conn) (ok, parked bool) {
-	if _, ok := dst.(*net.TCPConn); !ok {
+	tc, isTCP := dst.(*net.TCPConn)
+	if !isTCP {
 		return false, false
 	}
 	r := s.reader(dir, src)
 	if r.rc == nil {
 		return false, false
+	}
+	if r.wrc == nil {
+		var err error
+		if r.wrc, err = tc.SyscallConn(); err != nil {
+			return false, false
+		}
 	}
 	r.relaying = true
 	var queued int
@@ -176,7 +185,7 @@ func (s *session) relayBursts(dir Direction, src, dst net.Conn) (ok, parked bool
 		}
 		if n > 0 {
 			full := n == len(*bp)
-			_, werr := dst.Write((*bp)[:n])
+			_, werr := writeAll(dst, r.wrc, (*bp)[:n])
 			bufPool.Put(bp)
 			if werr != nil {
 				s.writeFailed(dir, werr)
@@ -184,21 +193,21 @@ func (s *session) relayBursts(dir Direction, src, dst net.Conn) (ok, parked bool
 			}
 			s.bytes[dir].Add(int64(n))
 			if full && r.rc.Control(sizeQueue) == nil && queued > 0 {
-				m, err := io.Copy(dst, &io.LimitedReader{R: src, N: int64(queued)})
-				s.bytes[dir].Add(m)
-				if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && !s.finWait.Load() {
-					// The idle deadline of the read before, reached while
-					// the splice waited: not an error of the stream.
-					err = nil
-				}
-				if err != nil {
-					// splice(2) fails alike for its read from src and its
-					// write to dst: blame the socket that failed.
-					if s.burstWriteFailed(src, dst, err) {
-						s.writeFailed(dir, err)
-					} else {
-						s.readEnded(dir, err)
+				m, rerr, werr, ok := spliceBurst(src, dst, r.rc, r.wrc, queued)
+				if !ok {
+					// No pipe to be had: copy the burst through user space.
+					m, rerr = io.Copy(dst, &io.LimitedReader{R: src, N: int64(queued)})
+					if rerr != nil && s.burstWriteFailed(src, dst, rerr) {
+						rerr, werr = nil, rerr
 					}
+				}
+				s.bytes[dir].Add(m)
+				if werr != nil {
+					s.writeFailed(dir, werr)
+					return true, false
+				}
+				if rerr != nil {
+					s.readEnded(dir, rerr)
 					return true, false
 				}
 			}
