@@ -77,9 +77,13 @@ func Outcome(r *proxy.Record) string {
 // metrics are an instance's Prometheus collectors.
 type metrics struct {
 	// mu guards rules: the rule names each proxy has injected with, so
-	// a deleted rule's series can be removed.
-	mu    sync.Mutex
-	rules map[string]map[string]bool
+	// a deleted rule's series can be removed; and the series finished
+	// resolved (per, diagnosesBy, stepsBy).
+	mu          sync.Mutex
+	rules       map[string]map[string]bool
+	per         map[string]*proxyMetrics
+	diagnosesBy labelCache[prometheus.Counter]  // finding
+	stepsBy     labelCache[prometheus.Observer] // step
 
 	reg         *prometheus.Registry
 	conns       *prometheus.CounterVec
@@ -172,6 +176,9 @@ func newMetrics(in *Instance, extra prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.per = map[string]*proxyMetrics{}
+	m.diagnosesBy = newLabelCache(func(k [2]string) prometheus.Counter { return m.diagnoses.WithLabelValues(k[0]) })
+	m.stepsBy = newLabelCache(func(k [2]string) prometheus.Observer { return m.steps.WithLabelValues(k[0]) })
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("rejected")
 	for _, f := range diagnose.Names() {
@@ -180,38 +187,108 @@ func newMetrics(in *Instance, extra prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-// finished counts a finished connection.
+// finished counts a finished connection. The series it touches are
+// resolved once per label set (labelCache): WithLabelValues hashes every
+// label value on each call, and a login touches a dozen series (issue 17:
+// CPU per login).
 func (m *metrics) finished(r *proxy.Record) {
-	closePhase := string(r.Phase)
-	if r.Close != nil {
-		closePhase = string(r.Close.Phase)
-		m.closes.WithLabelValues(r.Proxy, side(r.Close.By), closeKind(r.Close.Kind)).Inc()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	pm := m.per[r.Proxy]
+	if pm == nil {
+		pm = m.newProxyMetrics(r.Proxy)
+		m.per[r.Proxy] = pm
 	}
-	m.conns.WithLabelValues(r.Proxy, Outcome(r), phaseLabel(proxy.Phase(closePhase))).Inc()
+	closePhase := r.Phase
+	if r.Close != nil {
+		closePhase = r.Close.Phase
+		pm.closes.get([2]string{string(r.Close.By), string(r.Close.Kind)}).Inc()
+	}
+	pm.conns.get([2]string{Outcome(r), string(closePhase)}).Inc()
 	if t := r.TLS; t != nil {
 		if t.ServerHello != nil {
-			m.handshakes.WithLabelValues(r.Proxy, versionLabel(t.ServerHello.Version), suiteLabel(t.ServerHello.CipherSuite)).Inc()
+			pm.handshakes.get([2]string{t.ServerHello.Version, t.ServerHello.CipherSuite}).Inc()
 		}
 		if t.ClientHello != nil {
-			m.hellos.WithLabelValues(r.Proxy, versionLabel(t.ClientHello.HighestVersion)).Inc()
+			pm.hellos.get([2]string{t.ClientHello.HighestVersion}).Inc()
 		}
 	}
-	m.bytes.WithLabelValues(r.Proxy, "client_to_server").Add(float64(r.BytesClientToServer))
-	m.bytes.WithLabelValues(r.Proxy, "server_to_client").Add(float64(r.BytesServerToClient))
+	pm.bytesC2S.Add(float64(r.BytesClientToServer))
+	pm.bytesS2C.Add(float64(r.BytesServerToClient))
 	for i, mk := range r.Phases {
 		if i == 1 && mk.Phase != proxy.PhaseClosed {
-			m.acceptWait.WithLabelValues(r.Proxy).Observe(mk.At.Seconds())
+			pm.acceptWait.Observe(mk.At.Seconds())
 		}
 		if mk.Phase == proxy.PhaseEstablished {
-			m.negotiation.WithLabelValues(r.Proxy).Observe(mk.At.Seconds())
+			pm.negotiation.Observe(mk.At.Seconds())
 		}
 	}
 	for _, f := range r.Diagnosis {
-		m.diagnoses.WithLabelValues(f.Finding).Inc()
+		m.diagnosesBy.get([2]string{f.Finding}).Inc()
 	}
 	for _, st := range r.Steps {
-		m.steps.WithLabelValues(st.Step).Observe(st.Duration.Seconds())
+		m.stepsBy.get([2]string{st.Step}).Observe(st.Duration.Seconds())
 	}
+}
+
+// proxyMetrics are one proxy's series of the per-proxy vectors, resolved
+// once; forgetProxy drops them with the series.
+type proxyMetrics struct {
+	conns      labelCache[prometheus.Counter] // outcome, close phase
+	closes     labelCache[prometheus.Counter] // by, kind
+	handshakes labelCache[prometheus.Counter] // version, cipher suite
+	hellos     labelCache[prometheus.Counter] // highest version
+	bytesC2S   prometheus.Counter
+	bytesS2C   prometheus.Counter
+	negotiation,
+	acceptWait prometheus.Observer
+}
+
+func (m *metrics) newProxyMetrics(name string) *proxyMetrics {
+	return &proxyMetrics{
+		conns: newLabelCache(func(k [2]string) prometheus.Counter {
+			return m.conns.WithLabelValues(name, k[0], phaseLabel(proxy.Phase(k[1])))
+		}),
+		closes: newLabelCache(func(k [2]string) prometheus.Counter {
+			return m.closes.WithLabelValues(name, side(proxy.Side(k[0])), closeKind(proxy.CloseKind(k[1])))
+		}),
+		handshakes: newLabelCache(func(k [2]string) prometheus.Counter {
+			return m.handshakes.WithLabelValues(name, versionLabel(k[0]), suiteLabel(k[1]))
+		}),
+		hellos: newLabelCache(func(k [2]string) prometheus.Counter {
+			return m.hellos.WithLabelValues(name, versionLabel(k[0]))
+		}),
+		bytesC2S:    m.bytes.WithLabelValues(name, "client_to_server"),
+		bytesS2C:    m.bytes.WithLabelValues(name, "server_to_client"),
+		negotiation: m.negotiation.WithLabelValues(name),
+		acceptWait:  m.acceptWait.WithLabelValues(name),
+	}
+}
+
+// labelCache maps the values a record gives (up to two, before they are
+// turned into labels) to their series. It holds at most labelCacheMax
+// entries: past that, values that a record may carry without bound
+// (an unknown suite's code) are resolved on each call, as before.
+type labelCache[T any] struct {
+	m       map[[2]string]T
+	resolve func([2]string) T
+}
+
+const labelCacheMax = 256
+
+func newLabelCache[T any](resolve func([2]string) T) labelCache[T] {
+	return labelCache[T]{m: map[[2]string]T{}, resolve: resolve}
+}
+
+func (c labelCache[T]) get(k [2]string) T {
+	if v, ok := c.m[k]; ok {
+		return v
+	}
+	v := c.resolve(k)
+	if len(c.m) < labelCacheMax {
+		c.m[k] = v
+	}
+	return v
 }
 
 // injected counts one injection (faults.Engine.OnInject).
@@ -245,9 +322,12 @@ func (m *metrics) forgetRulesExcept(proxyName string, keep []faults.RuleSpec) {
 // forgetProxy removes every series of a proxy that is gone (removed, and
 // its last connection counted).
 func (m *metrics) forgetProxy(name string) {
+	// Under mu, so that finished does not count on a series deleted here
+	// (the next record of the name resolves its series again).
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	delete(m.rules, name)
-	m.mu.Unlock()
+	delete(m.per, name)
 	l := prometheus.Labels{"proxy": name}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
 		m.conns, m.closes, m.handshakes, m.hellos, m.faults, m.bytes, m.negotiation, m.acceptWait,

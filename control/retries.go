@@ -41,6 +41,7 @@ type chain struct {
 	wire.RetryChain
 	lastEnd  time.Time
 	counted  bool // give-up counted in the metrics
+	evicted  bool // dropped from chains (maxChains): no longer swept
 	identity string
 }
 
@@ -49,8 +50,13 @@ type retryTracker struct {
 	mu     sync.Mutex
 	open   map[string]*chain // identity → its latest chain
 	chains []*chain          // newest last, at most maxChains
-	window time.Duration
-	now    func() time.Time
+	// retrying holds the chains that may be "retrying" (and some that
+	// no longer are), in the order they started retrying: the only ones
+	// a sweep can change. A sweep of every chain per connection cost
+	// more than the rest of observe (issue 17: CPU per login).
+	retrying []*chain
+	window   time.Duration
+	now      func() time.Time
 
 	retries, giveUps *prometheus.CounterVec
 }
@@ -107,7 +113,7 @@ func endedOf(rec *proxy.Record) (ended, rule string, ok bool) {
 	if c == nil {
 		return "open", rule, false
 	}
-	ended = fmt.Sprintf("%s by %s at %s", c.Kind, c.By, c.Phase)
+	ended = string(c.Kind) + " by " + string(c.By) + " at " + string(c.Phase)
 	established := rec.Reached(proxy.PhaseEstablished)
 	// The client ending an established session is the normal end; the
 	// proxy (a fault, a failover, the API) or a reset is not.
@@ -123,7 +129,8 @@ func (t *retryTracker) observe(rec *proxy.Record) {
 	if rec.Protocol == "" && rec.BytesClientToServer == 0 {
 		return // a port probe, not an attempt
 	}
-	ident := rec.Proxy + "|" + identityOf(rec)
+	identity := identityOf(rec)
+	ident := rec.Proxy + "|" + identity
 	ended, rule, ok := endedOf(rec)
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -133,18 +140,19 @@ func (t *retryTracker) observe(rec *proxy.Record) {
 		end = t.now()
 	}
 	att := RetryAttempt{ID: rec.ID, Start: rec.Start, Ended: ended, Rule: rule, OK: ok}
-	info := &record.RetryInfo{Identity: identityOf(rec), Ended: ended, OK: ok}
+	info := &record.RetryInfo{Identity: identity, Ended: ended, OK: ok}
 	ch := t.open[ident]
 	prevOK := true
 	if ch != nil {
 		prevOK = ch.Attempts[len(ch.Attempts)-1].OK
 	}
 	if ch == nil || prevOK || ch.Outcome == "gave up" || rec.Start.Sub(ch.lastEnd) > t.window {
-		ch = &chain{RetryChain: wire.RetryChain{Proxy: rec.Proxy, Identity: identityOf(rec)}, identity: ident}
+		ch = &chain{RetryChain: wire.RetryChain{Proxy: rec.Proxy, Identity: identity}, identity: ident}
 		t.open[ident] = ch
 		t.chains = append(t.chains, ch)
 		if len(t.chains) > maxChains {
 			old := t.chains[0]
+			old.evicted = true
 			t.chains = t.chains[1:]
 			if t.open[old.identity] == old {
 				delete(t.open, old.identity)
@@ -162,9 +170,13 @@ func (t *retryTracker) observe(rec *proxy.Record) {
 		ch.Rule = rule
 	}
 	ch.lastEnd = end
-	ch.Outcome = "retrying"
 	if ok {
 		ch.Outcome = "connected"
+	} else {
+		if ch.Outcome != "retrying" {
+			t.retrying = append(t.retrying, ch)
+		}
+		ch.Outcome = "retrying"
 	}
 	info.Chain, info.Attempt = ch.Attempts[0].ID, len(ch.Attempts)
 	rec.Retry = info
@@ -173,9 +185,17 @@ func (t *retryTracker) observe(rec *proxy.Record) {
 // sweepLocked marks chains whose last failure is older than the window
 // as given up, counting each once.
 func (t *retryTracker) sweepLocked() {
+	if len(t.retrying) == 0 {
+		return
+	}
 	now := t.now()
-	for _, ch := range t.chains {
-		if ch.Outcome != "retrying" || now.Sub(ch.lastEnd) <= t.window {
+	keep := t.retrying[:0]
+	for _, ch := range t.retrying {
+		if ch.evicted || ch.Outcome != "retrying" {
+			continue // connected since, or no longer listed
+		}
+		if now.Sub(ch.lastEnd) <= t.window {
+			keep = append(keep, ch)
 			continue
 		}
 		ch.Outcome = "gave up"
@@ -184,6 +204,8 @@ func (t *retryTracker) sweepLocked() {
 			t.giveUps.WithLabelValues(ch.Proxy, ch.Attempts[len(ch.Attempts)-1].Rule).Inc()
 		}
 	}
+	clear(t.retrying[len(keep):])
+	t.retrying = keep
 }
 
 // list returns copies of the chains, newest first; proxyName "" is all,
