@@ -123,6 +123,10 @@ func snapCPU(in *instance) cpuSnap {
 // cpuUse is what happened between two snapshots.
 type cpuUse struct {
 	proxySeconds float64 // CPU time of the proxy
+	// selfSeconds is the harness's own CPU time: the clients and the
+	// emulator (the upstream runs inside the harness), i.e. the two ends
+	// of every path.
+	selfSeconds float64
 	// other is the share of the whole machine (all CPUs) busy with
 	// processes that are neither the harness nor the proxy: other
 	// people's work, which skews a measurement on a shared machine.
@@ -132,6 +136,7 @@ type cpuUse struct {
 func (a cpuSnap) until(b cpuSnap) cpuUse {
 	var u cpuUse
 	u.proxySeconds = float64(b.proxy-a.proxy) / clkTck
+	u.selfSeconds = float64(b.self-a.self) / clkTck
 	total := float64(b.sysTotal - a.sysTotal)
 	if total > 0 {
 		ours := float64((b.self - a.self) + (b.proxy - a.proxy))

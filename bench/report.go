@@ -281,7 +281,67 @@ func checkTargets(r *results) []verdict {
 	if !memSeen {
 		add(memTarget, false, false, "not measured")
 	}
+	checkPerfTargets(r, add)
 	return out
+}
+
+// checkPerfTargets adds issue 17's targets (Performance II): the raw relay
+// against direct and Toxiproxy, the proxy's CPU per login against
+// HAProxy's, logins/s against direct, the added p50 against HAProxy's and
+// the idle RSS per raw connection.
+func checkPerfTargets(r *results, add func(target string, ok, known bool, detail string)) {
+	ratio := func(target string, t *table, metric int, num, den string, limit float64, atMost bool) {
+		if t == nil {
+			add(target, false, false, "not measured")
+			return
+		}
+		m := t.Metrics[metric]
+		a, okA := m.median(num)
+		b, okB := m.median(den)
+		if !okA || !okB || b == 0 {
+			add(target, false, false, fmt.Sprintf("%s: %s or %s not measured", t.Variant, num, den))
+			return
+		}
+		want, ok := "≥", a/b >= limit
+		if atMost {
+			want, ok = "≤", a/b <= limit
+		}
+		add(target, ok, true, fmt.Sprintf("%s: %s %s / %s %s %s = %.2f× (want %s %.2f×)",
+			t.Variant, num, fmtNum(a), den, fmtNum(b), m.Unit, a/b, want, limit))
+	}
+	for _, v := range bulkVariants {
+		if !v.raw {
+			continue
+		}
+		t := r.find(wlBulk, v.name)
+		ratio("issue 17: raw bulk ≥ 0.85× direct", t, 0, pathTDSProxy, pathDirect, 0.85, false)
+		ratio("issue 17: raw bulk ≥ 3× Toxiproxy", t, 0, pathTDSProxy, pathToxiproxy, 3, false)
+	}
+	for _, mode := range []string{modeEncrypt, modeStrict} {
+		t := r.find(wlLogins, mode)
+		ratio("issue 17: proxy CPU per login ≤ 1.0× HAProxy's", t, 1, pathTDSProxy, pathHAProxy, 1, true)
+		ratio("issue 17: logins/s ≥ 0.85× direct", t, 0, pathTDSProxy, pathDirect, 0.85, false)
+	}
+	if t := r.find(wlLatency, "select1"); t != nil {
+		m := t.metric("p50")
+		d, okD := m.median(pathDirect)
+		tp, okT := m.median(pathTDSProxy)
+		h, okH := m.median(pathHAProxy)
+		if okD && okT && okH && h > d {
+			add("issue 17: added p50 ≤ 0.8× HAProxy's", tp-d <= 0.8*(h-d), true,
+				fmt.Sprintf("tdsproxy +%s µs / haproxy +%s µs = %.2f× (want ≤ 0.80×)", fmtNum(tp-d), fmtNum(h-d), (tp-d)/(h-d)))
+		} else {
+			add("issue 17: added p50 ≤ 0.8× HAProxy's", false, false, "direct, tdsproxy or haproxy not measured")
+		}
+	}
+	for _, t := range r.tables {
+		if t.Workload != wlMemory || !strings.HasPrefix(t.Variant, "idle") {
+			continue
+		}
+		if kib, ok := t.Metrics[0].median(pathTDSProxy); ok {
+			add("issue 17: idle RSS ≤ 8 KiB per raw connection", kib <= 8, true, fmt.Sprintf("%s: tdsproxy %s KiB per connection", t.Variant, fmtNum(kib)))
+		}
+	}
 }
 
 // writeVerdicts prints one line per target, PASS only when every table it

@@ -61,7 +61,8 @@ func runBulk(ctx context.Context, e *env) {
 	var tables []*table
 	for _, v := range bulkVariants {
 		t := e.res.table(wlBulk, v.name, v.title, [2]string{"throughput", "MiB/s"},
-			[2]string{"proxy CPU", "s per GiB"}, [2]string{"other load", "% of machine"})
+			[2]string{"proxy CPU", "s per GiB"}, [2]string{"other load", "% of machine"},
+			[2]string{"client+server CPU", "s per GiB"}, [2]string{"machine busy", "CPUs"})
 		t.Note = fmt.Sprintf("%.2f GiB per run (all streams together), login before the clock starts; packet size %d.", float64(e.sz.bulkBytes)/(1<<30), bulkPacketSize)
 		tables = append(tables, t)
 	}
@@ -98,6 +99,12 @@ func runBulk(ctx context.Context, e *env) {
 					tables[i].Metrics[1].add(p, use.proxySeconds/gib)
 				}
 				tables[i].Metrics[2].add(p, 100*use.other)
+				// The ends (go-mssqldb or the raw reader, and the emulator)
+				// run in the harness: with the proxy's share, how much of
+				// the machine the path kept busy (BENCHMARKS.md, "Why
+				// the bulk ratio to direct is bounded here").
+				tables[i].Metrics[3].add(p, use.selfSeconds/gib)
+				tables[i].Metrics[4].add(p, (use.selfSeconds+use.proxySeconds)/dur.Seconds())
 				progress("bulk %-6s rep %d/%d %-15s %8.1f MiB/s  (%.2f GiB in %.2fs; proxy CPU %.2fs; other load %.0f%%)",
 					v.name, rep, e.o.reps, p, rate, gib, dur.Seconds(), use.proxySeconds, 100*use.other)
 			}
@@ -186,7 +193,8 @@ func runLogins(ctx context.Context, e *env) {
 	var tables []*table
 	for _, m := range modes {
 		t := e.res.table(wlLogins, m, titles[m], [2]string{"login rate", "logins/s"},
-			[2]string{"proxy CPU", "µs per login"}, [2]string{"failed", "logins"}, [2]string{"other load", "% of machine"})
+			[2]string{"proxy CPU", "µs per login"}, [2]string{"failed", "logins"}, [2]string{"other load", "% of machine"},
+			[2]string{"client+server CPU", "µs per login"}, [2]string{"machine busy", "CPUs"})
 		t.Note = fmt.Sprintf("Each login: TCP connect, PRELOGIN, TLS handshake (server certificate verified), LOGIN7, login response, close. %d workers for %s per repetition.", e.sz.loginWorkers, e.sz.loginDur)
 		tables = append(tables, t)
 	}
@@ -231,6 +239,8 @@ func runLogins(ctx context.Context, e *env) {
 				}
 				tables[i].Metrics[2].add(p, float64(r.failed))
 				tables[i].Metrics[3].add(p, 100*other)
+				tables[i].Metrics[4].add(p, 1e6*use.selfSeconds/float64(r.ok))
+				tables[i].Metrics[5].add(p, (use.selfSeconds+use.proxySeconds)/r.elapsed.Seconds())
 				if r.failed > 0 {
 					progress("logins %s rep %d %s: %d failed, first: %v", m, rep, p, r.failed, r.firstErr)
 				}
