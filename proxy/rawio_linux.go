@@ -167,30 +167,41 @@ func spliceBurst(src, dst net.Conn, rrc, wrc syscall.RawConn, n int) (moved int6
 		}
 		n -= got
 		inPipe = got
-		var werrno syscall.Errno
-		err := wrc.Write(func(fd uintptr) bool {
-			for inPipe > 0 {
-				m, e := rawSplice(uintptr(p.r), fd, inPipe)
-				switch e {
-				case 0:
-					inPipe -= m
-					moved += int64(m)
-				case syscall.EINTR:
-				case syscall.EAGAIN:
-					return false
-				default:
-					werrno = e
-					return true
-				}
-			}
-			return true
-		})
-		if werrno != 0 {
-			return moved, nil, writeError(dst, werrno), true
-		}
-		if err != nil {
-			return moved, nil, err, true
+		m, werr := flushPipe(dst, wrc, p, got)
+		moved += m
+		inPipe -= int(m)
+		if werr != nil {
+			return moved, nil, werr, true
 		}
 	}
 	return moved, nil, nil, true
+}
+
+// flushPipe splices the n bytes waiting in p to the socket behind wrc,
+// waiting in the netpoller while its send buffer is full. It returns how
+// many went, and the error a Write of dst would have returned.
+func flushPipe(dst net.Conn, wrc syscall.RawConn, p *splicePipe, n int) (int64, error) {
+	var moved int64
+	var werrno syscall.Errno
+	err := wrc.Write(func(fd uintptr) bool {
+		for n > 0 {
+			m, e := rawSplice(uintptr(p.r), fd, n)
+			switch e {
+			case 0:
+				n -= m
+				moved += int64(m)
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return false
+			default:
+				werrno = e
+				return true
+			}
+		}
+		return true
+	})
+	if werrno != 0 {
+		return moved, writeError(dst, werrno)
+	}
+	return moved, err
 }

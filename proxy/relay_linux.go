@@ -37,11 +37,48 @@ type dirReader struct {
 	// wrc is the relay's destination socket, written raw (rawio_linux.go).
 	wrc syscall.RawConn
 
+	// bulk is set while the relay streams (its last read filled the
+	// buffer): a wake-up then splices what is queued into a pooled pipe
+	// instead of reading it (relayBursts).
+	bulk bool
+
 	// Results of the last callback.
 	bp    *[]byte
 	n     int
+	pipe  *splicePipe // bulk: n bytes wait in it
 	errno syscall.Errno
 	relay bool // negotiation ended while waiting: nothing was read
+}
+
+// bulkSplice is the callback's work in bulk mode: what is queued goes into
+// a pipe from the pool, taken only once there is something to move.
+func (r *dirReader) bulkSplice(fd uintptr) bool {
+	p, _ := pipePool.Get().(*splicePipe)
+	if p == nil {
+		r.bulk = false
+		return r.callback(fd)
+	}
+	for {
+		n, err := rawSplice(fd, uintptr(p.w), p.size)
+		switch err {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			pipePool.Put(p)
+			return false
+		case 0:
+		default:
+			pipePool.Put(p)
+			r.errno = err
+			return true
+		}
+		if n == 0 { // end of stream
+			pipePool.Put(p)
+			return true
+		}
+		r.pipe, r.n = p, n
+		return true
+	}
 }
 
 func (r *dirReader) callback(fd uintptr) bool {
@@ -50,6 +87,9 @@ func (r *dirReader) callback(fd uintptr) bool {
 		// waited: go to the relay without reading.
 		r.relay = true
 		return true
+	}
+	if r.bulk {
+		return r.bulkSplice(fd)
 	}
 	bp := bufPool.Get().(*[]byte)
 	for {
@@ -100,7 +140,7 @@ func (s *session) reader(dir Direction, src net.Conn) *dirReader {
 }
 
 func (r *dirReader) read(src net.Conn) (bp *[]byte, n int, err error, relay bool) {
-	r.bp, r.n, r.errno, r.relay = nil, 0, 0, false
+	r.bp, r.n, r.pipe, r.errno, r.relay = nil, 0, nil, 0, false
 	if werr := r.rc.Read(r.cb); werr != nil && r.bp == nil && r.errno == 0 && !r.relay {
 		// Closed by us, or a deadline: the wait's own error says which.
 		return nil, 0, werr, false
@@ -181,7 +221,25 @@ func (s *session) relayBursts(dir Direction, src, dst net.Conn) (ok, parked bool
 			if bp != nil {
 				bufPool.Put(bp)
 			}
+			if r.pipe != nil {
+				r.pipe = nil // with bytes in it: for the GC, not the pool
+			}
 			return true, false
+		}
+		if p := r.pipe; p != nil {
+			// Bulk mode: n bytes wait in the pipe.
+			r.pipe = nil
+			m, werr := flushPipe(dst, r.wrc, p, n)
+			s.bytes[dir].Add(m)
+			if werr != nil {
+				s.writeFailed(dir, werr)
+				return true, false
+			}
+			pipePool.Put(p)
+			// A wake-up that found less than a buffer's worth is a message,
+			// not a stream: read the next one (cheaper for small ones).
+			r.bulk = n >= negotiationBuf
+			continue
 		}
 		if n > 0 {
 			full := n == len(*bp)
@@ -192,6 +250,8 @@ func (s *session) relayBursts(dir Direction, src, dst net.Conn) (ok, parked bool
 				return true, false
 			}
 			s.bytes[dir].Add(int64(n))
+			// The next wake-up of a stream splices (bulkSplice).
+			r.bulk = full
 			if full && r.rc.Control(sizeQueue) == nil && queued > 0 {
 				m, rerr, werr, ok := spliceBurst(src, dst, r.rc, r.wrc, queued)
 				if !ok {
