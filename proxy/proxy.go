@@ -411,6 +411,9 @@ func (p *Proxy) handle(c net.Conn) {
 // caller that waits for "no live connections" and then reads the records
 // must find every one of them.
 func (p *Proxy) finished(s *session, rec *Record) {
+	// The sink's work (diagnosis, metrics, the log) runs deep on a
+	// relay's goroutine, which ends after it (stack.go).
+	growStack(int(s.id))
 	s.stopKeepAlive()
 	if p.opts.Finish != nil {
 		p.opts.Finish(rec)

@@ -123,6 +123,8 @@ func (s *session) run() {
 // session is over.
 func (s *session) connect(ctx context.Context) ([]byte, bool) {
 	var early []byte
+	// This goroutine negotiates the client's direction next (stack.go).
+	growStack(int(s.id))
 	s.startKeepAlive()
 	if s.cd != nil {
 		s.mu.Lock()

@@ -85,6 +85,10 @@ func (s *session) holdClient(d time.Duration) ([]byte, bool) {
 // which an idle proxy rarely runs; the relay's goroutine starts small and
 // stays small, and this stack is free for the next connection's use.
 func (s *session) pipe(dir Direction, src, dst net.Conn) {
+	if dir == ServerToClient {
+		// A fresh goroutine (the client's grew in connect): stack.go.
+		growStack(int(s.id))
+	}
 	if !s.negotiate(dir, src, dst) {
 		if dir == ClientToServer {
 			s.drainClient()
