@@ -368,3 +368,21 @@ func inq(fd uintptr) int {
 	}
 	return int(n)
 }
+
+// writeTo writes a negotiation chunk of dir to dst: raw on a TCP socket
+// (rawio_linux.go: the scheduler need not hear of it), else dst.Write.
+func (s *session) writeTo(dir Direction, dst net.Conn, b []byte) (int, error) {
+	tc, ok := dst.(*net.TCPConn)
+	if !ok {
+		return dst.Write(b)
+	}
+	wrc := s.negWrc[dir]
+	if wrc == nil {
+		var err error
+		if wrc, err = tc.SyscallConn(); err != nil {
+			return dst.Write(b)
+		}
+		s.negWrc[dir] = wrc
+	}
+	return writeAll(dst, wrc, b)
+}

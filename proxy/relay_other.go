@@ -32,3 +32,6 @@ func unreadBytes(net.Conn) int { return -1 }
 // tcpReset cannot tell here whether an end of stream was an RST whose
 // error a write took first (Linux reads the TCP state, relay_linux.go).
 func tcpReset(net.Conn) bool { return false }
+
+// writeTo writes a negotiation chunk (raw on Linux only).
+func (s *session) writeTo(_ Direction, dst net.Conn, b []byte) (int, error) { return dst.Write(b) }

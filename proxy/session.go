@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -35,7 +36,8 @@ type session struct {
 	bytes    [2]atomic.Int64
 	live     atomic.Int32 // directions still running
 	readers  [2]atomic.Pointer[dirReader]
-	counted  bool // holds a slot of the proxy's WaitGroup
+	negWrc   [2]syscall.RawConn // per direction, its destination (writeTo); only that direction's goroutine uses it
+	counted  bool               // holds a slot of the proxy's WaitGroup
 
 	// Fault injection. cd is nil when no rule can touch this connection.
 	cd     ConnDecider

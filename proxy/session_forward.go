@@ -231,7 +231,7 @@ func (s *session) step(dir Direction, src, dst net.Conn) (more, relay bool) {
 // reports false when the direction must stop.
 func (s *session) forward(dir Direction, dst net.Conn, chunk []byte, stages []Stage) bool {
 	emit := func(b []byte) error {
-		if _, err := dst.Write(b); err != nil {
+		if _, err := s.writeTo(dir, dst, b); err != nil {
 			return err
 		}
 		s.bytes[dir].Add(int64(len(b)))
