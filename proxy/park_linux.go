@@ -91,15 +91,13 @@ func newIdlePoller() (*idlePoller, error) {
 // epoll's ready list and returns false to wait for the next edge.
 func (p *idlePoller) loop(rc syscall.RawConn) {
 	events := make([]syscall.EpollEvent, 128)
-	var werr error
-	err := rc.Read(func(fd uintptr) bool {
+	_ = rc.Read(func(fd uintptr) bool {
 		for {
 			n, err := syscall.EpollWait(int(fd), events, 0)
 			if err == syscall.EINTR {
 				continue
 			}
 			if err != nil {
-				werr = err
 				return true
 			}
 			for i := range n {
@@ -110,9 +108,6 @@ func (p *idlePoller) loop(rc syscall.RawConn) {
 			}
 		}
 	})
-	if err == nil {
-		err = werr
-	}
 	// Never expected; if it happens, no direction may stay parked with
 	// nobody to wake it.
 	p.dead.Store(true)
@@ -125,7 +120,6 @@ func (p *idlePoller) loop(rc syscall.RawConn) {
 	for _, r := range all {
 		r.resume()
 	}
-	_ = err
 }
 
 func (p *idlePoller) fire(token uint64) {

@@ -125,58 +125,6 @@ func newSplicePipe() *splicePipe {
 	return p
 }
 
-// spliceBurst moves n bytes that wait on src's receive queue to dst through
-// a pooled pipe. It returns how many reached dst, and the error of the side
-// that failed: rerr for src (read), werr for dst (write). ok is false when
-// no pipe could be had (the caller copies instead).
-func spliceBurst(src, dst net.Conn, rrc, wrc syscall.RawConn, n int) (moved int64, rerr, werr error, ok bool) {
-	p, _ := pipePool.Get().(*splicePipe)
-	if p == nil {
-		return 0, nil, nil, false
-	}
-	inPipe := 0
-	defer func() {
-		if inPipe == 0 {
-			pipePool.Put(p)
-			return
-		}
-		// Bytes stuck in the pipe (dst failed): the pipe is no good to
-		// anyone else.
-		runtime.KeepAlive(p)
-	}()
-	for n > 0 {
-		var got int
-		var errno syscall.Errno
-		if err := rrc.Control(func(fd uintptr) {
-			for {
-				got, errno = rawSplice(fd, uintptr(p.w), min(n, p.size))
-				if errno != syscall.EINTR {
-					return
-				}
-			}
-		}); err != nil {
-			return moved, err, nil, true
-		}
-		switch {
-		case errno == syscall.EAGAIN || (errno == 0 && got == 0):
-			// Less was queued than SIOCINQ said (urgent data), or the
-			// stream ended: the next read finds out.
-			return moved, nil, nil, true
-		case errno != 0:
-			return moved, readError(src, errno), nil, true
-		}
-		n -= got
-		inPipe = got
-		m, werr := flushPipe(dst, wrc, p, got)
-		moved += m
-		inPipe -= int(m)
-		if werr != nil {
-			return moved, nil, werr, true
-		}
-	}
-	return moved, nil, nil, true
-}
-
 // flushPipe splices the n bytes waiting in p to the socket behind wrc,
 // waiting in the netpoller while its send buffer is full. It returns how
 // many went, and the error a Write of dst would have returned.

@@ -34,9 +34,6 @@ type dirReader struct {
 	noPark  bool
 	parked  atomic.Bool
 
-	// wrc is the relay's destination socket, written raw (rawio_linux.go).
-	wrc syscall.RawConn
-
 	// bulk is set while the relay streams (its last read filled the
 	// buffer): a wake-up then splices what is queued into a pooled pipe
 	// instead of reading it (relayBursts).
@@ -161,9 +158,10 @@ func (r *dirReader) read(src net.Conn) (bp *[]byte, n int, err error, relay bool
 //   - each wake-up reads what is there into a pooled 32 KiB buffer and
 //     writes it on (one read(2) and one write(2) per message, like
 //     HAProxy; for small messages cheaper than splicing through a pipe);
-//   - when that read fills the buffer, the stream is moving bulk: the rest
-//     of what the kernel has queued (SIOCINQ) goes with splice(2), through
-//     a pipe taken from a pool for that burst only (spliceBurst);
+//   - when that read fills the buffer, the stream is moving bulk: from the
+//     next wake-up on, what is queued goes with splice(2), through a pipe
+//     taken from a pool for that wake-up only (bulkSplice), until a
+//     wake-up finds less than a buffer's worth;
 //   - a wait for the next message that lasts idleAfter parks the direction:
 //     its goroutine ends and the idle poller resumes it (park_linux.go).
 //
@@ -179,23 +177,15 @@ func (r *dirReader) read(src net.Conn) (bp *[]byte, n int, err error, relay bool
 // falls back to io.Copy), and parked=true when the direction parked: the
 // caller's goroutine then ends without ending the direction.
 func (s *session) relayBursts(dir Direction, src, dst net.Conn) (ok, parked bool) {
-	tc, isTCP := dst.(*net.TCPConn)
-	if !isTCP {
+	wrc := s.dstRawConn(dir, dst)
+	if wrc == nil {
 		return false, false
 	}
 	r := s.reader(dir, src)
 	if r.rc == nil {
 		return false, false
 	}
-	if r.wrc == nil {
-		var err error
-		if r.wrc, err = tc.SyscallConn(); err != nil {
-			return false, false
-		}
-	}
 	r.relaying = true
-	var queued int
-	sizeQueue := func(fd uintptr) { queued = inq(fd) }
 	for {
 		r.idleDeadline(src)
 		bp, n, err, _ := r.read(src)
@@ -221,15 +211,13 @@ func (s *session) relayBursts(dir Direction, src, dst net.Conn) (ok, parked bool
 			if bp != nil {
 				bufPool.Put(bp)
 			}
-			if r.pipe != nil {
-				r.pipe = nil // with bytes in it: for the GC, not the pool
-			}
+			r.pipe = nil // with bytes in it, if any: for the GC, not the pool
 			return true, false
 		}
 		if p := r.pipe; p != nil {
 			// Bulk mode: n bytes wait in the pipe.
 			r.pipe = nil
-			m, werr := flushPipe(dst, r.wrc, p, n)
+			m, werr := flushPipe(dst, wrc, p, n)
 			s.bytes[dir].Add(m)
 			if werr != nil {
 				s.writeFailed(dir, werr)
@@ -243,34 +231,16 @@ func (s *session) relayBursts(dir Direction, src, dst net.Conn) (ok, parked bool
 		}
 		if n > 0 {
 			full := n == len(*bp)
-			_, werr := writeAll(dst, r.wrc, (*bp)[:n])
+			_, werr := writeAll(dst, wrc, (*bp)[:n])
 			bufPool.Put(bp)
 			if werr != nil {
 				s.writeFailed(dir, werr)
 				return true, false
 			}
 			s.bytes[dir].Add(int64(n))
-			// The next wake-up of a stream splices (bulkSplice).
+			// A read that fills the buffer means a stream: what else is
+			// queued, and what comes next, is spliced (bulkSplice).
 			r.bulk = full
-			if full && r.rc.Control(sizeQueue) == nil && queued > 0 {
-				m, rerr, werr, ok := spliceBurst(src, dst, r.rc, r.wrc, queued)
-				if !ok {
-					// No pipe to be had: copy the burst through user space.
-					m, rerr = io.Copy(dst, &io.LimitedReader{R: src, N: int64(queued)})
-					if rerr != nil && s.burstWriteFailed(src, dst, rerr) {
-						rerr, werr = nil, rerr
-					}
-				}
-				s.bytes[dir].Add(m)
-				if werr != nil {
-					s.writeFailed(dir, werr)
-					return true, false
-				}
-				if rerr != nil {
-					s.readEnded(dir, rerr)
-					return true, false
-				}
-			}
 			continue
 		}
 		if bp != nil {
@@ -282,25 +252,6 @@ func (s *session) relayBursts(dir Direction, src, dst net.Conn) (ok, parked bool
 		s.readEnded(dir, err)
 		return true, false
 	}
-}
-
-// burstWriteFailed tells whether a spliced burst failed on its write to dst
-// rather than its read from src. io.Copy returns both as one "readfrom ...
-// splice" error, and handing a write error to readEnded blames the sender
-// for its peer's reset (a client killed mid-download recorded as closed
-// by the server). A socket that received an RST is in TCP_CLOSE (RFC 793
-// 3.4, "Reset Processing"); a write error is EPIPE or ECONNRESET on the
-// socket written to.
-func (s *session) burstWriteFailed(src, dst net.Conn, err error) bool {
-	srcGone, dstGone := s.peerReset(src), s.peerReset(dst)
-	switch {
-	case dstGone && !srcGone:
-		return true
-	case srcGone && !dstGone:
-		return false
-	}
-	// Both or neither: only a write returns EPIPE.
-	return errors.Is(err, syscall.EPIPE)
 }
 
 // tcpStateClose is TCP_CLOSE in linux/include/net/tcp_states.h.
@@ -369,20 +320,30 @@ func inq(fd uintptr) int {
 	return int(n)
 }
 
+// dstRawConn is dir's destination socket for raw writes (rawio_linux.go),
+// fetched once; nil when dst is not a TCP socket. Only dir's goroutine
+// (negotiating, then relaying) uses it.
+func (s *session) dstRawConn(dir Direction, dst net.Conn) syscall.RawConn {
+	if rc := s.dstRC[dir]; rc != nil {
+		return rc
+	}
+	tc, ok := dst.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	s.dstRC[dir] = rc
+	return rc
+}
+
 // writeTo writes a negotiation chunk of dir to dst: raw on a TCP socket
 // (rawio_linux.go: the scheduler need not hear of it), else dst.Write.
 func (s *session) writeTo(dir Direction, dst net.Conn, b []byte) (int, error) {
-	tc, ok := dst.(*net.TCPConn)
-	if !ok {
-		return dst.Write(b)
+	if wrc := s.dstRawConn(dir, dst); wrc != nil {
+		return writeAll(dst, wrc, b)
 	}
-	wrc := s.negWrc[dir]
-	if wrc == nil {
-		var err error
-		if wrc, err = tc.SyscallConn(); err != nil {
-			return dst.Write(b)
-		}
-		s.negWrc[dir] = wrc
-	}
-	return writeAll(dst, wrc, b)
+	return dst.Write(b)
 }

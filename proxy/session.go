@@ -36,7 +36,7 @@ type session struct {
 	bytes    [2]atomic.Int64
 	live     atomic.Int32 // directions still running
 	readers  [2]atomic.Pointer[dirReader]
-	negWrc   [2]syscall.RawConn // per direction, its destination (writeTo); only that direction's goroutine uses it
+	dstRC    [2]syscall.RawConn // per direction, its destination socket for raw writes (Linux: dstRawConn)
 	counted  bool               // holds a slot of the proxy's WaitGroup
 
 	// Fault injection. cd is nil when no rule can touch this connection.
