@@ -129,6 +129,33 @@ func (f *framer) flushBroken(emit func([]byte) error) error {
 	return emit(b)
 }
 
+// forward is a Forward for stages that work packet by packet: it feeds
+// chunk, passes each complete TLS record as it is (a stage reads TDS, not
+// what TLS hides), and hands each complete TDS packet to packet. packet
+// ends the chunk early by returning a Cut, an error or stop (what is still
+// pending is then the stage's to deal with); otherwise the incomplete tail
+// is kept for the next chunk, and a stream found not to be TDS is passed.
+func (f *framer) forward(chunk []byte, emit func([]byte) error, packet func(u []byte) (cut *proxy.Cut, stop bool, err error)) (*proxy.Cut, error) {
+	f.feed(chunk)
+	for {
+		u, isTLS := f.next()
+		if u == nil {
+			break
+		}
+		if isTLS {
+			if err := emit(u); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if cut, stop, err := packet(u); err != nil || cut != nil || stop {
+			return cut, err
+		}
+	}
+	f.compact()
+	return nil, f.flushBroken(emit)
+}
+
 // compact keeps the pending tail in a buffer of its own.
 func (f *framer) compact() {
 	if len(f.pend) == 0 {
@@ -235,24 +262,9 @@ type requestStage struct {
 }
 
 func (s *requestStage) Forward(_ context.Context, chunk []byte, emit func([]byte) error) (*proxy.Cut, error) {
-	s.f.feed(chunk)
-	for {
-		u, isTLS := s.f.next()
-		if u == nil {
-			break
-		}
-		if isTLS {
-			if err := emit(u); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		if err := s.packet(u, emit); err != nil {
-			return nil, err
-		}
-	}
-	s.f.compact()
-	return nil, s.f.flushBroken(emit)
+	return s.f.forward(chunk, emit, func(u []byte) (*proxy.Cut, bool, error) {
+		return nil, false, s.packet(u, emit)
+	})
 }
 
 func (s *requestStage) packet(u []byte, emit func([]byte) error) error {
@@ -363,25 +375,10 @@ type replyStage struct {
 }
 
 func (s *replyStage) Forward(ctx context.Context, chunk []byte, emit func([]byte) error) (*proxy.Cut, error) {
-	s.f.feed(chunk)
-	for {
-		u, isTLS := s.f.next()
-		if u == nil {
-			break
-		}
-		if isTLS {
-			if err := emit(u); err != nil {
-				return nil, err
-			}
-			continue
-		}
+	return s.f.forward(chunk, emit, func(u []byte) (*proxy.Cut, bool, error) {
 		cut, err := s.packet(ctx, u, emit)
-		if err != nil || cut != nil {
-			return cut, err
-		}
-	}
-	s.f.compact()
-	return nil, s.f.flushBroken(emit)
+		return cut, false, err
+	})
 }
 
 func (s *replyStage) packet(ctx context.Context, u []byte, emit func([]byte) error) (*proxy.Cut, error) {

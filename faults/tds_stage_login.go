@@ -27,30 +27,18 @@ func (s *loginReplace) Forward(_ context.Context, chunk []byte, emit func([]byte
 	if s.done {
 		return nil, nil // the connection is being closed
 	}
-	s.f.feed(chunk)
-	for {
-		u, isTLS := s.f.next()
-		if u == nil {
-			break
-		}
-		if isTLS {
-			if err := emit(u); err != nil {
-				return nil, err
-			}
-			continue
-		}
+	return s.f.forward(chunk, emit, func(u []byte) (*proxy.Cut, bool, error) {
 		h, _ := tds.ParseHeader(u)
 		s.spid = h.SPID
-		if h.Status.EOM() {
-			s.done = true
-			if err := emit(tds.ErrorReply(s.msg, 0, s.spid)); err != nil {
-				return nil, err
-			}
-			return &proxy.Cut{Style: proxy.StyleFIN, Reason: fmt.Sprintf("tds_error %d at login", s.msg.Number)}, nil
+		if !h.Status.EOM() {
+			return nil, false, nil
 		}
-	}
-	s.f.compact()
-	return nil, s.f.flushBroken(emit)
+		s.done = true
+		if err := emit(tds.ErrorReply(s.msg, 0, s.spid)); err != nil {
+			return nil, true, err
+		}
+		return &proxy.Cut{Style: proxy.StyleFIN, Reason: fmt.Sprintf("tds_error %d at login", s.msg.Number)}, true, nil
+	})
 }
 
 // loginRedirect adds a ROUTING ENVCHANGE before the final DONE of a
@@ -69,18 +57,7 @@ func (s *loginRedirect) Forward(_ context.Context, chunk []byte, emit func([]byt
 	if s.done {
 		return nil, emit(chunk)
 	}
-	s.f.feed(chunk)
-	for {
-		u, isTLS := s.f.next()
-		if u == nil {
-			break
-		}
-		if isTLS {
-			if err := emit(u); err != nil {
-				return nil, err
-			}
-			continue
-		}
+	return s.f.forward(chunk, emit, func(u []byte) (*proxy.Cut, bool, error) {
 		h, _ := tds.ParseHeader(u)
 		if s.size == 0 {
 			s.hdr = h
@@ -88,7 +65,7 @@ func (s *loginRedirect) Forward(_ context.Context, chunk []byte, emit func([]byt
 		s.size = max(s.size, int(h.Length))
 		s.msg = append(s.msg, u[tds.HeaderLen:]...)
 		if !h.Status.EOM() {
-			continue
+			return nil, false, nil
 		}
 		s.done = true
 		out := s.msg
@@ -99,12 +76,12 @@ func (s *loginRedirect) Forward(_ context.Context, chunk []byte, emit func([]byt
 		}
 		w := tds.Writer{PacketSize: s.size, SPID: s.hdr.SPID}
 		if err := emit(w.AppendMessage(nil, tds.PacketReply, s.hdr.Status, out)); err != nil {
-			return nil, err
+			return nil, true, err
 		}
+		// After the login the stage passes everything: what came behind
+		// the response in this chunk goes on as it is.
 		rest := s.f.pend
 		s.f.pend = nil
-		return nil, emit(rest)
-	}
-	s.f.compact()
-	return nil, s.f.flushBroken(emit)
+		return nil, true, emit(rest)
+	})
 }
