@@ -78,6 +78,25 @@ func TestTDSErrorAtLoginGoMSSQL(t *testing.T) {
 
 func itoa(n int32) string { return strconv.Itoa(int(n)) }
 
+// goConn opens one go-mssqldb connection to dsn, logged in, with a context
+// bounded by limit; the test's cleanup closes both.
+func goConn(t *testing.T, dsn string, limit time.Duration) (context.Context, *sql.Conn) {
+	t.Helper()
+	db, err := sql.Open("sqlserver", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	t.Cleanup(cancel)
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return ctx, conn
+}
+
 func hasFault(rec *proxy.Record, rule, action string) bool {
 	for _, f := range rec.Faults {
 		if f.Rule == rule && f.Action == action {
@@ -96,19 +115,8 @@ func TestTDSErrorAtQueryGoMSSQL(t *testing.T) {
 			t.Run(enc.String()+"/"+n, func(t *testing.T) {
 				addr, _ := tdsEnv(t, enc, faults.RuleSpec{Name: "q", Action: "tds_error",
 					Options: map[string]string{"at": "query", "number": n, "query": `(?i)^\s*update`}})
-				db, err := sql.Open("sqlserver", testkit.GoDSN(addr, goEncrypt(enc), nil))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer db.Close()
-				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-				defer cancel()
-				conn, err := db.Conn(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer conn.Close()
-				_, err = conn.ExecContext(ctx, "UPDATE t SET x = 1")
+				ctx, conn := goConn(t, testkit.GoDSN(addr, goEncrypt(enc), nil), 15*time.Second)
+				_, err := conn.ExecContext(ctx, "UPDATE t SET x = 1")
 				if got := itoa(mssqlNumber(err)); got != n {
 					t.Fatalf("UPDATE: %v (number %s), want %s", err, got, n)
 				}
@@ -242,18 +250,7 @@ func TestAttentionGoMSSQL(t *testing.T) {
 // go-mssqldb's next query on it fails, and the record says why.
 func TestIdleKillGoMSSQL(t *testing.T) {
 	addr, recs := tdsEnv(t, tds.EncryptNotSup, faults.RuleSpec{Name: "idle", Action: "idle_kill", Options: map[string]string{"idle": "300ms"}})
-	db, err := sql.Open("sqlserver", testkit.GoDSN(addr, "disable", nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	ctx, conn := goConn(t, testkit.GoDSN(addr, "disable", nil), 15*time.Second)
 	var v int
 	if err := conn.QueryRowContext(ctx, "SELECT 1").Scan(&v); err != nil {
 		t.Fatal(err)
@@ -262,7 +259,7 @@ func TestIdleKillGoMSSQL(t *testing.T) {
 	if rec.Close == nil || rec.Close.By != proxy.SideProxy || rec.Close.Kind != proxy.CloseRST || !strings.Contains(rec.Close.Reason+fmt.Sprint(rec.Faults), "idle_kill") {
 		t.Fatalf("close %+v faults %+v", rec.Close, rec.Faults)
 	}
-	err = conn.QueryRowContext(ctx, "SELECT 1").Scan(&v)
+	err := conn.QueryRowContext(ctx, "SELECT 1").Scan(&v)
 	if err == nil {
 		t.Fatal("a query on the reset connection succeeded")
 	}
@@ -275,18 +272,7 @@ func TestIdleKillGoMSSQL(t *testing.T) {
 func TestFailoverRuleGoMSSQL(t *testing.T) {
 	set := time.Now()
 	addr, recs := tdsEnv(t, tds.EncryptNotSup, faults.RuleSpec{Name: "fo", Action: "failover", Options: map[string]string{"after": "1s", "duration": "1s"}})
-	db, err := sql.Open("sqlserver", testkit.GoDSN(addr, "disable", nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	ctx, conn := goConn(t, testkit.GoDSN(addr, "disable", nil), 20*time.Second)
 	var v int
 	if err := conn.QueryRowContext(ctx, "SELECT 1").Scan(&v); err != nil {
 		t.Fatal(err)
