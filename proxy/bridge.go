@@ -270,14 +270,7 @@ func (h bridgeTDS) apply(v Verdict) error {
 			return s.ctx.Err()
 		}
 	}
-	if len(v.Stages) > 0 {
-		s.mu.Lock()
-		for _, ds := range v.Stages {
-			s.stages[ds.Dir] = append(s.stages[ds.Dir], ds.Stage)
-		}
-		s.mu.Unlock()
-		s.bindStageClosers(v.Stages)
-	}
+	s.attachStages(v.Stages)
 	if v.Close {
 		s.inject(v)
 		return errStageCut

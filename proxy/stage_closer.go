@@ -12,6 +12,20 @@ type StageCloser interface {
 	BindClose(ctx context.Context, close func(*Cut))
 }
 
+// attachStages adds a verdict's stages to their directions, then binds
+// the StageClosers among them.
+func (s *session) attachStages(stages []DirectedStage) {
+	if len(stages) == 0 {
+		return
+	}
+	s.mu.Lock()
+	for _, ds := range stages {
+		s.stages[ds.Dir] = append(s.stages[ds.Dir], ds.Stage)
+	}
+	s.mu.Unlock()
+	s.bindStageClosers(stages)
+}
+
 // bindStageClosers gives each StageCloser among stages its close.
 func (s *session) bindStageClosers(stages []DirectedStage) {
 	for _, ds := range stages {
