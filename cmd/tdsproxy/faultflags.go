@@ -173,23 +173,7 @@ func scenarioRule(cmd *cobra.Command, f *scenarioFlags) (map[string]any, error) 
 	if len(opts) > 0 {
 		rule["options"] = opts
 	}
-	match := map[string]any{}
-	if fl.Changed("probability") {
-		match["probability"] = f.probability
-	}
-	if len(f.clients) > 0 {
-		cl := make([]any, len(f.clients))
-		for i, c := range f.clients {
-			cl[i] = c
-		}
-		match["clients"] = cl
-	}
-	if len(match) > 0 {
-		rule["match"] = match
-	}
-	if f.seed != 0 {
-		rule["seed"] = f.seed
-	}
+	f.addMatch(rule, fl.Changed("probability"))
 	// Validate here so the error names the flag, not a config key.
 	if _, err := faults.RuleSpecsFromMaps([]map[string]any{rule}); err != nil {
 		return nil, usagef("%s", flagForRuleError(err, f.scenario, fl.Changed))
@@ -263,4 +247,26 @@ func scenarioHelp() string {
 		fmt.Fprintf(&b, "  %-18s %s\n  %-18s closes: %s\n", s.Name, s.Summary, "", s.Where)
 	}
 	return b.String()
+}
+
+// addMatch adds what the --probability, --client and --seed flags chose to
+// a rule map built from flags (as a config file would write it).
+func (f *scenarioFlags) addMatch(rule map[string]any, probabilitySet bool) {
+	match := map[string]any{}
+	if probabilitySet {
+		match["probability"] = f.probability
+	}
+	if len(f.clients) > 0 {
+		cl := make([]any, len(f.clients))
+		for i, c := range f.clients {
+			cl[i] = c
+		}
+		match["clients"] = cl
+	}
+	if len(match) > 0 {
+		rule["match"] = match
+	}
+	if f.seed != 0 {
+		rule["seed"] = f.seed
+	}
 }

@@ -78,23 +78,7 @@ func tdsFlagRule(cmd *cobra.Command, f *scenarioFlags) (map[string]any, error) {
 	if fl.Changed("close") {
 		rule["close"] = f.close
 	}
-	match := map[string]any{}
-	if fl.Changed("probability") {
-		match["probability"] = f.probability
-	}
-	if len(f.clients) > 0 {
-		cl := make([]any, len(f.clients))
-		for i, c := range f.clients {
-			cl[i] = c
-		}
-		match["clients"] = cl
-	}
-	if len(match) > 0 {
-		rule["match"] = match
-	}
-	if f.seed != 0 {
-		rule["seed"] = f.seed
-	}
+	f.addMatch(rule, fl.Changed("probability"))
 	if _, err := faults.RuleSpecsFromMaps([]map[string]any{rule}); err != nil {
 		return nil, usagef("%s", tdsFlagError(err))
 	}
