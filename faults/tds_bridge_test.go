@@ -14,6 +14,7 @@ import (
 	mssql "github.com/microsoft/go-mssqldb"
 	"github.com/microsoft/go-mssqldb/msdsn"
 
+	"github.com/tdsproxy/tdsproxy/diagnose"
 	"github.com/tdsproxy/tdsproxy/faults"
 	"github.com/tdsproxy/tdsproxy/internal/emulator"
 	"github.com/tdsproxy/tdsproxy/internal/testkit"
@@ -230,5 +231,44 @@ func TestTDSFailoverInBridgeMode(t *testing.T) {
 	r := proxykit.Next(t, recs, 10*time.Second)
 	if n, rule, ok := faults.LoginErrorInjected(r); !ok || n != 40613 || rule != "fo" {
 		t.Errorf("faults %+v", r.Faults)
+	}
+}
+
+// delayed-accept's prelogin_delay in bridge mode: the bridge holds the
+// upstream's PRELOGIN answer (TDS 7.x), so go-mssqldb's login takes the
+// hold, and the record's prelogin.response step says the proxy held it.
+// Under TDS 8.0 strict PRELOGIN is inside TLS and nothing is held.
+func TestPreloginDelayInBridgeMode(t *testing.T) {
+	const hold = 700 * time.Millisecond
+	e, open, recs, _ := bridgeTDSEnv(t)
+	setRules(t, e, faults.RuleSpec{Name: "slow-prelogin", Scenario: "delayed-accept",
+		Options: map[string]string{"prelogin_delay": hold.String()}})
+	for _, enc := range []string{"true", "false", "strict"} {
+		t.Run(enc, func(t *testing.T) {
+			db := open(enc)
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			start := time.Now()
+			if err := db.PingContext(ctx); err != nil {
+				t.Fatalf("login: %v", err)
+			}
+			took := time.Since(start)
+			r := proxykit.Next(t, recs, 10*time.Second)
+			var held time.Duration
+			for _, s := range diagnose.Steps(r) {
+				if s.Step == string(proxy.PhasePreloginResponse) {
+					held = s.Held
+				}
+			}
+			if enc == "strict" {
+				if held != 0 || took >= hold {
+					t.Errorf("strict: login took %v, prelogin.response held %v; want no hold", took, held)
+				}
+				return
+			}
+			if took < hold || held != hold || !hasFault(r, "slow-prelogin", faults.ActionDelay) {
+				t.Errorf("login took %v, prelogin.response held %v, faults %+v; want %v held by slow-prelogin", took, held, r.Faults, hold)
+			}
+		})
 	}
 }

@@ -180,11 +180,14 @@ func (s *session) runBridge(st *bridgeState) {
 	client := &countConn{Conn: s.client, n: &s.bytes[ClientToServer], pre: early}
 	server := &countConn{Conn: srv, n: &s.bytes[ServerToClient]}
 	var o tlsbridge.ServeOptions
+	var hook *bridgeTDSState
 	if bp, ok := s.cd.(BridgePolicer); ok && s.cd != nil {
 		o.Policy = bp.BridgePolicy()
 	}
 	if s.cd != nil {
-		o.TDS = bridgeTDS{s: s, st: &bridgeTDSState{}}
+		h := bridgeTDS{s: s, st: &bridgeTDSState{}}
+		hook = h.st
+		o.TDS, o.PreloginAnswer = h, h.preloginResponse
 	}
 	o.Established = func() {
 		s.mu.Lock()
@@ -196,7 +199,7 @@ func (s *session) runBridge(st *bridgeState) {
 	rep, err := st.b.ServeWith(s.ctx, client, server, o)
 	s.mu.Lock()
 	s.stopWatchingLocked()
-	fillBridgeRecord(&s.rec, rep, st, o.Policy, s.p.now().Sub(s.rec.Start))
+	fillBridgeRecord(&s.rec, rep, st, o.Policy, s.p.now().Sub(s.rec.Start), hook.heldPhases())
 	s.mu.Unlock()
 	by, kind, reason := bridgeClose(rep, err)
 	s.setClose(by, kind, reason)
@@ -221,6 +224,18 @@ type bridgeTDS struct {
 
 type bridgeTDSState struct {
 	loginIn, answered atomic.Bool
+	// held is how long a delay verdict held the bytes of each phase
+	// (under the session's mu): the record's Held, as passthrough has it.
+	held map[Phase]time.Duration
+}
+
+// heldPhases is st.held; nil for a session without a decider. Read once
+// the bridge has returned (no hook runs any more).
+func (st *bridgeTDSState) heldPhases() map[Phase]time.Duration {
+	if st == nil {
+		return nil
+	}
+	return st.held
 }
 
 // Login records the decrypted LOGIN7, asks the decider about PhaseLogin7
@@ -240,7 +255,18 @@ func (h bridgeTDS) Login(l tds.SessionLogin) error {
 	if h.st != nil {
 		h.st.loginIn.Store(true)
 	}
-	return h.apply(v)
+	return h.apply(v, PhaseLogin7)
+}
+
+// preloginResponse asks the decider about PhasePreloginResponse when the
+// upstream's plaintext PRELOGIN answer is about to reach the client, so a
+// prelogin_delay (or a close there) acts in bridge mode as in passthrough.
+func (h bridgeTDS) preloginResponse() error {
+	s := h.s
+	s.mu.Lock()
+	v := s.decideLocked([]Event{{Phase: PhasePreloginResponse, Dir: ServerToClient}})
+	s.mu.Unlock()
+	return h.apply(v, PhasePreloginResponse)
 }
 
 // loginResponse asks the decider about PhaseLoginResponse when the
@@ -254,13 +280,21 @@ func (h bridgeTDS) loginResponse() error {
 	s.mu.Lock()
 	v := s.decideLocked([]Event{{Phase: PhaseLoginResponse, Dir: ServerToClient}})
 	s.mu.Unlock()
-	return h.apply(v)
+	return h.apply(v, PhaseLoginResponse)
 }
 
-// apply carries out a verdict taken on decrypted TDS: wait out a delay,
-// attach stages, or close.
-func (h bridgeTDS) apply(v Verdict) error {
+// apply carries out a verdict taken at phase on the bridged session: wait
+// out a delay, attach stages, or close.
+func (h bridgeTDS) apply(v Verdict, phase Phase) error {
 	s := h.s
+	if v.Delay > 0 && !v.Close && h.st != nil {
+		s.mu.Lock()
+		if h.st.held == nil {
+			h.st.held = map[Phase]time.Duration{}
+		}
+		h.st.held[phase] += v.Delay
+		s.mu.Unlock()
+	}
 	if v.Delay > 0 {
 		t := time.NewTimer(v.Delay)
 		select {
@@ -361,7 +395,13 @@ const sspiNote = "LOGIN7 uses SSPI (Windows authentication): a token bound to th
 	"(Extended Protection) cannot pass a TLS-terminating proxy, and a server that enforces it refuses the login (docs/bridge.md)"
 
 // fillBridgeRecord copies what the bridge learned into the record.
-func fillBridgeRecord(r *Record, rep *tlsbridge.BridgeReport, st *bridgeState, pol *tlsbridge.ServerPolicy, at time.Duration) {
+//
+// held is how long delay verdicts held each phase's bytes: the phase's
+// Held, as in passthrough, where a mark's At is when its bytes were read
+// and At+Held when they went on. The bridge stamps PRELOGIN and login
+// responses after writing them (after the hold), LOGIN7 when decoded
+// (before it).
+func fillBridgeRecord(r *Record, rep *tlsbridge.BridgeReport, st *bridgeState, pol *tlsbridge.ServerPolicy, at time.Duration, held map[Phase]time.Duration) {
 	switch rep.Protocol {
 	case "tds7":
 		r.Protocol = ProtocolTDS7
@@ -375,11 +415,16 @@ func fillBridgeRecord(r *Record, rep *tlsbridge.BridgeReport, st *bridgeState, p
 	// on the proxy's clock, so each is placed relative to now.
 	now := time.Now()
 	mark := func(p Phase, enc bool) {
+		h := held[p]
 		if t := bridgeStamp(rep.Times, p); !t.IsZero() {
-			markPhase(r, p, false, max(0, at-now.Sub(t)))
+			when := at - now.Sub(t)
+			if p == PhasePreloginResponse || p == PhaseLoginResponse {
+				when -= h // stamped once the held bytes went on
+			}
+			markPhase(r, p, false, max(0, when), h)
 			return
 		}
-		markPhase(r, p, enc, at)
+		markPhase(r, p, enc, max(0, at-h), h)
 	}
 	if rep.ClientPrelogin != nil || rep.ServerPrelogin != nil {
 		r.Prelogin = &PreloginInfo{Scope: rep.Scope}
@@ -432,9 +477,9 @@ func bridgeStamp(t tlsbridge.StepTimes, p Phase) time.Time {
 }
 
 // markPhase records that the connection reached p at at, once.
-func markPhase(r *Record, p Phase, enc bool, at time.Duration) {
+func markPhase(r *Record, p Phase, enc bool, at, held time.Duration) {
 	if !r.Reached(p) {
-		r.Phases = append(r.Phases, PhaseMark{Phase: p, At: at, Encrypted: enc})
+		r.Phases = append(r.Phases, PhaseMark{Phase: p, At: at, Encrypted: enc, Held: held})
 		r.Phase = p
 	}
 }

@@ -165,6 +165,13 @@ type ServeOptions struct {
 	// TDS, when set, sees the decrypted TDS streams (TDS faults in bridge
 	// mode, docs/bridge.md).
 	TDS TDSHook
+	// PreloginAnswer, when set, is called once the upstream's plaintext
+	// PRELOGIN answer (TDS 7.x, MS-TDS §2.2.6.5) has been read, before it is
+	// written to the client: a delayed-accept prelogin_delay holds it
+	// there, as passthrough holds the server's bytes. An error ends the
+	// connection (the caller has closed it). Not called in TDS 8.0 strict,
+	// where PRELOGIN travels inside TLS.
+	PreloginAnswer func() error
 }
 
 // TDSHook lets the caller act on a bridged connection's decrypted TDS
@@ -191,7 +198,7 @@ func (b *Bridge) ServeWith(ctx context.Context, client, upstream net.Conn, o Ser
 		pol = o.Policy
 	}
 	s := &bridgeSession{b: b, rep: rep, client: client, upstream: upstream, established: o.Established, policy: pol,
-		dec: &tds.SessionDecoder{Queries: b.cfg.Queries}, hook: o.TDS}
+		dec: &tds.SessionDecoder{Queries: b.cfg.Queries}, hook: o.TDS, preloginAnswer: o.PreloginAnswer}
 	stop := context.AfterFunc(ctx, func() { client.Close(); upstream.Close() })
 	defer stop()
 	defer func() {
@@ -216,6 +223,7 @@ type bridgeSession struct {
 	rep              *BridgeReport
 	client, upstream net.Conn
 	established      func()
+	preloginAnswer   func() error
 	policy           *ServerPolicy
 
 	decMu sync.Mutex
@@ -385,6 +393,11 @@ func (s *bridgeSession) prelogin(client net.Conn) (scope tds.TLSScope, passthrou
 			s.client.Write(sraw)
 		}
 		return 0, false, fmt.Errorf("bridge: upstream PRELOGIN answer: %w", err)
+	}
+	if s.preloginAnswer != nil {
+		if err := s.preloginAnswer(); err != nil {
+			return 0, false, err
+		}
 	}
 	if _, err := client.Write(sraw); err != nil {
 		s.rep.DecidedBy = "client"
