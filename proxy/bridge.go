@@ -185,7 +185,7 @@ func (s *session) runBridge(st *bridgeState) {
 		o.Policy = bp.BridgePolicy()
 	}
 	if s.cd != nil {
-		h := bridgeTDS{s: s, st: &bridgeTDSState{}}
+		h := bridgeTDS{s: s, st: &bridgeTDSState{}, client: client}
 		hook = h.st
 		o.TDS, o.PreloginAnswer = h, h.preloginResponse
 	}
@@ -211,6 +211,10 @@ func (s *session) runBridge(st *bridgeState) {
 // closed the connection).
 var errStageCut = errors.New("bridge: connection cut by a fault stage")
 
+// errClientLeftHold ends a bridged connection whose client left while a
+// fault held its PRELOGIN answer (the close is recorded by holdClient).
+var errClientLeftHold = errors.New("bridge: the client left during a held PRELOGIN answer")
+
 // bridgeTDS is a bridged session's tlsbridge.TDSHook: the decrypted
 // LOGIN7 goes to the decider as the watcher's PhaseLogin7 does in
 // passthrough, and each decrypted direction passes the session's stages
@@ -220,6 +224,9 @@ type bridgeTDS struct {
 	// st is shared by the hook's two directions: the server's first bytes
 	// after LOGIN7 are its login response, PhaseLoginResponse's moment.
 	st *bridgeTDSState
+	// client is the client leg the bridge reads: what the client sends
+	// during a PRELOGIN hold goes back in front of it.
+	client *countConn
 }
 
 type bridgeTDSState struct {
@@ -255,7 +262,7 @@ func (h bridgeTDS) Login(l tds.SessionLogin) error {
 	if h.st != nil {
 		h.st.loginIn.Store(true)
 	}
-	return h.apply(v, PhaseLogin7)
+	return h.apply(v, PhaseLogin7, "")
 }
 
 // preloginResponse asks the decider about PhasePreloginResponse when the
@@ -266,7 +273,7 @@ func (h bridgeTDS) preloginResponse() error {
 	s.mu.Lock()
 	v := s.decideLocked([]Event{{Phase: PhasePreloginResponse, Dir: ServerToClient}})
 	s.mu.Unlock()
-	return h.apply(v, PhasePreloginResponse)
+	return h.apply(v, PhasePreloginResponse, PhasePreloginRequest)
 }
 
 // loginResponse asks the decider about PhaseLoginResponse when the
@@ -280,22 +287,55 @@ func (h bridgeTDS) loginResponse() error {
 	s.mu.Lock()
 	v := s.decideLocked([]Event{{Phase: PhaseLoginResponse, Dir: ServerToClient}})
 	s.mu.Unlock()
-	return h.apply(v, PhaseLoginResponse)
+	return h.apply(v, PhaseLoginResponse, PhaseLogin7)
 }
 
 // apply carries out a verdict taken at phase on the bridged session: wait
 // out a delay, attach stages, or close.
-func (h bridgeTDS) apply(v Verdict, phase Phase) error {
+//
+// The record's phase follows, so that a close recorded meanwhile names
+// the right one, as in passthrough: while a delay holds phase's bytes
+// the connection is still at before (the phase the peer has seen; empty:
+// leave it), and a close acts at phase; a verdict that does neither
+// leaves the phase alone. The marks themselves, with the
+// bridge's exact times, are added when the connection ends
+// (fillBridgeRecord).
+func (h bridgeTDS) apply(v Verdict, phase, before Phase) error {
 	s := h.s
-	if v.Delay > 0 && !v.Close && h.st != nil {
-		s.mu.Lock()
+	held := v.Delay > 0 && !v.Close
+	s.mu.Lock()
+	switch {
+	case v.Close:
+		s.rec.Phase = phase
+	case held && before != "":
+		s.rec.Phase = before
+	}
+	if held && h.st != nil {
 		if h.st.held == nil {
 			h.st.held = map[Phase]time.Duration{}
 		}
 		h.st.held[phase] += v.Delay
-		s.mu.Unlock()
 	}
-	if v.Delay > 0 {
+	s.mu.Unlock()
+	if held {
+		defer func() {
+			s.mu.Lock()
+			if s.rec.Close == nil {
+				s.rec.Phase = phase
+			}
+			s.mu.Unlock()
+		}()
+	}
+	if v.Delay > 0 && !v.Close && phase == PhasePreloginResponse && h.client != nil {
+		// The bridge waits in this hook and nothing else reads the client:
+		// watch it as passthrough does, so a client that gives up during
+		// the hold is seen at once.
+		early, ok := s.holdClient(v.Delay)
+		if !ok {
+			return errClientLeftHold
+		}
+		h.client.pre = append(early, h.client.pre...)
+	} else if v.Delay > 0 {
 		t := time.NewTimer(v.Delay)
 		select {
 		case <-t.C:

@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -77,6 +78,78 @@ func TestBridgeLoginResponseDelay(t *testing.T) {
 			}
 			if !found {
 				t.Errorf("no %s step: %+v", tc.step, diagnose.Steps(r))
+			}
+		})
+	}
+}
+
+// A client that gives up while a bridge holds the upstream's PRELOGIN
+// answer is recorded when it left, as in passthrough (holdClient), not
+// when the hold would have ended.
+func TestBridgeClientLeavingDuringPreloginHold(t *testing.T) {
+	const hold = 6 * time.Second
+	emu := testkit.StartEmulator(t, emulator.Config{Encrypt: tds.EncryptOff, User: bridgeUser, Password: bridgePassword})
+	dir := t.TempDir()
+	sink, recs := proxykit.Records(4)
+	p := proxykit.Start(t, proxy.Config{Name: "bridge", Upstream: emu.Addr(),
+		Bridge: &proxy.BridgeConfig{CAOut: filepath.Join(dir, "ca.pem"), UpstreamInsecure: true}},
+		proxy.Options{Sink: sink, Decider: holdAt{phase: proxy.PhasePreloginResponse, d: hold}})
+	c, err := net.Dial("tcp", p.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := &tds.Prelogin{}
+	pl.Set(tds.PreloginVersion, []byte{9, 0, 0, 0, 0, 0})
+	pl.Set(tds.PreloginEncryption, []byte{byte(tds.EncryptOn)})
+	w := tds.Writer{}
+	if _, err := c.Write(w.AppendMessage(nil, tds.PacketPrelogin, 0, pl.Marshal())); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // the client's patience
+	left := time.Now()
+	c.Close()
+	r := proxykit.Next(t, recs, 10*time.Second)
+	if took := time.Since(left); took > 2*time.Second {
+		t.Errorf("the record came %v after the client left (hold %v)", took, hold)
+	}
+	if d := r.End.Sub(r.Start); d > hold/2 {
+		t.Errorf("duration %v, want about when the client left (hold %v)", d, hold)
+	}
+	if r.Close == nil || r.Close.By != proxy.SideClient || r.Close.Phase != proxy.PhasePreloginRequest {
+		t.Errorf("close %+v, want by the client while awaiting the PRELOGIN answer", r.Close)
+	}
+}
+
+// closeAt closes the connection (RST) at phase.
+type closeAt proxy.Phase
+
+func (c closeAt) Connect(proxy.ConnInfo) proxy.ConnDecider { return c }
+
+func (c closeAt) Decide(ev *proxy.Event, _ *proxy.Record) proxy.Verdict {
+	if ev.Phase == proxy.Phase(c) {
+		return proxy.Verdict{Close: true, Style: proxy.StyleRST, Rule: "cut", Action: "close:rst"}
+	}
+	return proxy.Verdict{}
+}
+
+// A close a decider orders during a bridged session names the phase it
+// acted at, as in passthrough, although the bridge adds its phase marks
+// only when the connection ends.
+func TestBridgeInjectedClosePhase(t *testing.T) {
+	for _, phase := range []proxy.Phase{proxy.PhasePreloginResponse, proxy.PhaseLogin7, proxy.PhaseLoginResponse} {
+		t.Run(string(phase), func(t *testing.T) {
+			emu := testkit.StartEmulator(t, emulator.Config{Encrypt: tds.EncryptOn, User: bridgeUser, Password: bridgePassword})
+			dir := t.TempDir()
+			sink, recs := proxykit.Records(4)
+			p := proxykit.Start(t, proxy.Config{Name: "bridge", Upstream: emu.Addr(),
+				Bridge: &proxy.BridgeConfig{CAOut: filepath.Join(dir, "ca.pem"), UpstreamInsecure: true}},
+				proxy.Options{Sink: sink, Decider: closeAt(phase)})
+			if res := runThrough(t, p, "true", bridgePassword, "SELECT 1"); res.OK {
+				t.Fatal("SELECT 1 passed a close at " + string(phase))
+			}
+			r := proxykit.Next(t, recs, 20*time.Second)
+			if r.Close == nil || r.Close.By != proxy.SideProxy || r.Close.Phase != phase {
+				t.Errorf("close %+v, want by the proxy at %s", r.Close, phase)
 			}
 		})
 	}
