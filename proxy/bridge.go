@@ -268,9 +268,14 @@ func (h bridgeTDS) Login(l tds.SessionLogin) error {
 // preloginResponse asks the decider about PhasePreloginResponse when the
 // upstream's plaintext PRELOGIN answer is about to reach the client, so a
 // prelogin_delay (or a close there) acts in bridge mode as in passthrough.
-func (h bridgeTDS) preloginResponse() error {
+// The client sent last (its PRELOGIN, read at requestRead): a close during
+// a hold then says the client was waiting for the server, and how long.
+func (h bridgeTDS) preloginResponse(requestRead time.Time) error {
 	s := h.s
 	s.mu.Lock()
+	if !requestRead.IsZero() {
+		s.lastRead[ClientToServer] = s.p.now().Add(-time.Since(requestRead))
+	}
 	v := s.decideLocked([]Event{{Phase: PhasePreloginResponse, Dir: ServerToClient}})
 	s.mu.Unlock()
 	return h.apply(v, PhasePreloginResponse, PhasePreloginRequest)

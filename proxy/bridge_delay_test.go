@@ -115,8 +115,9 @@ func TestBridgeClientLeavingDuringPreloginHold(t *testing.T) {
 	if d := r.End.Sub(r.Start); d > hold/2 {
 		t.Errorf("duration %v, want about when the client left (hold %v)", d, hold)
 	}
-	if r.Close == nil || r.Close.By != proxy.SideClient || r.Close.Phase != proxy.PhasePreloginRequest {
-		t.Errorf("close %+v, want by the client while awaiting the PRELOGIN answer", r.Close)
+	if r.Close == nil || r.Close.By != proxy.SideClient || r.Close.Phase != proxy.PhasePreloginRequest ||
+		r.Close.Awaiting != proxy.SideServer || r.Close.Silence < 400*time.Millisecond || r.Close.Silence > hold/2 {
+		t.Errorf("close %+v, want by the client at prelogin.request, awaiting the server for about 500ms", r.Close)
 	}
 }
 

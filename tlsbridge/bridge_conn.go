@@ -170,8 +170,9 @@ type ServeOptions struct {
 	// written to the client: a delayed-accept prelogin_delay holds it
 	// there, as passthrough holds the server's bytes. An error ends the
 	// connection (the caller has closed it). Not called in TDS 8.0 strict,
-	// where PRELOGIN travels inside TLS.
-	PreloginAnswer func() error
+	// where PRELOGIN travels inside TLS. requestRead is when the client's
+	// PRELOGIN was read (StepTimes.PreloginRequest).
+	PreloginAnswer func(requestRead time.Time) error
 }
 
 // TDSHook lets the caller act on a bridged connection's decrypted TDS
@@ -223,7 +224,7 @@ type bridgeSession struct {
 	rep              *BridgeReport
 	client, upstream net.Conn
 	established      func()
-	preloginAnswer   func() error
+	preloginAnswer   func(time.Time) error
 	policy           *ServerPolicy
 
 	decMu sync.Mutex
@@ -395,7 +396,7 @@ func (s *bridgeSession) prelogin(client net.Conn) (scope tds.TLSScope, passthrou
 		return 0, false, fmt.Errorf("bridge: upstream PRELOGIN answer: %w", err)
 	}
 	if s.preloginAnswer != nil {
-		if err := s.preloginAnswer(); err != nil {
+		if err := s.preloginAnswer(s.rep.Times.PreloginRequest); err != nil {
 			return 0, false, err
 		}
 	}
