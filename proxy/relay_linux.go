@@ -126,10 +126,7 @@ func (s *session) reader(dir Direction, src net.Conn) *dirReader {
 	// from others.
 	r := s.readers[dir].Load()
 	if r == nil {
-		r = &dirReader{s: s, dir: dir}
-		if tc, ok := src.(*net.TCPConn); ok {
-			r.rc, _ = tc.SyscallConn()
-		}
+		r = &dirReader{s: s, dir: dir, rc: tcpRawConn(src)}
 		r.cb = r.callback
 		s.readers[dir].Store(r)
 	}
@@ -263,12 +260,8 @@ const tcpStateClose = 7
 // asks only about sockets the proxy has not half-closed.) The state is
 // TCP_INFO's first byte, tcpi_state (tcp(7)).
 func tcpReset(c net.Conn) bool {
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		return false
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
+	rc := tcpRawConn(c)
+	if rc == nil {
 		return false
 	}
 	var info [8]byte // tcpi_state is byte 0 of struct tcp_info
@@ -289,12 +282,8 @@ func tcpReset(c net.Conn) bool {
 // unreadBytes is how many received bytes wait unread on c (SIOCINQ), or -1
 // when unknown.
 func unreadBytes(c net.Conn) int {
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		return -1
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
+	rc := tcpRawConn(c)
+	if rc == nil {
 		return -1
 	}
 	n := -1
@@ -327,7 +316,15 @@ func (s *session) dstRawConn(dir Direction, dst net.Conn) syscall.RawConn {
 	if rc := s.dstRC[dir]; rc != nil {
 		return rc
 	}
-	tc, ok := dst.(*net.TCPConn)
+	rc := tcpRawConn(dst)
+	s.dstRC[dir] = rc
+	return rc
+}
+
+// tcpRawConn is c's socket for raw system calls, or nil when c is not a
+// TCP socket.
+func tcpRawConn(c net.Conn) syscall.RawConn {
+	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return nil
 	}
@@ -335,7 +332,6 @@ func (s *session) dstRawConn(dir Direction, dst net.Conn) syscall.RawConn {
 	if err != nil {
 		return nil
 	}
-	s.dstRC[dir] = rc
 	return rc
 }
 
